@@ -1,0 +1,480 @@
+//! Batched bounded minimisation of twice_nll with exact Hessians.
+//!
+//! The minimiser is a projected Newton method with Levenberg-Marquardt damping:
+//! at each iteration the Hessian of the free parameters (not fixed, not held
+//! at a bound by their gradient) is factorised by Cholesky, the step is clipped
+//! to the bounds and accepted when the actual decrease matches the quadratic
+//! prediction well enough; otherwise the damping grows. Convergence is declared
+//! when the estimated distance to the minimum `edm = g^T H^-1 g / 2` (in
+//! twice_nll units) falls below the tolerance.
+//!
+//! All members of a batch advance together in two phases per iteration
+//! (propose a step, then test it); members that finished are masked out, and
+//! one failing member never stops the others.
+
+pub mod linalg;
+
+use crate::model::Likelihood;
+use linalg::Chol;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Settings of the minimiser.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Largest number of iterations per member.
+    pub max_iter: usize,
+    /// Convergence when edm (twice_nll units) is below this.
+    pub edm_tol: f64,
+    /// Compute the covariance matrix at the minimum.
+    pub covariance: bool,
+    /// Members advanced together (bounds memory for large batches).
+    pub chunk: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { max_iter: 500, edm_tol: 1e-12, covariance: true, chunk: 256 }
+    }
+}
+
+/// One fit problem: start point, fixed parameters and bounds.
+#[derive(Debug, Clone)]
+pub struct FitSpec {
+    /// Start values (clipped into the bounds).
+    pub init: Vec<f64>,
+    /// Parameters held at their start value.
+    pub fixed: Vec<bool>,
+    /// Bounds.
+    pub bounds: Vec<(f64, f64)>,
+}
+
+impl FitSpec {
+    /// The model's suggested start, fixed flags and bounds.
+    pub fn from_model<L: Likelihood + ?Sized>(m: &L) -> Self {
+        FitSpec { init: m.init().to_vec(), fixed: m.fixed().to_vec(), bounds: m.bounds().to_vec() }
+    }
+
+    /// Fix parameter `i` at `value`.
+    pub fn fix(mut self, i: usize, value: f64) -> Self {
+        self.init[i] = value;
+        self.fixed[i] = true;
+        self
+    }
+}
+
+/// Why a fit stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitStatus {
+    /// edm below tolerance.
+    Converged,
+    /// Every parameter is fixed or held at a bound.
+    NothingToFit,
+    /// Iteration limit reached.
+    MaxIterations,
+    /// The likelihood is not finite at the start point.
+    NonFiniteStart,
+    /// No step decreases twice_nll any more while edm is still large.
+    Stalled,
+}
+
+impl FitStatus {
+    /// True for the outcomes that found a minimum.
+    pub fn ok(self) -> bool {
+        matches!(self, FitStatus::Converged | FitStatus::NothingToFit)
+    }
+
+    /// A short human-readable reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FitStatus::Converged => "edm below tolerance",
+            FitStatus::NothingToFit => "all parameters fixed",
+            FitStatus::MaxIterations => "iteration limit reached",
+            FitStatus::NonFiniteStart => "likelihood not finite at the start point (an expected rate is not positive)",
+            FitStatus::Stalled => "no decreasing step found while edm is still above tolerance",
+        }
+    }
+}
+
+/// Result of one fit.
+#[derive(Debug, Clone)]
+pub struct FitResult {
+    /// twice_nll at the minimum.
+    pub twice_nll: f64,
+    /// Best-fit parameters.
+    pub x: Vec<f64>,
+    /// Uncertainties sqrt(diag(2 H^-1)) (0 for fixed, NaN if the Hessian is not positive definite).
+    pub errors: Vec<f64>,
+    /// Covariance 2 H^-1 over the non-fixed parameters, row-major P x P (zeros for fixed).
+    pub covariance: Option<Vec<f64>>,
+    /// Iterations used.
+    pub iterations: usize,
+    /// Likelihood evaluations used.
+    pub n_evals: usize,
+    /// Whether a minimum was found.
+    pub converged: bool,
+    /// Why the fit stopped.
+    pub status: FitStatus,
+    /// Estimated distance to the minimum at the end.
+    pub edm: f64,
+    /// True when the covariance could not be computed (Hessian not positive definite).
+    pub hessian_not_pd: bool,
+}
+
+impl FitResult {
+    /// Correlation matrix from the covariance (row-major; zero rows for fixed parameters).
+    pub fn correlation(&self) -> Option<Vec<f64>> {
+        let c = self.covariance.as_ref()?;
+        let p = self.x.len();
+        let mut r = vec![0.0; p * p];
+        for i in 0..p {
+            for j in 0..p {
+                let d = (c[i * p + i] * c[j * p + j]).sqrt();
+                r[i * p + j] = if d > 0.0 { c[i * p + j] / d } else { 0.0 };
+            }
+        }
+        Some(r)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Propose,
+    Trial,
+    Done,
+}
+
+struct Member {
+    x: Vec<f64>,
+    x_trial: Vec<f64>,
+    f: f64,
+    pred: f64,
+    lambda: f64,
+    iter: usize,
+    evals: usize,
+    edm: f64,
+    phase: Phase,
+    status: FitStatus,
+    cov: Option<Vec<f64>>,
+    not_pd: bool,
+    /// Stop at the next proposal (after computing the Hessian for the covariance).
+    stop: bool,
+}
+
+struct Work<S> {
+    s: S,
+    g: Vec<f64>,
+    h: Vec<f64>,
+    chol: Chol,
+    free: Vec<usize>,
+    d: Vec<f64>,
+}
+
+impl<S> Work<S> {
+    fn new(s: S, p: usize) -> Self {
+        Work { s, g: vec![0.0; p], h: vec![0.0; p * p], chol: Chol::new(p), free: Vec::with_capacity(p), d: vec![0.0; p] }
+    }
+}
+
+/// Fit one problem.
+pub fn fit<L: Likelihood>(model: &L, data: &L::Data, spec: &FitSpec, opts: &FitOptions) -> FitResult {
+    fit_batch(model, &[data], std::slice::from_ref(spec), opts).pop().expect("one result")
+}
+
+/// Fit a batch of problems: `data` holds one dataset for all members or one per member.
+pub fn fit_batch<L: Likelihood>(
+    model: &L,
+    data: &[&L::Data],
+    specs: &[FitSpec],
+    opts: &FitOptions,
+) -> Vec<FitResult> {
+    assert!(data.len() == 1 || data.len() == specs.len(), "one dataset or one per member");
+    let mut out = Vec::with_capacity(specs.len());
+    let chunk = opts.chunk.max(1);
+    for (c, specs_c) in specs.chunks(chunk).enumerate() {
+        let base = c * chunk;
+        let data_c: Vec<&L::Data> = if data.len() == 1 {
+            vec![data[0]]
+        } else {
+            data[base..base + specs_c.len()].to_vec()
+        };
+        out.extend(fit_chunk(model, &data_c, specs_c, opts));
+    }
+    out
+}
+
+fn fit_chunk<L: Likelihood>(model: &L, data: &[&L::Data], specs: &[FitSpec], opts: &FitOptions) -> Vec<FitResult> {
+    let p = model.n_pars();
+    let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
+    let mut members: Vec<Member> = specs
+        .iter()
+        .map(|sp| {
+            let x: Vec<f64> = sp.init.iter().zip(&sp.bounds).map(|(v, (lo, hi))| v.clamp(*lo, *hi)).collect();
+            Member {
+                x_trial: x.clone(),
+                x,
+                f: f64::NAN,
+                pred: 0.0,
+                lambda: 0.0,
+                iter: 0,
+                evals: 0,
+                edm: f64::INFINITY,
+                phase: Phase::Propose,
+                status: FitStatus::MaxIterations,
+                cov: None,
+                not_pd: false,
+                stop: false,
+            }
+        })
+        .collect();
+
+    let parallel = members.len() > 1;
+    loop {
+        let active = members.iter().any(|m| m.phase != Phase::Done);
+        if !active {
+            break;
+        }
+        // Phase 1: propose steps (Hessian, active set, damped Newton solve).
+        let step = |w: &mut Work<L::Scratch>, (i, m): (usize, &mut Member)| {
+            if m.phase == Phase::Propose {
+                propose(model, dat(i), &specs[i], opts, m, w);
+            }
+        };
+        if parallel {
+            members.par_iter_mut().enumerate().for_each_init(|| Work::new(model.scratch(), p), step);
+        } else {
+            let mut w = Work::new(model.scratch(), p);
+            members.iter_mut().enumerate().for_each(|im| step(&mut w, im));
+        }
+        // Phase 2: evaluate the trial points and accept or reject.
+        let trial = |s: &mut L::Scratch, (i, m): (usize, &mut Member)| {
+            if m.phase == Phase::Trial {
+                let ft = model.eval(&m.x_trial, dat(i), s, None, None);
+                m.evals += 1;
+                judge(m, ft, opts);
+            }
+        };
+        if parallel {
+            members.par_iter_mut().enumerate().for_each_init(|| model.scratch(), trial);
+        } else {
+            let mut s = model.scratch();
+            members.iter_mut().enumerate().for_each(|im| trial(&mut s, im));
+        }
+    }
+    members
+        .into_iter()
+        .zip(specs)
+        .map(|(m, sp)| {
+            let errors = match &m.cov {
+                Some(c) => (0..p).map(|i| if sp.fixed[i] { 0.0 } else { c[i * p + i].max(0.0).sqrt() }).collect(),
+                None => (0..p).map(|i| if sp.fixed[i] { 0.0 } else { f64::NAN }).collect(),
+            };
+            FitResult {
+                twice_nll: m.f,
+                x: m.x,
+                errors,
+                covariance: m.cov,
+                iterations: m.iter,
+                n_evals: m.evals,
+                converged: m.status.ok(),
+                status: m.status,
+                edm: m.edm,
+                hessian_not_pd: m.not_pd,
+            }
+        })
+        .collect()
+}
+
+fn at_lower(x: f64, lo: f64) -> bool {
+    x <= lo
+}
+
+fn at_upper(x: f64, hi: f64) -> bool {
+    x >= hi
+}
+
+/// Scale of rounding noise in twice_nll near `f`.
+fn f_noise(f: f64) -> f64 {
+    1e-13 * f.abs().max(1.0)
+}
+
+fn propose<L: Likelihood>(
+    model: &L,
+    data: &L::Data,
+    spec: &FitSpec,
+    opts: &FitOptions,
+    m: &mut Member,
+    w: &mut Work<L::Scratch>,
+) {
+    let p = m.x.len();
+    let f = model.eval(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+    m.evals += 1;
+    if !f.is_finite() {
+        m.f = f;
+        m.status = if m.iter == 0 { FitStatus::NonFiniteStart } else { FitStatus::Stalled };
+        m.phase = Phase::Done;
+        return;
+    }
+    m.f = f;
+    if m.stop {
+        finish(m, spec, opts, w);
+        return;
+    }
+    let (g, h) = (&w.g, &w.h);
+    w.free.clear();
+    for i in 0..p {
+        if spec.fixed[i] {
+            continue;
+        }
+        let (lo, hi) = spec.bounds[i];
+        if (at_lower(m.x[i], lo) && g[i] > 0.0) || (at_upper(m.x[i], hi) && g[i] < 0.0) {
+            continue;
+        }
+        w.free.push(i);
+    }
+    let nf = w.free.len();
+    if nf == 0 {
+        m.edm = 0.0;
+        m.status = if spec.fixed.iter().all(|&x| x) { FitStatus::NothingToFit } else { FitStatus::Converged };
+        finish(m, spec, opts, w);
+        return;
+    }
+    let free = &w.free;
+    // Undamped Newton: edm and convergence test.
+    let mut have_newton = false;
+    if w.chol.factor(nf, |a, b| h[free[a] * p + free[b]]) {
+        for (a, &i) in free.iter().enumerate() {
+            w.d[a] = -g[i];
+        }
+        w.chol.solve(&mut w.d[..nf]);
+        let edm = -0.5 * free.iter().enumerate().map(|(a, &i)| g[i] * w.d[a]).sum::<f64>();
+        m.edm = edm;
+        if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f)) {
+            m.status = FitStatus::Converged;
+            finish(m, spec, opts, w);
+            return;
+        }
+        have_newton = edm >= 0.0;
+    } else {
+        m.edm = f64::INFINITY;
+    }
+    if m.iter >= opts.max_iter {
+        m.status = FitStatus::MaxIterations;
+        finish(m, spec, opts, w);
+        return;
+    }
+    // Damped step (Levenberg-Marquardt with Marquardt scaling).
+    loop {
+        if m.lambda == 0.0 && have_newton {
+            break;
+        }
+        let lam = m.lambda;
+        let ok = w.chol.factor(nf, |a, b| {
+            let v = h[free[a] * p + free[b]];
+            if a == b { v + lam * v.abs().max(1e-8) } else { v }
+        });
+        if ok {
+            for (a, &i) in free.iter().enumerate() {
+                w.d[a] = -g[i];
+            }
+            w.chol.solve(&mut w.d[..nf]);
+            break;
+        }
+        m.lambda = if m.lambda == 0.0 { 1e-4 } else { m.lambda * 10.0 };
+        if m.lambda > 1e20 {
+            m.status = FitStatus::Stalled;
+            finish(m, spec, opts, w);
+            return;
+        }
+    }
+    // Clip to bounds and predict the decrease of the quadratic model.
+    m.x_trial.copy_from_slice(&m.x);
+    for (a, &i) in free.iter().enumerate() {
+        let (lo, hi) = spec.bounds[i];
+        m.x_trial[i] = (m.x[i] + w.d[a]).clamp(lo, hi);
+    }
+    let mut gs = 0.0;
+    let mut shs = 0.0;
+    for &i in free.iter() {
+        let si = m.x_trial[i] - m.x[i];
+        if si == 0.0 {
+            continue;
+        }
+        gs += g[i] * si;
+        let row = &h[i * p..(i + 1) * p];
+        let mut hs = 0.0;
+        for &j in free.iter() {
+            hs += row[j] * (m.x_trial[j] - m.x[j]);
+        }
+        shs += si * hs;
+    }
+    m.pred = -(gs + 0.5 * shs);
+    m.iter += 1;
+    if !(m.pred > 0.0) {
+        // The clipped step does not descend: damp harder and try again.
+        if m.pred.abs() <= f_noise(f) && m.edm < 1e-6 {
+            m.status = FitStatus::Converged;
+            finish(m, spec, opts, w);
+            return;
+        }
+        m.lambda = if m.lambda == 0.0 { 1e-4 } else { m.lambda * 10.0 };
+        m.phase = Phase::Propose;
+        return;
+    }
+    m.phase = Phase::Trial;
+}
+
+fn judge(m: &mut Member, ft: f64, _opts: &FitOptions) {
+    let actual = m.f - ft;
+    let noise = f_noise(m.f);
+    if ft.is_finite() && actual > -noise && (actual >= 1e-4 * m.pred || m.pred < noise) {
+        let rho = actual / m.pred;
+        m.x.copy_from_slice(&m.x_trial);
+        m.f = ft;
+        if rho > 0.75 {
+            m.lambda = if m.lambda < 1e-9 { 0.0 } else { m.lambda * 0.1 };
+        } else if rho < 0.25 {
+            m.lambda = (m.lambda * 4.0).max(1e-6);
+        }
+    } else {
+        if m.pred < noise && m.edm < 1e-6 {
+            // Nothing measurable left to gain: the start of this step is the minimum.
+            m.status = FitStatus::Converged;
+            m.stop = true;
+            m.phase = Phase::Propose;
+            return;
+        }
+        m.lambda = if m.lambda == 0.0 { 1e-3 } else { m.lambda * 10.0 };
+    }
+    m.phase = Phase::Propose;
+}
+
+/// Finish a member: covariance from the Hessian already in `w` (at `m.x`).
+fn finish<S>(m: &mut Member, spec: &FitSpec, opts: &FitOptions, w: &mut Work<S>) {
+    m.phase = Phase::Done;
+    if !opts.covariance || !m.f.is_finite() {
+        return;
+    }
+    let p = m.x.len();
+    let nfix: Vec<usize> = (0..p).filter(|&i| !spec.fixed[i]).collect();
+    let n = nfix.len();
+    if n == 0 {
+        m.cov = Some(vec![0.0; p * p]);
+        return;
+    }
+    let h = &w.h;
+    if w.chol.factor(n, |a, b| h[nfix[a] * p + nfix[b]]) {
+        let mut inv = vec![0.0; n * n];
+        w.chol.inverse(&mut inv);
+        let mut cov = vec![0.0; p * p];
+        for a in 0..n {
+            for b in 0..n {
+                cov[nfix[a] * p + nfix[b]] = 2.0 * inv[a * n + b];
+            }
+        }
+        m.cov = Some(cov);
+    } else {
+        m.not_pd = true;
+    }
+}

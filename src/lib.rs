@@ -1,0 +1,15 @@
+//! gradfit: differentiable HistFactory likelihoods, batched fits and inference.
+//!
+//! Layers, bottom up: [`workspace`] (pyhf JSON, patches, validation) ->
+//! [`model`] (compiled likelihoods: fused kernel, candle graph, custom op) ->
+//! [`fit`] (batched bounded Newton minimiser, covariance) -> [`cli`].
+
+pub mod cli;
+pub mod error;
+pub mod fit;
+pub mod model;
+pub mod util;
+pub mod workspace;
+
+pub use error::{Error, Result};
+pub use model::{Dataset, HistFactoryModel, Likelihood, ModelOptions};

@@ -1,0 +1,546 @@
+//! The fused CPU kernel: twice_nll, its gradient and its exact Hessian.
+//!
+//! With `nu_b = sum_s F_sb(theta) * A_sb(theta)` (F: product of factors,
+//! A: nominal plus additive deltas), the main term and its derivatives are
+//!
+//! ```text
+//! f    = 2 sum_b (nu_b - n_b ln nu_b) + constraints + const
+//! df   = 2 sum_b (1 - n_b/nu_b) dnu_b
+//! d2f  = 2 sum_b [ n_b/nu_b^2 dnu_b dnu_b^T + (1 - n_b/nu_b) d2nu_b ]
+//! ```
+//!
+//! `d2nu` is assembled per sample-bin from pairs of terms, using prefix and
+//! suffix products so that a factor equal to zero (a normfactor at 0) never
+//! causes a division. The outer-product part runs over the compact list of
+//! parameters that touch each bin.
+
+use super::{Constraint, Dataset, HistFactoryModel};
+use rayon::prelude::*;
+
+/// Sparsity structure derived from the model.
+#[derive(Debug, Clone, Default)]
+pub struct Structure {
+    /// CSR pointers into `bin_pars`, one row per main bin.
+    pub bin_ptr: Vec<u32>,
+    /// Sorted parameter indices that affect each bin.
+    pub bin_pars: Vec<u32>,
+    /// Position of each multiplicative term's parameter in its bin row.
+    pub mult_pos: Vec<u32>,
+    /// Position of each additive term's parameter in its bin row.
+    pub add_pos: Vec<u32>,
+    /// Largest number of multiplicative terms in one sample-bin.
+    pub max_mult: usize,
+    /// Constrained parameters: (parameter, aux index, constraint).
+    pub constrained: Vec<(u32, u32, Constraint)>,
+}
+
+impl Structure {
+    pub(super) fn new(m: &HistFactoryModel) -> Self {
+        let nb = m.n_main;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); nb];
+        for s in &m.sb {
+            let row = &mut rows[s.bin as usize];
+            for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                row.push(t.par);
+            }
+            for t in &m.add[s.add.0 as usize..s.add.1 as usize] {
+                row.push(t.par);
+            }
+        }
+        let mut bin_ptr = Vec::with_capacity(nb + 1);
+        let mut bin_pars = Vec::new();
+        bin_ptr.push(0u32);
+        for r in rows.iter_mut() {
+            r.sort_unstable();
+            r.dedup();
+            bin_pars.extend_from_slice(r);
+            bin_ptr.push(bin_pars.len() as u32);
+        }
+        let pos = |bin: u32, par: u32| -> u32 {
+            let b = bin as usize;
+            let row = &bin_pars[bin_ptr[b] as usize..bin_ptr[b + 1] as usize];
+            row.binary_search(&par).expect("par in row") as u32
+        };
+        let mut mult_pos = vec![0u32; m.mult.len()];
+        let mut add_pos = vec![0u32; m.add.len()];
+        let mut max_mult = 0;
+        for s in &m.sb {
+            max_mult = max_mult.max((s.mult.1 - s.mult.0) as usize);
+            for k in s.mult.0..s.mult.1 {
+                mult_pos[k as usize] = pos(s.bin, m.mult[k as usize].par);
+            }
+            for k in s.add.0..s.add.1 {
+                add_pos[k as usize] = pos(s.bin, m.add[k as usize].par);
+            }
+        }
+        let constrained = m
+            .constraints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| m.aux_index[i].map(|a| (i as u32, a as u32, *c)))
+            .collect();
+        Structure { bin_ptr, bin_pars, mult_pos, add_pos, max_mult, constrained }
+    }
+}
+
+/// Reusable buffers for one evaluation (one per thread).
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    mval: Vec<f64>,
+    md1: Vec<f64>,
+    md2: Vec<f64>,
+    aval: Vec<f64>,
+    ad1: Vec<f64>,
+    ad2: Vec<f64>,
+    sbf: Vec<f64>,
+    sba: Vec<f64>,
+    nu: Vec<f64>,
+    w1: Vec<f64>,
+    w2: Vec<f64>,
+    jac: Vec<f64>,
+    pre: Vec<f64>,
+    suf: Vec<f64>,
+}
+
+impl Scratch {
+    /// Buffers sized for `m`.
+    pub fn new(m: &HistFactoryModel) -> Self {
+        let mut s = Scratch::default();
+        s.ensure(m);
+        s
+    }
+
+    fn ensure(&mut self, m: &HistFactoryModel) {
+        let nm = m.mult.len();
+        let na = m.add.len();
+        if self.mval.len() != nm {
+            self.mval.resize(nm, 0.0);
+            self.md1.resize(nm, 0.0);
+            self.md2.resize(nm, 0.0);
+        }
+        if self.aval.len() != na {
+            self.aval.resize(na, 0.0);
+            self.ad1.resize(na, 0.0);
+            self.ad2.resize(na, 0.0);
+        }
+        if self.sbf.len() != m.sb.len() {
+            self.sbf.resize(m.sb.len(), 0.0);
+            self.sba.resize(m.sb.len(), 0.0);
+        }
+        if self.nu.len() != m.n_main {
+            self.nu.resize(m.n_main, 0.0);
+            self.w1.resize(m.n_main, 0.0);
+            self.w2.resize(m.n_main, 0.0);
+        }
+        if self.jac.len() != m.structure.bin_pars.len() {
+            self.jac.resize(m.structure.bin_pars.len(), 0.0);
+        }
+        let mm = m.structure.max_mult + 1;
+        if self.pre.len() < mm {
+            self.pre.resize(mm, 0.0);
+            self.suf.resize(mm, 0.0);
+        }
+    }
+}
+
+#[inline(always)]
+fn add_upper(h: &mut [f64], p: usize, a: usize, b: usize, v: f64) {
+    if a == b {
+        h[a * p + a] += 2.0 * v;
+    } else if a < b {
+        h[a * p + b] += v;
+    } else {
+        h[b * p + a] += v;
+    }
+}
+
+impl HistFactoryModel {
+    /// Expected rate of every sample-bin at `theta`.
+    pub fn expected_sample_bins(&self, theta: &[f64]) -> Vec<f64> {
+        self.sb
+            .iter()
+            .map(|s| {
+                let mut f = 1.0;
+                for t in &self.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                    let x = theta[t.par as usize];
+                    f *= if t.interp == u32::MAX { x } else { self.interps[t.interp as usize].value(x) };
+                }
+                let mut a = s.nom;
+                for t in &self.add[s.add.0 as usize..s.add.1 as usize] {
+                    a += self.interps[t.interp as usize].value(theta[t.par as usize]);
+                }
+                f * a
+            })
+            .collect()
+    }
+
+    /// Expected main-bin rates at `theta` (pyhf `expected_actualdata`).
+    pub fn expected_main(&self, theta: &[f64]) -> Vec<f64> {
+        let mut nu = vec![0.0; self.n_main];
+        for (s, v) in self.sb.iter().zip(self.expected_sample_bins(theta)) {
+            nu[s.bin as usize] += v;
+        }
+        nu
+    }
+
+    /// Explain why twice_nll is not finite at `theta` (first offending bin or constraint).
+    pub fn domain_issue(&self, theta: &[f64], data: &Dataset) -> Option<String> {
+        let nu = self.expected_main(theta);
+        for (b, (&n, &v)) in data.main.iter().zip(nu.iter()).enumerate() {
+            if (n > 0.0 && !(v > 0.0)) || !(v >= 0.0) {
+                return Some(format!(
+                    "expected rate {v} in {} (observed {n}): the Poisson likelihood is undefined there",
+                    self.bin_label(b)
+                ));
+            }
+        }
+        for &(i, a, c) in &self.structure.constrained {
+            if let Constraint::Poisson { .. } = c {
+                if data.aux[a as usize] > 0.0 && !(theta[i as usize] > 0.0) {
+                    return Some(format!(
+                        "parameter {} = {} must be positive for its Poisson constraint",
+                        self.par_names[i as usize], theta[i as usize]
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// twice_nll at `theta` on `data`.
+    pub fn twice_nll(&self, theta: &[f64], data: &Dataset) -> f64 {
+        let mut s = Scratch::new(self);
+        self.eval(theta, data, &mut s, None, None)
+    }
+
+    /// twice_nll and its gradient.
+    pub fn twice_nll_grad(&self, theta: &[f64], data: &Dataset) -> (f64, Vec<f64>) {
+        let mut s = Scratch::new(self);
+        let mut g = vec![0.0; self.n_pars()];
+        let f = self.eval(theta, data, &mut s, Some(&mut g), None);
+        (f, g)
+    }
+
+    /// twice_nll, gradient and exact Hessian (row-major P x P).
+    pub fn twice_nll_hessian(&self, theta: &[f64], data: &Dataset) -> (f64, Vec<f64>, Vec<f64>) {
+        let p = self.n_pars();
+        let mut s = Scratch::new(self);
+        let mut g = vec![0.0; p];
+        let mut h = vec![0.0; p * p];
+        let f = self.eval(theta, data, &mut s, Some(&mut g), Some(&mut h));
+        (f, g, h)
+    }
+
+    /// Evaluate twice_nll, optionally writing the gradient (length P) and the
+    /// Hessian (row-major P x P). Returns `+inf` where an expected rate is not
+    /// positive in a bin with data (or negative anywhere); gradient and Hessian
+    /// are then meaningless.
+    pub fn eval(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        s: &mut Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        s.ensure(self);
+        let p = self.n_pars();
+        let need_h = hess.is_some();
+        let need_d = grad.is_some() || need_h;
+        let st = &self.structure;
+
+        // 1. term values (and derivatives)
+        if need_d {
+            for (k, t) in self.mult.iter().enumerate() {
+                let x = theta[t.par as usize];
+                if t.interp == u32::MAX {
+                    s.mval[k] = x;
+                    s.md1[k] = 1.0;
+                    s.md2[k] = 0.0;
+                } else {
+                    let (v, d1, d2) = self.interps[t.interp as usize].eval(x);
+                    s.mval[k] = v;
+                    s.md1[k] = d1;
+                    s.md2[k] = d2;
+                }
+            }
+            for (k, t) in self.add.iter().enumerate() {
+                let (v, d1, d2) = self.interps[t.interp as usize].eval(theta[t.par as usize]);
+                s.aval[k] = v;
+                s.ad1[k] = d1;
+                s.ad2[k] = d2;
+            }
+        } else {
+            for (k, t) in self.mult.iter().enumerate() {
+                let x = theta[t.par as usize];
+                s.mval[k] = if t.interp == u32::MAX { x } else { self.interps[t.interp as usize].value(x) };
+            }
+            for (k, t) in self.add.iter().enumerate() {
+                s.aval[k] = self.interps[t.interp as usize].value(theta[t.par as usize]);
+            }
+        }
+
+        // 2. rates
+        s.nu.iter_mut().for_each(|x| *x = 0.0);
+        for (j, sb) in self.sb.iter().enumerate() {
+            let mut f = 1.0;
+            for k in sb.mult.0..sb.mult.1 {
+                f *= s.mval[k as usize];
+            }
+            let mut a = sb.nom;
+            for k in sb.add.0..sb.add.1 {
+                a += s.aval[k as usize];
+            }
+            s.sbf[j] = f;
+            s.sba[j] = a;
+            s.nu[sb.bin as usize] += f * a;
+        }
+
+        // 3. main term and per-bin weights
+        let mut val = data.constant;
+        let mut bad = false;
+        for b in 0..self.n_main {
+            let n = data.main[b];
+            let nu = s.nu[b];
+            if n > 0.0 {
+                if !(nu > 0.0) {
+                    bad = true;
+                    break;
+                }
+                val += 2.0 * (nu - n * nu.ln());
+                s.w1[b] = 2.0 * (1.0 - n / nu);
+                s.w2[b] = 2.0 * n / (nu * nu);
+            } else {
+                if !(nu >= 0.0) {
+                    bad = true;
+                    break;
+                }
+                val += 2.0 * nu;
+                s.w1[b] = 2.0;
+                s.w2[b] = 0.0;
+            }
+        }
+        // 4. constraints (value)
+        for &(i, a, c) in &st.constrained {
+            let x = theta[i as usize];
+            let aux = data.aux[a as usize];
+            match c {
+                Constraint::Normal { sigma } => {
+                    let r = (x - aux) / sigma;
+                    val += r * r;
+                }
+                Constraint::Poisson { tau } => {
+                    let lam = x * tau;
+                    if aux > 0.0 {
+                        if !(lam > 0.0) {
+                            bad = true;
+                        } else {
+                            val += 2.0 * (lam - aux * lam.ln());
+                        }
+                    } else {
+                        val += 2.0 * lam;
+                    }
+                }
+                Constraint::None => {}
+            }
+        }
+        if bad || !val.is_finite() {
+            return f64::INFINITY;
+        }
+        if !need_d {
+            return val;
+        }
+
+        // 5. gradient (and Hessian pieces)
+        let mut gbuf;
+        let grad: &mut [f64] = match grad {
+            Some(g) => g,
+            None => {
+                gbuf = vec![0.0; p];
+                &mut gbuf
+            }
+        };
+        grad.iter_mut().for_each(|x| *x = 0.0);
+        let mut hess = hess;
+        if let Some(h) = hess.as_deref_mut() {
+            h.iter_mut().for_each(|x| *x = 0.0);
+            s.jac.iter_mut().for_each(|x| *x = 0.0);
+        }
+        for (j, sb) in self.sb.iter().enumerate() {
+            let b = sb.bin as usize;
+            let w1 = s.w1[b];
+            let f = s.sbf[j];
+            let a = s.sba[j];
+            let (m0, m1) = (sb.mult.0 as usize, sb.mult.1 as usize);
+            let (a0, a1) = (sb.add.0 as usize, sb.add.1 as usize);
+            let m = m1 - m0;
+            // prefix / suffix products of the factors
+            s.pre[0] = 1.0;
+            for k in 0..m {
+                s.pre[k + 1] = s.pre[k] * s.mval[m0 + k];
+            }
+            s.suf[m] = 1.0;
+            for k in (0..m).rev() {
+                s.suf[k] = s.suf[k + 1] * s.mval[m0 + k];
+            }
+            let row = st.bin_ptr[b] as usize;
+            for k in 0..m {
+                let d = s.pre[k] * s.suf[k + 1] * s.md1[m0 + k] * a;
+                grad[self.mult[m0 + k].par as usize] += w1 * d;
+                if need_h {
+                    s.jac[row + st.mult_pos[m0 + k] as usize] += d;
+                }
+            }
+            for k in a0..a1 {
+                let d = f * s.ad1[k];
+                grad[self.add[k].par as usize] += w1 * d;
+                if need_h {
+                    s.jac[row + st.add_pos[k] as usize] += d;
+                }
+            }
+            if let Some(h) = hess.as_deref_mut() {
+                if w1 == 0.0 {
+                    continue;
+                }
+                for k in 0..m {
+                    let pk = self.mult[m0 + k].par as usize;
+                    let fk = s.pre[k] * s.suf[k + 1];
+                    let d2 = s.md2[m0 + k];
+                    if d2 != 0.0 {
+                        h[pk * p + pk] += w1 * fk * d2 * a;
+                    }
+                    let d1k = s.md1[m0 + k];
+                    if d1k != 0.0 {
+                        let c = w1 * d1k;
+                        let mut mid = s.pre[k];
+                        for l in k + 1..m {
+                            let d1l = s.md1[m0 + l];
+                            if d1l != 0.0 {
+                                let v = c * mid * s.suf[l + 1] * d1l * a;
+                                add_upper(h, p, pk, self.mult[m0 + l].par as usize, v);
+                            }
+                            mid *= s.mval[m0 + l];
+                        }
+                        let ck = c * fk;
+                        for q in a0..a1 {
+                            let v = ck * s.ad1[q];
+                            add_upper(h, p, pk, self.add[q].par as usize, v);
+                        }
+                    }
+                }
+                for q in a0..a1 {
+                    let d2 = s.ad2[q];
+                    if d2 != 0.0 {
+                        let pq = self.add[q].par as usize;
+                        h[pq * p + pq] += w1 * f * d2;
+                    }
+                }
+            }
+        }
+        // outer products: sum_b w2_b J_b J_b^T (upper triangle)
+        if let Some(h) = hess.as_deref_mut() {
+            for b in 0..self.n_main {
+                let w2 = s.w2[b];
+                if w2 == 0.0 {
+                    continue;
+                }
+                let (r0, r1) = (st.bin_ptr[b] as usize, st.bin_ptr[b + 1] as usize);
+                let pars = &st.bin_pars[r0..r1];
+                let jac = &s.jac[r0..r1];
+                for i in 0..pars.len() {
+                    let wi = w2 * jac[i];
+                    if wi == 0.0 {
+                        continue;
+                    }
+                    let rowh = &mut h[pars[i] as usize * p..(pars[i] as usize + 1) * p];
+                    for jj in i..pars.len() {
+                        rowh[pars[jj] as usize] += wi * jac[jj];
+                    }
+                }
+            }
+        }
+        // constraints (derivatives)
+        for &(i, a, c) in &st.constrained {
+            let i = i as usize;
+            let x = theta[i];
+            let aux = data.aux[a as usize];
+            match c {
+                Constraint::Normal { sigma } => {
+                    let is2 = 1.0 / (sigma * sigma);
+                    grad[i] += 2.0 * (x - aux) * is2;
+                    if let Some(h) = hess.as_deref_mut() {
+                        h[i * p + i] += 2.0 * is2;
+                    }
+                }
+                Constraint::Poisson { tau } => {
+                    grad[i] += 2.0 * (tau - aux / x);
+                    if let Some(h) = hess.as_deref_mut() {
+                        h[i * p + i] += 2.0 * aux / (x * x);
+                    }
+                }
+                Constraint::None => {}
+            }
+        }
+        // mirror the upper triangle
+        if let Some(h) = hess.as_deref_mut() {
+            for i in 0..p {
+                for j in 0..i {
+                    h[i * p + j] = h[j * p + i];
+                }
+            }
+        }
+        val
+    }
+
+    /// Batched evaluation over T parameter vectors (row-major `thetas`, T x P)
+    /// and one dataset per member (or one shared dataset). Writes `f` (T),
+    /// optionally `grad` (T x P) and `hess` (T x P x P). Members run in parallel.
+    pub fn eval_batch(
+        &self,
+        thetas: &[f64],
+        data: &[&Dataset],
+        f: &mut [f64],
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) {
+        let p = self.n_pars();
+        let t = f.len();
+        assert_eq!(thetas.len(), t * p, "thetas must be T x P");
+        assert!(data.len() == 1 || data.len() == t, "one dataset or one per member");
+        let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
+        match (grad, hess) {
+            (None, None) => {
+                f.par_iter_mut().enumerate().for_each_init(
+                    || Scratch::new(self),
+                    |s, (i, fi)| *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, None, None),
+                );
+            }
+            (Some(g), None) => {
+                f.par_iter_mut().zip(g.par_chunks_mut(p)).enumerate().for_each_init(
+                    || Scratch::new(self),
+                    |s, (i, (fi, gi))| *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, Some(gi), None),
+                );
+            }
+            (g, Some(h)) => {
+                let mut gtmp;
+                let g = match g {
+                    Some(g) => g,
+                    None => {
+                        gtmp = vec![0.0; t * p];
+                        &mut gtmp[..]
+                    }
+                };
+                f.par_iter_mut()
+                    .zip(g.par_chunks_mut(p))
+                    .zip(h.par_chunks_mut(p * p))
+                    .enumerate()
+                    .for_each_init(
+                        || Scratch::new(self),
+                        |s, (i, ((fi, gi), hi))| {
+                            *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, Some(gi), Some(hi))
+                        },
+                    );
+            }
+        }
+    }
+}

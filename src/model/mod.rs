@@ -1,0 +1,81 @@
+//! Statistical models. Everything above this layer (fits, test statistics,
+//! toys, impacts) talks to a model only through the [`Likelihood`] trait.
+
+pub mod histfactory;
+
+pub use histfactory::{Dataset, HistFactoryModel, InterpCode, ModelOptions};
+
+/// The one interface between models and inference: twice the negative
+/// log-likelihood with its gradient and exact Hessian, plus the parameter table.
+pub trait Likelihood: Send + Sync {
+    /// The data a likelihood is evaluated on (observed, toy or Asimov).
+    type Data: Send + Sync + Clone;
+    /// Per-thread evaluation buffers.
+    type Scratch: Send;
+
+    /// Parameter names in model order.
+    fn par_names(&self) -> &[String];
+    /// Number of parameters.
+    fn n_pars(&self) -> usize {
+        self.par_names().len()
+    }
+    /// Suggested initial values.
+    fn init(&self) -> &[f64];
+    /// Bounds per parameter.
+    fn bounds(&self) -> &[(f64, f64)];
+    /// Fixed flags per parameter.
+    fn fixed(&self) -> &[bool];
+    /// Index of the parameter of interest.
+    fn poi(&self) -> Option<usize>;
+    /// The observed data.
+    fn observed(&self) -> &Self::Data;
+    /// Fresh evaluation buffers.
+    fn scratch(&self) -> Self::Scratch;
+    /// twice_nll at `theta`; writes the gradient and the row-major Hessian when asked.
+    /// Returns `+inf` outside the model's domain.
+    fn eval(
+        &self,
+        theta: &[f64],
+        data: &Self::Data,
+        scratch: &mut Self::Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64;
+}
+
+impl Likelihood for HistFactoryModel {
+    type Data = Dataset;
+    type Scratch = histfactory::Scratch;
+
+    fn par_names(&self) -> &[String] {
+        &self.par_names
+    }
+    fn init(&self) -> &[f64] {
+        &self.init
+    }
+    fn bounds(&self) -> &[(f64, f64)] {
+        &self.bounds
+    }
+    fn fixed(&self) -> &[bool] {
+        &self.fixed
+    }
+    fn poi(&self) -> Option<usize> {
+        self.poi
+    }
+    fn observed(&self) -> &Dataset {
+        HistFactoryModel::observed(self)
+    }
+    fn scratch(&self) -> histfactory::Scratch {
+        histfactory::Scratch::new(self)
+    }
+    fn eval(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        scratch: &mut histfactory::Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        HistFactoryModel::eval(self, theta, data, scratch, grad, hess)
+    }
+}

@@ -1,0 +1,574 @@
+//! pyhf JSON workspaces (schema 1.0.0): reading, patching and validation.
+//!
+//! Input flows as: file -> `serde_json::Value` (syntax errors carry line and
+//! column) -> JSON Patches -> typed structs (schema errors carry the JSON
+//! pointer of the offending value) -> semantic checks (again with pointers).
+
+mod patch;
+
+pub use patch::{apply_patch, apply_patchset, load_patch, load_patchset, PatchSet};
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A validated pyhf workspace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    /// Channels in file order.
+    pub channels: Vec<Channel>,
+    /// Observed data per channel.
+    pub observations: Vec<Observation>,
+    /// Measurements (POI and parameter configuration).
+    pub measurements: Vec<Measurement>,
+    /// Schema version, always "1.0.0".
+    pub version: String,
+}
+
+/// One channel (a histogram region).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Channel name.
+    pub name: String,
+    /// Samples contributing to the channel.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample: nominal yields and modifiers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Sample name.
+    pub name: String,
+    /// Nominal yields per bin.
+    pub data: Vec<f64>,
+    /// Modifiers acting on the sample.
+    pub modifiers: Vec<Modifier>,
+}
+
+/// A modifier as written in the workspace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modifier {
+    /// Parameter name.
+    pub name: String,
+    /// Modifier type (one of the seven HistFactory types).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Type-dependent data; validated into [`ModifierData`].
+    pub data: Value,
+}
+
+/// Observed counts of one channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observation {
+    /// Channel name.
+    pub name: String,
+    /// Counts per bin.
+    pub data: Vec<f64>,
+}
+
+/// A measurement: the POI and per-parameter configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measurement {
+    /// Measurement name.
+    pub name: String,
+    /// Its configuration.
+    pub config: MeasurementConfig,
+}
+
+/// Measurement configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementConfig {
+    /// Parameter of interest.
+    pub poi: String,
+    /// Overrides of inits, bounds, fixed, auxdata, sigmas, factors.
+    pub parameters: Vec<ParameterConfig>,
+}
+
+/// Per-parameter overrides (pyhf `config.parameters[]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterConfig {
+    /// Parameter (set) name.
+    pub name: String,
+    /// Initial values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inits: Option<Vec<f64>>,
+    /// Bounds, one `[lo, hi]` per component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<Vec<[f64; 2]>>,
+    /// Fixed in fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<bool>,
+    /// Auxiliary data of the constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auxdata: Option<Vec<f64>>,
+    /// Widths of Gaussian constraints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigmas: Option<Vec<f64>>,
+    /// Scale factors of Poisson constraints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Vec<f64>>,
+}
+
+/// Typed modifier data, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModifierData {
+    /// Free normalisation factor.
+    NormFactor,
+    /// Free per-bin factors.
+    ShapeFactor,
+    /// Luminosity (Gaussian-constrained factor configured in the measurement).
+    Lumi,
+    /// Normalisation systematic with up/down factors.
+    NormSys {
+        /// Up factor.
+        hi: f64,
+        /// Down factor.
+        lo: f64,
+    },
+    /// Shape systematic with up/down templates.
+    HistoSys {
+        /// Up template.
+        hi_data: Vec<f64>,
+        /// Down template.
+        lo_data: Vec<f64>,
+    },
+    /// Per-bin Poisson-constrained uncertainty (absolute).
+    ShapeSys(Vec<f64>),
+    /// Per-bin Gaussian MC statistical uncertainty (absolute).
+    StatError(Vec<f64>),
+}
+
+/// The seven modifier types, in pyhf's order (which fixes parameter order).
+pub const MODIFIER_TYPES: [&str; 7] = [
+    "histosys",
+    "lumi",
+    "normfactor",
+    "normsys",
+    "shapefactor",
+    "shapesys",
+    "staterror",
+];
+
+impl ModifierData {
+    /// The pyhf type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ModifierData::NormFactor => "normfactor",
+            ModifierData::ShapeFactor => "shapefactor",
+            ModifierData::Lumi => "lumi",
+            ModifierData::NormSys { .. } => "normsys",
+            ModifierData::HistoSys { .. } => "histosys",
+            ModifierData::ShapeSys(_) => "shapesys",
+            ModifierData::StatError(_) => "staterror",
+        }
+    }
+}
+
+/// Escape one JSON pointer token (RFC 6901).
+pub fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Read a JSON file into a `Value`, with line/column on syntax errors.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_json(&text, &path.display().to_string())
+}
+
+/// Parse JSON text; `name` is used in error messages.
+pub fn parse_json(text: &str, name: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::Json {
+        path: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Deserialize a typed value from JSON, reporting the JSON pointer of schema errors.
+pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    source_name: &str,
+    base: &str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut loc = base.to_string();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => {
+                    loc.push('/');
+                    loc.push_str(&index.to_string());
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    loc.push('/');
+                    loc.push_str(&pointer_token(key));
+                }
+                serde_path_to_error::Segment::Enum { variant } => {
+                    loc.push('/');
+                    loc.push_str(&pointer_token(variant));
+                }
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        if loc.is_empty() {
+            loc.push('/');
+        }
+        Error::workspace(source_name, loc, e.inner().to_string())
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    channels: Vec<Channel>,
+    observations: Vec<Observation>,
+    measurements: Vec<Measurement>,
+    version: String,
+}
+
+/// Options for reading workspaces.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Accept negative nominal yields (pyhf does, silently); off by default.
+    pub allow_negative_yields: bool,
+}
+
+impl Workspace {
+    /// Read, patch and validate a workspace file.
+    pub fn load(path: &Path, patches: &[Value], opts: &ReadOptions) -> Result<Self> {
+        let value = read_json(path)?;
+        Self::from_value(value, patches, &path.display().to_string(), opts)
+    }
+
+    /// Build a workspace from a JSON value after applying patches in order.
+    pub fn from_value(
+        mut value: Value,
+        patches: &[Value],
+        source_name: &str,
+        opts: &ReadOptions,
+    ) -> Result<Self> {
+        for (i, p) in patches.iter().enumerate() {
+            apply_patch(&mut value, p, &format!("patch #{}", i + 1))?;
+        }
+        let raw: RawWorkspace = from_value_at(&value, source_name, "")?;
+        let ws = Workspace {
+            channels: raw.channels,
+            observations: raw.observations,
+            measurements: raw.measurements,
+            version: raw.version,
+        };
+        ws.validate(source_name, opts)?;
+        Ok(ws)
+    }
+
+    /// Parse and validate workspace JSON text.
+    pub fn from_str(text: &str, source_name: &str, opts: &ReadOptions) -> Result<Self> {
+        Self::from_value(parse_json(text, source_name)?, &[], source_name, opts)
+    }
+
+    /// The workspace as a JSON value (pyhf format).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("workspace serializes")
+    }
+
+    /// Number of bins of each channel, by channel name.
+    pub fn channel_nbins(&self) -> BTreeMap<String, usize> {
+        self.channels
+            .iter()
+            .map(|c| (c.name.clone(), c.samples.first().map_or(0, |s| s.data.len())))
+            .collect()
+    }
+
+    /// Find a measurement by name, or the first one.
+    pub fn measurement(&self, name: Option<&str>) -> Result<&Measurement> {
+        match name {
+            None => self
+                .measurements
+                .first()
+                .ok_or_else(|| Error::input("the workspace has no measurement")),
+            Some(n) => self.measurements.iter().find(|m| m.name == n).ok_or_else(|| {
+                let names: Vec<&str> = self.measurements.iter().map(|m| m.name.as_str()).collect();
+                Error::input(format!(
+                    "no measurement named '{n}'; the workspace has: {}",
+                    names.join(", ")
+                ))
+            }),
+        }
+    }
+
+    fn validate(&self, src: &str, opts: &ReadOptions) -> Result<()> {
+        let err = |loc: String, msg: String| Error::workspace(src, loc, msg);
+        if self.version != "1.0.0" {
+            return Err(err(
+                "/version".into(),
+                format!("unsupported schema version '{}', expected '1.0.0'", self.version),
+            ));
+        }
+        if self.channels.is_empty() {
+            return Err(err("/channels".into(), "no channels".into()));
+        }
+        if self.measurements.is_empty() {
+            return Err(err("/measurements".into(), "no measurements".into()));
+        }
+        let mut seen_channels: HashMap<&str, usize> = HashMap::new();
+        let mut nbins_of: HashMap<&str, usize> = HashMap::new();
+        for (ci, c) in self.channels.iter().enumerate() {
+            let cloc = format!("/channels/{ci}");
+            if c.name.is_empty() {
+                return Err(err(format!("{cloc}/name"), "empty channel name".into()));
+            }
+            if let Some(prev) = seen_channels.insert(&c.name, ci) {
+                return Err(err(
+                    format!("{cloc}/name"),
+                    format!("duplicate channel name '{}' (also /channels/{prev})", c.name),
+                ));
+            }
+            if c.samples.is_empty() {
+                return Err(err(format!("{cloc}/samples"), "channel has no samples".into()));
+            }
+            let nb = c.samples[0].data.len();
+            if nb == 0 {
+                return Err(err(format!("{cloc}/samples/0/data"), "sample has no bins".into()));
+            }
+            nbins_of.insert(&c.name, nb);
+            let mut seen_samples: HashMap<&str, usize> = HashMap::new();
+            for (si, s) in c.samples.iter().enumerate() {
+                let sloc = format!("{cloc}/samples/{si}");
+                if let Some(prev) = seen_samples.insert(&s.name, si) {
+                    return Err(err(
+                        format!("{sloc}/name"),
+                        format!("duplicate sample name '{}' in channel '{}' (also {cloc}/samples/{prev})", s.name, c.name),
+                    ));
+                }
+                if s.data.len() != nb {
+                    return Err(err(
+                        format!("{sloc}/data"),
+                        format!(
+                            "sample '{}' has {} bins but channel '{}' has {} (from its first sample)",
+                            s.name,
+                            s.data.len(),
+                            c.name,
+                            nb
+                        ),
+                    ));
+                }
+                for (bi, v) in s.data.iter().enumerate() {
+                    if !v.is_finite() {
+                        return Err(err(format!("{sloc}/data/{bi}"), format!("yield is {v}")));
+                    }
+                    if *v < 0.0 && !opts.allow_negative_yields {
+                        return Err(err(
+                            format!("{sloc}/data/{bi}"),
+                            format!(
+                                "negative nominal yield {v}; pyhf accepts these silently, gradfit \
+                                 refuses them unless --allow-negative-yields is given (then a bin \
+                                 whose total expected rate is not positive makes the likelihood infinite)"
+                            ),
+                        ));
+                    }
+                }
+                let mut seen_mods: HashMap<(&str, &str), usize> = HashMap::new();
+                for (mi, m) in s.modifiers.iter().enumerate() {
+                    let mloc = format!("{sloc}/modifiers/{mi}");
+                    if m.name.is_empty() {
+                        return Err(err(format!("{mloc}/name"), "empty modifier name".into()));
+                    }
+                    if let Some(prev) = seen_mods.insert((&m.name, &m.kind), mi) {
+                        return Err(err(
+                            mloc,
+                            format!(
+                                "modifier '{}' of type {} appears twice on sample '{}' (also {sloc}/modifiers/{prev})",
+                                m.name, m.kind, s.name
+                            ),
+                        ));
+                    }
+                    m.parse_data(nb, src, &mloc)?;
+                }
+            }
+        }
+        let mut seen_obs: HashMap<&str, usize> = HashMap::new();
+        for (oi, o) in self.observations.iter().enumerate() {
+            let oloc = format!("/observations/{oi}");
+            let Some(&nb) = nbins_of.get(o.name.as_str()) else {
+                return Err(err(
+                    format!("{oloc}/name"),
+                    format!("observation for unknown channel '{}'", o.name),
+                ));
+            };
+            if let Some(prev) = seen_obs.insert(&o.name, oi) {
+                return Err(err(
+                    format!("{oloc}/name"),
+                    format!("second observation for channel '{}' (also /observations/{prev})", o.name),
+                ));
+            }
+            if o.data.len() != nb {
+                return Err(err(
+                    format!("{oloc}/data"),
+                    format!(
+                        "observation of channel '{}' has {} bins but its samples have {}",
+                        o.name,
+                        o.data.len(),
+                        nb
+                    ),
+                ));
+            }
+            for (bi, v) in o.data.iter().enumerate() {
+                if !v.is_finite() || *v < 0.0 {
+                    return Err(err(
+                        format!("{oloc}/data/{bi}"),
+                        format!("observed count must be finite and non-negative, got {v}"),
+                    ));
+                }
+            }
+        }
+        for (ci, c) in self.channels.iter().enumerate() {
+            if !seen_obs.contains_key(c.name.as_str()) {
+                return Err(err(
+                    "/observations".into(),
+                    format!("no observation for channel '{}' (/channels/{ci})", c.name),
+                ));
+            }
+        }
+        for (mi, m) in self.measurements.iter().enumerate() {
+            let mloc = format!("/measurements/{mi}");
+            for (pi, p) in m.config.parameters.iter().enumerate() {
+                let ploc = format!("{mloc}/config/parameters/{pi}");
+                let check = |key: &str, vals: &Option<Vec<f64>>| -> Result<()> {
+                    if let Some(v) = vals {
+                        for (k, x) in v.iter().enumerate() {
+                            if !x.is_finite() {
+                                return Err(err(format!("{ploc}/{key}/{k}"), format!("value is {x}")));
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                check("inits", &p.inits)?;
+                check("auxdata", &p.auxdata)?;
+                check("sigmas", &p.sigmas)?;
+                check("factors", &p.factors)?;
+                if let Some(b) = &p.bounds {
+                    for (k, [lo, hi]) in b.iter().enumerate() {
+                        if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+                            return Err(err(
+                                format!("{ploc}/bounds/{k}"),
+                                format!("bounds must be finite with lo <= hi, got [{lo}, {hi}]"),
+                            ));
+                        }
+                    }
+                }
+                if let Some(s) = &p.sigmas {
+                    for (k, x) in s.iter().enumerate() {
+                        if *x <= 0.0 {
+                            return Err(err(format!("{ploc}/sigmas/{k}"), format!("sigma must be positive, got {x}")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Modifier {
+    /// Validate and type the modifier data for a channel with `nbins` bins.
+    pub fn parse_data(&self, nbins: usize, src: &str, loc: &str) -> Result<ModifierData> {
+        let err = |l: String, msg: String| Error::workspace(src, l, msg);
+        let dloc = format!("{loc}/data");
+        let vec_of = |v: &Value, at: &str| -> Result<Vec<f64>> {
+            let arr = v
+                .as_array()
+                .ok_or_else(|| err(at.to_string(), format!("expected an array of {nbins} numbers")))?;
+            if arr.len() != nbins {
+                return Err(err(
+                    at.to_string(),
+                    format!("has {} entries but the sample has {nbins} bins", arr.len()),
+                ));
+            }
+            arr.iter()
+                .enumerate()
+                .map(|(i, x)| match x.as_f64() {
+                    Some(f) if f.is_finite() => Ok(f),
+                    _ => Err(err(format!("{at}/{i}"), format!("expected a finite number, got {x}"))),
+                })
+                .collect()
+        };
+        let null_data = || -> Result<()> {
+            if self.data.is_null() {
+                Ok(())
+            } else {
+                Err(err(dloc.clone(), format!("a {} modifier takes \"data\": null", self.kind)))
+            }
+        };
+        Ok(match self.kind.as_str() {
+            "normfactor" => {
+                null_data()?;
+                ModifierData::NormFactor
+            }
+            "shapefactor" => {
+                null_data()?;
+                ModifierData::ShapeFactor
+            }
+            "lumi" => {
+                null_data()?;
+                ModifierData::Lumi
+            }
+            "normsys" => {
+                let obj = self
+                    .data
+                    .as_object()
+                    .ok_or_else(|| err(dloc.clone(), "normsys data must be {\"hi\": x, \"lo\": y}".into()))?;
+                for k in obj.keys() {
+                    if k != "hi" && k != "lo" {
+                        return Err(err(format!("{dloc}/{}", pointer_token(k)), format!("unknown field '{k}'")));
+                    }
+                }
+                let get = |k: &str| -> Result<f64> {
+                    match obj.get(k) {
+                        Some(v) => match v.as_f64() {
+                            Some(f) if f.is_finite() => Ok(f),
+                            _ => Err(err(format!("{dloc}/{k}"), format!("expected a finite number, got {v}"))),
+                        },
+                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                    }
+                };
+                ModifierData::NormSys { hi: get("hi")?, lo: get("lo")? }
+            }
+            "histosys" => {
+                let obj = self.data.as_object().ok_or_else(|| {
+                    err(dloc.clone(), "histosys data must be {\"hi_data\": [...], \"lo_data\": [...]}".into())
+                })?;
+                for k in obj.keys() {
+                    if k != "hi_data" && k != "lo_data" {
+                        return Err(err(format!("{dloc}/{}", pointer_token(k)), format!("unknown field '{k}'")));
+                    }
+                }
+                let get = |k: &str| -> Result<Vec<f64>> {
+                    match obj.get(k) {
+                        Some(v) => vec_of(v, &format!("{dloc}/{k}")),
+                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                    }
+                };
+                ModifierData::HistoSys { hi_data: get("hi_data")?, lo_data: get("lo_data")? }
+            }
+            "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, &dloc)?),
+            "staterror" => ModifierData::StatError(vec_of(&self.data, &dloc)?),
+            other => {
+                return Err(err(
+                    format!("{loc}/type"),
+                    format!("unknown modifier type '{other}'; expected one of {}", MODIFIER_TYPES.join(", ")),
+                ))
+            }
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! RFC 6902 JSON Patches and pyhf patchsets.
+
+use super::{from_value_at, read_json};
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+
+/// Read a JSON Patch file (an array of RFC 6902 operations).
+pub fn load_patch(path: &Path) -> Result<Value> {
+    let v = read_json(path)?;
+    // Validate the shape now so that errors name the patch file.
+    let _: json_patch::Patch = parse_patch(&v, &path.display().to_string())?;
+    Ok(v)
+}
+
+fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
+    if !v.is_array() {
+        return Err(Error::Patch {
+            source_name: name.to_string(),
+            message: "a JSON Patch must be an array of operations".into(),
+        });
+    }
+    from_value_at::<json_patch::Patch>(v, name, "").map_err(|e| match e {
+        Error::Workspace { location, message, .. } => Error::Patch {
+            source_name: name.to_string(),
+            message: format!("malformed operation at {location}: {message}"),
+        },
+        other => other,
+    })
+}
+
+/// Apply one patch (as a JSON value) to a document; `name` labels errors.
+pub fn apply_patch(doc: &mut Value, patch: &Value, name: &str) -> Result<()> {
+    let p = parse_patch(patch, name)?;
+    json_patch::patch(doc, &p).map_err(|e| Error::Patch {
+        source_name: name.to_string(),
+        message: format!(
+            "operation {} ({}) failed at path '{}': {}",
+            e.operation,
+            op_name(&p.0[e.operation]),
+            e.path,
+            e.kind
+        ),
+    })
+}
+
+fn op_name(op: &json_patch::PatchOperation) -> &'static str {
+    use json_patch::PatchOperation::*;
+    match op {
+        Add(_) => "add",
+        Remove(_) => "remove",
+        Replace(_) => "replace",
+        Move(_) => "move",
+        Copy(_) => "copy",
+        Test(_) => "test",
+    }
+}
+
+/// A pyhf patchset: named patches for a background-only workspace.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PatchSet {
+    /// Patchset metadata (kept verbatim).
+    #[serde(default)]
+    pub metadata: Value,
+    /// The patches.
+    pub patches: Vec<NamedPatch>,
+    /// Schema version ("1.0.0").
+    pub version: String,
+}
+
+/// One entry of a patchset.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedPatch {
+    /// Metadata with at least a `name`.
+    pub metadata: PatchMetadata,
+    /// The RFC 6902 operations.
+    pub patch: Value,
+}
+
+/// Metadata of a patchset entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PatchMetadata {
+    /// Patch name, used by `--patch-name`.
+    pub name: String,
+    /// Signal-grid values (optional).
+    #[serde(default)]
+    pub values: Vec<Value>,
+}
+
+/// Read a pyhf patchset file.
+pub fn load_patchset(path: &Path) -> Result<PatchSet> {
+    let name = path.display().to_string();
+    let v = read_json(path)?;
+    let ps: PatchSet = from_value_at(&v, &name, "").map_err(|e| match e {
+        Error::Workspace { location, message, .. } => Error::Patch {
+            source_name: name.clone(),
+            message: format!("not a pyhf patchset: at {location}: {message}"),
+        },
+        other => other,
+    })?;
+    if ps.version != "1.0.0" {
+        return Err(Error::Patch {
+            source_name: name,
+            message: format!("unsupported patchset version '{}', expected '1.0.0'", ps.version),
+        });
+    }
+    Ok(ps)
+}
+
+/// Select the patch called `patch_name` from a patchset (as a JSON value).
+pub fn apply_patchset(ps: &PatchSet, patch_name: &str, source_name: &str) -> Result<Value> {
+    match ps.patches.iter().find(|p| p.metadata.name == patch_name) {
+        Some(p) => {
+            parse_patch(&p.patch, &format!("{source_name} [{patch_name}]"))?;
+            Ok(p.patch.clone())
+        }
+        None => {
+            let mut names: Vec<&str> = ps.patches.iter().map(|p| p.metadata.name.as_str()).collect();
+            let total = names.len();
+            names.truncate(10);
+            Err(Error::Patch {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "no patch named '{patch_name}' among {total} patches (first: {})",
+                    names.join(", ")
+                ),
+            })
+        }
+    }
+}
