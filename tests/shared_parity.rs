@@ -123,3 +123,41 @@ fn fits_reach_the_reference_minima() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs ../shared: GRADFIT_SHARED=../shared cargo test --test shared_parity -- --ignored"]
+fn graph_matches_fused_kernel_on_shared_workspaces() {
+    let shared = shared_dir();
+    for name in workspace_names(&shared) {
+        let m = load_model(&shared, &name, &ModelOptions::default());
+        check_graph_vs_kernel(&m, 8, 17, 1e-12, 1e-10, &name);
+    }
+}
+
+#[test]
+#[ignore = "needs ../shared: GRADFIT_SHARED=../shared cargo test --test shared_parity -- --ignored"]
+fn root_validation_workspaces_load_with_their_interpolation_codes() {
+    use gradfit::model::{HistFactoryModel, InterpCode};
+    use gradfit::workspace::{ReadOptions, Workspace};
+    let shared = shared_dir();
+    let mut n = 0;
+    for e in std::fs::read_dir(shared.join("validation")).unwrap() {
+        let path = e.unwrap().path();
+        let fname = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(fname.starts_with("root-") && fname.ends_with(".json")) {
+            continue;
+        }
+        let v = read(&path);
+        let code = |k: &str| v["interpolation"][k].as_str().unwrap().parse::<InterpCode>().unwrap();
+        let opts = ModelOptions { normsys_code: code("normsys"), histosys_code: code("histosys"), ..Default::default() };
+        let ws = Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default()).unwrap();
+        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname).unwrap_or_else(|e| panic!("{fname}: {e}"));
+        assert_eq!(m.normsys_code, opts.normsys_code);
+        assert_eq!(m.histosys_code, opts.histosys_code);
+        assert!(m.poi.is_some(), "{fname}: POI");
+        let f = m.twice_nll(&m.init, m.observed());
+        assert!(f.is_finite(), "{fname}: twice_nll at init");
+        n += 1;
+    }
+    assert!(n >= 9, "expected the nine ROOT validation cases, found {n}");
+}

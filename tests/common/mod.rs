@@ -60,3 +60,91 @@ pub fn rel(a: f64, b: f64) -> f64 {
 pub fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
+
+/// Deterministic pseudo-random numbers for tests (splitmix64).
+pub struct TestRng(u64);
+
+impl TestRng {
+    pub fn new(seed: u64) -> Self {
+        TestRng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A random parameter point inside the bounds, spread around the suggested inits
+/// (nuisance parameters across |alpha| > 1 too, to exercise every interpolation branch).
+pub fn random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> {
+    (0..m.n_pars())
+        .map(|i| {
+            let (lo, hi) = m.bounds[i];
+            let x0 = m.init[i];
+            let width = match m.constraints[i] {
+                gradfit::model::histfactory::Constraint::Normal { sigma } if x0 == 0.0 => 2.5 * sigma,
+                gradfit::model::histfactory::Constraint::Normal { sigma } => (3.0 * sigma).min(0.3),
+                gradfit::model::histfactory::Constraint::Poisson { .. } => 0.2,
+                gradfit::model::histfactory::Constraint::None => 0.5 * x0.abs().max(0.5),
+            };
+            (x0 + width * (2.0 * rng.uniform() - 1.0)).clamp(lo, hi)
+        })
+        .collect()
+}
+
+/// A random point where the likelihood is finite (rates positive): the spread
+/// shrinks until one is found.
+pub fn finite_random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> {
+    let mut scale = 1.0;
+    for _ in 0..200 {
+        let x0 = random_point(m, rng);
+        let x: Vec<f64> = x0.iter().zip(&m.init).map(|(x, i)| i + scale * (x - i)).collect();
+        if m.twice_nll(&x, m.observed()).is_finite() {
+            return x;
+        }
+        scale *= 0.9;
+    }
+    panic!("no finite point found");
+}
+
+/// The candle graph and the fused kernel agree at random points:
+/// twice_nll to `tol_f` relative, gradients to `tol_g` relative (absolute for tiny components).
+pub fn check_graph_vs_kernel(m: &HistFactoryModel, n: usize, seed: u64, tol_f: f64, tol_g: f64, label: &str) {
+    use candle_core::{Device, Tensor, Var};
+    use gradfit::model::histfactory::graph::Graph;
+    let dev = Device::Cpu;
+    let g = Graph::new(m, &dev).unwrap();
+    let tp = g.templates(m).unwrap();
+    let data = g.data(m.observed()).unwrap();
+    let mut rng = TestRng::new(seed);
+    let p = m.n_pars();
+    let mut flat = Vec::with_capacity(n * p);
+    let mut points = Vec::new();
+    for _ in 0..n {
+        let x = finite_random_point(m, &mut rng);
+        flat.extend_from_slice(&x);
+        points.push(x);
+    }
+    let theta = Var::from_tensor(&Tensor::from_vec(flat, (n, p), &dev).unwrap()).unwrap();
+    let f = g.twice_nll(theta.as_tensor(), &tp, &data).unwrap();
+    let fv: Vec<f64> = f.to_vec1().unwrap();
+    let grads = f.sum_all().unwrap().backward().unwrap();
+    let gt: Vec<Vec<f64>> = grads.get(theta.as_tensor()).unwrap().to_vec2().unwrap();
+    for (k, x) in points.iter().enumerate() {
+        let (fk, gk) = m.twice_nll_grad(x, m.observed());
+        assert!(rel(fv[k], fk) < tol_f, "{label} point {k}: graph {} vs kernel {fk} (rel {:e})", fv[k], rel(fv[k], fk));
+        let gmax = gk.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for i in 0..p {
+            let (a, b) = (gt[k][i], gk[i]);
+            let ok = rel(a, b) < tol_g || (a - b).abs() < tol_g * gmax.max(1.0) * 1e-3;
+            assert!(ok, "{label} point {k} grad {} : graph {a} vs kernel {b}", m.par_names[i]);
+        }
+    }
+}

@@ -8,9 +8,10 @@
 //!
 //! Layout: parameters are gathered per term with `index_select`, interpolated
 //! elementwise, and accumulated per sample-bin with `index_add` (whose backward
-//! is correct in candle; `scatter_add`'s is not). Normsys factors multiply in
-//! log space; linear factors (normfactor, lumi, staterror, shapesys,
-//! shapefactor) multiply directly so that a factor at zero keeps finite gradients.
+//! is correct in candle; `scatter_add`'s is not). Normsys factors multiply as
+//! sign times exp of summed log-magnitudes; linear factors (normfactor, lumi,
+//! staterror, shapesys, shapefactor) multiply directly so that a factor at zero
+//! keeps finite gradients.
 
 use super::interp::InterpCode;
 use super::{Dataset, HistFactoryModel};
@@ -193,19 +194,24 @@ impl Graph {
             let delta = interp_delta(self.histosys_code, &alpha, &tp.histo_lo, &nom, &tp.histo_hi, &self.code4_ainv_t)?;
             amount = amount.index_add(&self.histo_sb, &delta, 1)?;
         }
-        // multiplicative: normsys in log space
+        // multiplicative: normsys factors multiply as sign * exp(sum log|f|), so that
+        // one index_add serves all entries and negative factors (possible inside
+        // code 4 for extreme up/down ratios) keep the exact product, as pyhf has it.
         let mut factor = None;
         let en = self.norm_sb.dims1()?;
         if en > 0 {
             let alpha = theta.index_select(&self.norm_par, 1)?;
             let ones = Tensor::ones(en, DType::F64, &self.device)?;
-            let logf = if self.normsys_code.is_multiplicative() {
-                interp_log_ratio(self.normsys_code, &alpha, &tp.norm_lo, &tp.norm_hi, &self.code4_ainv_t)?
+            let f = if self.normsys_code.is_multiplicative() {
+                interp_ratio(self.normsys_code, &alpha, &tp.norm_lo, &tp.norm_hi, &self.code4_ainv_t)?
             } else {
-                let d = interp_delta(self.normsys_code, &alpha, &tp.norm_lo, &ones, &tp.norm_hi, &self.code4_ainv_t)?;
-                (d + 1.0)?.log()?
+                (interp_delta(self.normsys_code, &alpha, &tp.norm_lo, &ones, &tp.norm_hi, &self.code4_ainv_t)? + 1.0)?
             };
-            factor = Some(zeros.index_add(&self.norm_sb, &logf, 1)?.exp()?);
+            let logabs = zeros.index_add(&self.norm_sb, &f.abs()?.log()?, 1)?;
+            let neg = zeros.index_add(&self.norm_sb, &f.lt(0.0)?.to_dtype(DType::F64)?, 1)?;
+            let parity = (&neg - ((&neg * 0.5)?.floor()? * 2.0)?)?;
+            let sign = ((parity * -2.0)? + 1.0)?;
+            factor = Some((logabs.exp()? * sign)?);
         }
         // linear factors
         if !self.lin_slots.is_empty() {
@@ -308,8 +314,7 @@ fn interp_delta(code: InterpCode, alpha: &Tensor, lo: &Tensor, nom: &Tensor, hi:
             let safe_hi = nz.where_cond(hi, &one)?;
             let kp = (safe_hi / &safe_nom)?;
             let km = (safe_lo / &safe_nom)?;
-            let l = interp_log_ratio(code, alpha, &km, &kp, ainv_t)?;
-            let ratio = l.exp()?;
+            let ratio = interp_ratio(code, alpha, &km, &kp, ainv_t)?;
             let d = ((ratio - 1.0)?.broadcast_mul(&safe_nom.unsqueeze(0)?))?;
             let mask = bcast(&nz.to_dtype(DType::U8)?, alpha)?;
             mask.where_cond(&d, &zero)?
@@ -317,12 +322,12 @@ fn interp_delta(code: InterpCode, alpha: &Tensor, lo: &Tensor, nom: &Tensor, hi:
     })
 }
 
-/// log of the interpolated ratio for multiplicative codes, from ratios `lo` (k-) and `hi` (k+).
-fn interp_log_ratio(code: InterpCode, alpha: &Tensor, lo: &Tensor, hi: &Tensor, ainv_t: &Tensor) -> Result<Tensor> {
+/// The interpolated ratio for multiplicative codes, from ratios `lo` (k-) and `hi` (k+).
+fn interp_ratio(code: InterpCode, alpha: &Tensor, lo: &Tensor, hi: &Tensor, ainv_t: &Tensor) -> Result<Tensor> {
     let lp = bcast(&hi.log()?, alpha)?;
     let lm = bcast(&lo.log()?, alpha)?;
     let pos = alpha.ge(0.0)?;
-    let outside = (alpha * pos.where_cond(&lp, &lm.neg()?)?)?;
+    let outside = (alpha * pos.where_cond(&lp, &lm.neg()?)?)?.exp()?;
     Ok(match code {
         InterpCode::Code1 => outside,
         InterpCode::Code4 => {
@@ -347,10 +352,9 @@ fn interp_log_ratio(code: InterpCode, alpha: &Tensor, lo: &Tensor, hi: &Tensor, 
                 poly = ((poly * alpha)? + ci)?;
             }
             let poly = ((poly * alpha)? + 1.0)?;
-            let inside_mask = alpha.abs()?.lt(1.0)?;
-            let safe_poly = inside_mask.where_cond(&poly, &alpha.ones_like()?)?;
-            inside_mask.where_cond(&safe_poly.log()?, &outside)?
+            let inside = alpha.abs()?.lt(1.0)?;
+            inside.where_cond(&poly, &outside)?
         }
-        _ => unreachable!("additive code in interp_log_ratio"),
+        _ => unreachable!("additive code in interp_ratio"),
     })
 }

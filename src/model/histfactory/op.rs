@@ -77,6 +77,13 @@ impl CustomOp1 for TwiceNllOp {
     }
 }
 
+impl GradOp {
+    /// A gradient op for `model` on `data`.
+    pub fn new(model: Arc<HistFactoryModel>, data: Arc<Dataset>) -> Self {
+        GradOp { model, data }
+    }
+}
+
 impl CustomOp1 for GradOp {
     fn name(&self) -> &'static str {
         "gradfit-twice-nll-grad"
