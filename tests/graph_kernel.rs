@@ -11,7 +11,13 @@ use gradfit::workspace::ReadOptions;
 use std::sync::Arc;
 
 fn example(opts: &ModelOptions) -> HistFactoryModel {
-    HistFactoryModel::load(&repo("examples/workspaces/two-channel.json"), &[], &ReadOptions::default(), opts).unwrap()
+    HistFactoryModel::load(
+        &repo("examples/workspaces/two-channel.json"),
+        &[],
+        &ReadOptions::default(),
+        opts,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -19,9 +25,20 @@ fn graph_matches_kernel_for_every_interpolation_code() {
     use InterpCode::*;
     for ns in [Code0, Code1, Code2, Code4, Code4p] {
         for hs in [Code0, Code1, Code2, Code4, Code4p] {
-            let opts = ModelOptions { normsys_code: ns, histosys_code: hs, ..Default::default() };
+            let opts = ModelOptions {
+                normsys_code: ns,
+                histosys_code: hs,
+                ..Default::default()
+            };
             let m = example(&opts);
-            check_graph_vs_kernel(&m, 16, 7, 1e-12, 1e-10, &format!("normsys={ns} histosys={hs}"));
+            check_graph_vs_kernel(
+                &m,
+                16,
+                7,
+                1e-12,
+                1e-10,
+                &format!("normsys={ns} histosys={hs}"),
+            );
         }
     }
 }
@@ -49,15 +66,26 @@ fn custom_op_forward_backward_and_second_order() {
         }
         // Hessian-vector product through the gradient op's backward
         let v: Vec<f64> = (0..p).map(|i| ((i * 7 + k) % 5) as f64 - 2.0).collect();
-        let th = Var::from_tensor(&Tensor::from_vec(pts[k].clone(), (1, p), &dev).unwrap()).unwrap();
+        let th =
+            Var::from_tensor(&Tensor::from_vec(pts[k].clone(), (1, p), &dev).unwrap()).unwrap();
         let gop = gradfit::model::histfactory::op::GradOp::new(m.clone(), data.clone());
         let gt = th.as_tensor().apply_op1(gop).unwrap();
         let vt = Tensor::from_vec(v.clone(), (1, p), &dev).unwrap();
         let s = (gt * vt).unwrap().sum_all().unwrap();
-        let hv: Vec<Vec<f64>> = s.backward().unwrap().get(th.as_tensor()).unwrap().to_vec2().unwrap();
+        let hv: Vec<Vec<f64>> = s
+            .backward()
+            .unwrap()
+            .get(th.as_tensor())
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         for i in 0..p {
             let want: f64 = (0..p).map(|j| hk[i * p + j] * v[j]).sum();
-            assert!((hv[0][i] - want).abs() <= 1e-12 * want.abs().max(1.0), "Hv[{i}] {} vs {want}", hv[0][i]);
+            assert!(
+                (hv[0][i] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "Hv[{i}] {} vs {want}",
+                hv[0][i]
+            );
         }
     }
 }
@@ -107,22 +135,44 @@ fn template_gradients_agree_with_finite_differences() {
     for (which, grad) in [(0, &d_nom), (1, &d_hhi), (2, &d_nlo)] {
         for (k, &gk) in grad.iter().enumerate() {
             let want = fd(which, k);
-            assert!((gk - want).abs() < 1e-5 * want.abs().max(1.0), "template {which}[{k}]: autodiff {gk} vs fd {want}");
+            assert!(
+                (gk - want).abs() < 1e-5 * want.abs().max(1.0),
+                "template {which}[{k}]: autodiff {gk} vs fd {want}"
+            );
             checked += 1;
         }
     }
-    assert!(d_nom.iter().any(|v| v.abs() > 1e-3), "nominal gradients should not all vanish");
+    assert!(
+        d_nom.iter().any(|v| v.abs() > 1e-3),
+        "nominal gradients should not all vanish"
+    );
     assert!(checked > 20);
 }
 
 #[test]
 fn analytic_hessian_agrees_with_differenced_gradients() {
-    for (ns, hs) in [(InterpCode::Code4, InterpCode::Code4p), (InterpCode::Code1, InterpCode::Code0), (InterpCode::Code2, InterpCode::Code4)] {
-        let m = example(&ModelOptions { normsys_code: ns, histosys_code: hs, ..Default::default() });
+    for (ns, hs) in [
+        (InterpCode::Code4, InterpCode::Code4p),
+        (InterpCode::Code1, InterpCode::Code0),
+        (InterpCode::Code2, InterpCode::Code4),
+    ] {
+        let m = example(&ModelOptions {
+            normsys_code: ns,
+            histosys_code: hs,
+            ..Default::default()
+        });
         let p = m.n_pars();
         let mut rng = TestRng::new(5);
-        for _ in 0..5 {
-            let x = random_point(&m, &mut rng);
+        for k in 0..7 {
+            let mut x = random_point(&m, &mut rng);
+            // exact zeros of linear factors take the division-free path of the kernel
+            if k == 5 {
+                x[m.poi.unwrap()] = 0.0;
+            }
+            if k == 6 {
+                x[m.par_index("mj_shape[1]").unwrap()] = 0.0;
+                x[m.poi.unwrap()] = 0.0;
+            }
             let (_, _, h) = m.twice_nll_hessian(&x, m.observed());
             for j in 0..p {
                 let step = 1e-6 * x[j].abs().max(1.0);
@@ -135,7 +185,10 @@ fn analytic_hessian_agrees_with_differenced_gradients() {
                 for i in 0..p {
                     let fd = (gp[i] - gm[i]) / (2.0 * step);
                     let a = h[i * p + j];
-                    assert!((a - fd).abs() < 2e-5 * fd.abs().max(1.0), "{ns}/{hs}: H[{i}][{j}] {a} vs fd {fd}");
+                    assert!(
+                        (a - fd).abs() < 2e-5 * fd.abs().max(1.0),
+                        "{ns}/{hs}: H[{i}][{j}] {a} vs fd {fd}"
+                    );
                     assert_eq!(h[i * p + j], h[j * p + i], "symmetric");
                 }
             }

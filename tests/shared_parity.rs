@@ -14,18 +14,40 @@ fn model_tables_match_pyhf() {
         let r = reference(&shared, &name);
         let m = load_model(&shared, &name, &ModelOptions::default());
         let rm = &r["model"];
-        let names: Vec<String> = rm["par_names"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        let names: Vec<String> = rm["par_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
         assert_eq!(m.par_names, names, "{name}: par_names");
         assert_eq!(m.init, f64s(&rm["init"]), "{name}: init");
-        let bounds: Vec<(f64, f64)> = rm["bounds"].as_array().unwrap().iter().map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap())).collect();
+        let bounds: Vec<(f64, f64)> = rm["bounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b[0].as_f64().unwrap(), b[1].as_f64().unwrap()))
+            .collect();
         assert_eq!(m.bounds, bounds, "{name}: bounds");
-        let fixed: Vec<bool> = rm["fixed"].as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect();
+        let fixed: Vec<bool> = rm["fixed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_bool().unwrap())
+            .collect();
         assert_eq!(m.fixed, fixed, "{name}: fixed");
-        assert_eq!(m.poi, rm["poi_index"].as_u64().map(|x| x as usize), "{name}: poi");
+        assert_eq!(
+            m.poi,
+            rm["poi_index"].as_u64().map(|x| x as usize),
+            "{name}: poi"
+        );
         let aux = f64s(&rm["auxdata"]);
         assert_eq!(m.observed().aux.len(), aux.len(), "{name}: n aux");
         for (a, b) in m.observed().aux.iter().zip(&aux) {
-            assert!(rel(*a, *b) < 1e-12 || (a - b).abs() < 1e-12, "{name}: auxdata {a} vs {b}");
+            assert!(
+                rel(*a, *b) < 1e-12 || (a - b).abs() < 1e-12,
+                "{name}: auxdata {a} vs {b}"
+            );
         }
         assert_eq!(m.observed_data(), f64s(&r["data"]), "{name}: data vector");
     }
@@ -42,15 +64,26 @@ fn logpdf_expected_data_and_gradient_match_pyhf() {
             let pars = f64s(&pt["pars"]);
             let want = -2.0 * pt["logpdf"].as_f64().unwrap();
             let (f, g) = m.twice_nll_grad(&pars, m.observed());
-            assert!(rel(f, want) < 1e-10, "{name} point {k}: twice_nll {f} vs {want} (rel {:e})", rel(f, want));
+            assert!(
+                rel(f, want) < 1e-10,
+                "{name} point {k}: twice_nll {f} vs {want} (rel {:e})",
+                rel(f, want)
+            );
             let exp = m.expected_main(&pars);
             for (b, (x, y)) in exp.iter().zip(f64s(&pt["expected_actualdata"])).enumerate() {
-                assert!(rel(*x, y) < 1e-10, "{name} point {k} bin {b}: expected {x} vs {y}");
+                assert!(
+                    rel(*x, y) < 1e-10,
+                    "{name} point {k} bin {b}: expected {x} vs {y}"
+                );
             }
             let gref = f64s(&pt["grad_twice_nll"]);
             for (i, (x, y)) in g.iter().zip(&gref).enumerate() {
                 let ok = rel(*x, *y) < 1e-8 || (x - y).abs() < 1e-8;
-                assert!(ok, "{name} point {k} grad[{i}] ({}): {x} vs {y}", m.par_names[i]);
+                assert!(
+                    ok,
+                    "{name} point {k} grad[{i}] ({}): {x} vs {y}",
+                    m.par_names[i]
+                );
             }
         }
     }
@@ -80,7 +113,10 @@ fn hessian_at_best_fit_matches_pyhf() {
             let diag = f64s(&r["hessian_diag_twice_nll_at_best_fit"]);
             for i in 0..p {
                 let (x, y) = (h[i * p + i], diag[i]);
-                assert!(rel(x, y) < 1e-6 || (x - y).abs() < 1e-9, "{name}: H[{i}][{i}] {x} vs {y}");
+                assert!(
+                    rel(x, y) < 1e-6 || (x - y).abs() < 1e-9,
+                    "{name}: H[{i}][{i}] {x} vs {y}"
+                );
             }
         }
     }
@@ -98,8 +134,17 @@ fn fits_reach_the_reference_minima() {
         let free = fit::fit(&m, m.observed(), &FitSpec::from_model(&m), &opts);
         let want = r["fit_free"]["twice_nll"].as_f64().unwrap();
         assert!(free.converged, "{name}: free fit {:?}", free.status);
-        assert!(free.twice_nll <= want + 1e-4, "{name}: free twice_nll {} vs {want}", free.twice_nll);
-        eprintln!("{name}: free {} (ref {want}, diff {:e}) in {} iterations", free.twice_nll, free.twice_nll - want, free.iterations);
+        assert!(
+            free.twice_nll <= want + 1e-4,
+            "{name}: free twice_nll {} vs {want}",
+            free.twice_nll
+        );
+        eprintln!(
+            "{name}: free {} (ref {want}, diff {:e}) in {} iterations",
+            free.twice_nll,
+            free.twice_nll - want,
+            free.iterations
+        );
         let unc = f64s(&r["fit_free"]["uncertainties"]);
         for i in 0..m.n_pars() {
             if m.fixed[i] {
@@ -110,7 +155,13 @@ fn fits_reach_the_reference_minima() {
             let x = free.x[i];
             let away = (x - lo) > 1e-6 * (hi - lo) && (hi - x) > 1e-6 * (hi - lo);
             if away {
-                assert!(rel(free.errors[i], unc[i]) < 1e-3, "{name}: error of {} {} vs {}", m.par_names[i], free.errors[i], unc[i]);
+                assert!(
+                    rel(free.errors[i], unc[i]) < 1e-3,
+                    "{name}: error of {} {} vs {}",
+                    m.par_names[i],
+                    free.errors[i],
+                    unc[i]
+                );
             }
         }
         for (key, mu) in [("fit_mu0", 0.0), ("fit_mu1", 1.0)] {
@@ -118,8 +169,17 @@ fn fits_reach_the_reference_minima() {
             let res = fit::fit(&m, m.observed(), &spec, &opts);
             let want = r[key]["twice_nll"].as_f64().unwrap();
             assert!(res.converged, "{name}: {key} {:?}", res.status);
-            assert!(res.twice_nll <= want + 1e-4, "{name}: {key} twice_nll {} vs {want}", res.twice_nll);
-            eprintln!("{name}: {key} {} (ref {want}, diff {:e}) in {} iterations", res.twice_nll, res.twice_nll - want, res.iterations);
+            assert!(
+                res.twice_nll <= want + 1e-4,
+                "{name}: {key} twice_nll {} vs {want}",
+                res.twice_nll
+            );
+            eprintln!(
+                "{name}: {key} {} (ref {want}, diff {:e}) in {} iterations",
+                res.twice_nll,
+                res.twice_nll - want,
+                res.iterations
+            );
         }
     }
 }
@@ -148,10 +208,23 @@ fn root_validation_workspaces_load_with_their_interpolation_codes() {
             continue;
         }
         let v = read(&path);
-        let code = |k: &str| v["interpolation"][k].as_str().unwrap().parse::<InterpCode>().unwrap();
-        let opts = ModelOptions { normsys_code: code("normsys"), histosys_code: code("histosys"), ..Default::default() };
-        let ws = Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default()).unwrap();
-        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname).unwrap_or_else(|e| panic!("{fname}: {e}"));
+        let code = |k: &str| {
+            v["interpolation"][k]
+                .as_str()
+                .unwrap()
+                .parse::<InterpCode>()
+                .unwrap()
+        };
+        let opts = ModelOptions {
+            normsys_code: code("normsys"),
+            histosys_code: code("histosys"),
+            ..Default::default()
+        };
+        let ws =
+            Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default())
+                .unwrap();
+        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname)
+            .unwrap_or_else(|e| panic!("{fname}: {e}"));
         assert_eq!(m.normsys_code, opts.normsys_code);
         assert_eq!(m.histosys_code, opts.histosys_code);
         assert!(m.poi.is_some(), "{fname}: POI");

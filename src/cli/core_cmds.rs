@@ -1,13 +1,13 @@
 //! `eval`, `fit` and `inspect`.
 
-use super::table::{fmt, Table};
-use super::{matrix, num, nums, par_index, parse_fix, ModelArgs, OutputArgs, EXIT_NOT_CONVERGED};
+use super::table::{Table, fmt};
+use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums, par_index, parse_fix};
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitSpec};
-use crate::model::histfactory::Constraint;
 use crate::model::HistFactoryModel;
+use crate::model::histfactory::Constraint;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 /// Arguments of `gradfit eval`.
@@ -39,6 +39,9 @@ pub struct FitArgs {
     /// Print the correlation matrix in the table output too.
     #[arg(long)]
     correlation: bool,
+    /// Iteration limit of the minimiser.
+    #[arg(long, default_value_t = 500)]
+    max_iter: usize,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -52,20 +55,26 @@ pub struct InspectArgs {
     out: OutputArgs,
 }
 
-fn read_pars(path: &PathBuf, model: &HistFactoryModel) -> Result<Vec<f64>> {
+fn read_pars(path: &std::path::Path, model: &HistFactoryModel) -> Result<Vec<f64>> {
     let v = crate::workspace::read_json(path)?;
     let name = path.display().to_string();
-    let arr = v
-        .as_array()
-        .ok_or_else(|| Error::input(format!("{name}: expected a JSON list of {} numbers", model.n_pars())))?;
+    let arr = v.as_array().ok_or_else(|| {
+        Error::input(format!(
+            "{name}: expected a JSON list of {} numbers",
+            model.n_pars()
+        ))
+    })?;
     let pars: Vec<f64> = arr
         .iter()
         .enumerate()
         .map(|(i, x)| {
-            x.as_f64().ok_or_else(|| Error::input(format!("{name}: entry {i} is not a number: {x}")))
+            x.as_f64()
+                .ok_or_else(|| Error::input(format!("{name}: entry {i} is not a number: {x}")))
         })
         .collect::<Result<_>>()?;
-    model.check_pars(&pars).map_err(|e| Error::input(format!("{name}: {e}")))?;
+    model
+        .check_pars(&pars)
+        .map_err(|e| Error::input(format!("{name}: {e}")))?;
     Ok(pars)
 }
 
@@ -83,9 +92,11 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
         (f, g, None)
     };
     if !f.is_finite() {
-        return Err(Error::Numerical(model.domain_issue(&pars, data).unwrap_or_else(|| {
-            "twice_nll is not finite at these parameters".to_string()
-        })));
+        return Err(Error::Numerical(
+            model
+                .domain_issue(&pars, data)
+                .unwrap_or_else(|| "twice_nll is not finite at these parameters".to_string()),
+        ));
     }
     let mut v = json!({
         "par_names": model.par_names,
@@ -97,7 +108,10 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
     }
     a.out.emit(&v, || {
         let mut s = format!("twice_nll = {}\n\n", fmt(f));
-        let mut t = Table::new(&["parameter", "value", "d twice_nll / d par"], &[false, true, true]);
+        let mut t = Table::new(
+            &["parameter", "value", "d twice_nll / d par"],
+            &[false, true, true],
+        );
         for i in 0..p {
             t.row(vec![model.par_names[i].clone(), fmt(pars[i]), fmt(g[i])]);
         }
@@ -111,11 +125,17 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
 }
 
 /// Build the fit spec from `--poi-value` and `--fix`.
-pub fn fit_spec(model: &HistFactoryModel, poi_value: Option<f64>, fix: &[(String, f64)]) -> Result<FitSpec> {
+pub fn fit_spec(
+    model: &HistFactoryModel,
+    poi_value: Option<f64>,
+    fix: &[(String, f64)],
+) -> Result<FitSpec> {
     let mut spec = FitSpec::from_model(model);
     if let Some(mu) = poi_value {
         let poi = model.poi.ok_or_else(|| {
-            Error::input("--poi-value: the model has no POI (is the signal patch applied?)".to_string())
+            Error::input(
+                "--poi-value: the model has no POI (is the signal patch applied?)".to_string(),
+            )
         })?;
         spec = spec.fix(poi, mu);
     }
@@ -156,7 +176,11 @@ pub fn fit_json(model: &HistFactoryModel, r: &fit::FitResult) -> Value {
 pub fn fit(a: &FitArgs) -> Result<i32> {
     let model = a.model.load()?;
     let spec = fit_spec(&model, a.poi_value, &a.fix)?;
-    let r = fit::fit(&model, model.observed(), &spec, &FitOptions::default());
+    let opts = FitOptions {
+        max_iter: a.max_iter,
+        ..Default::default()
+    };
+    let r = fit::fit(&model, model.observed(), &spec, &opts);
     let v = fit_json(&model, &r);
     a.out.emit(&v, || {
         let mut s = format!(
@@ -181,8 +205,8 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
         if r.hessian_not_pd {
             s.push_str("\nwarning: the Hessian is not positive definite at the minimum; uncertainties unavailable\n");
         }
-        if a.correlation {
-            if let Some(c) = r.correlation() {
+        if a.correlation
+            && let Some(c) = r.correlation() {
                 let p = model.n_pars();
                 s.push_str("\ncorrelation (|rho| >= 0.1, off-diagonal):\n");
                 for i in 0..p {
@@ -198,7 +222,6 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
                     }
                 }
             }
-        }
         s
     })?;
     if !r.converged {
@@ -228,7 +251,13 @@ pub fn inspect(a: &InspectArgs) -> Result<i32> {
             let mut mods: Vec<String> = Vec::new();
             for sb in sbs.iter().take(1) {
                 for t in &model.mult[sb.mult.0 as usize..sb.mult.1 as usize] {
-                    mods.push(model.par_names[t.par as usize].split('[').next().unwrap_or("").to_string());
+                    mods.push(
+                        model.par_names[t.par as usize]
+                            .split('[')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
                 }
                 for t in &model.add[sb.add.0 as usize..sb.add.1 as usize] {
                     mods.push(model.par_names[t.par as usize].clone());
@@ -243,7 +272,8 @@ pub fn inspect(a: &InspectArgs) -> Result<i32> {
             }));
         }
         let obs = &model.observed().main[c.bin_offset..c.bin_offset + c.nbins];
-        channels.push(json!({"name": c.name, "nbins": c.nbins, "observed": obs, "samples": samples}));
+        channels
+            .push(json!({"name": c.name, "nbins": c.nbins, "observed": obs, "samples": samples}));
     }
     let mut params = Vec::new();
     for set in &model.par_sets {

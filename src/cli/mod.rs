@@ -14,7 +14,11 @@ use std::path::PathBuf;
 pub const EXIT_NOT_CONVERGED: i32 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "gradfit", version, about = "Differentiable HistFactory likelihoods, fits and inference (pyhf JSON)")]
+#[command(
+    name = "gradfit",
+    version,
+    about = "Differentiable HistFactory likelihoods, fits and inference (pyhf JSON)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,10 +60,14 @@ pub struct ModelArgs {
 }
 
 fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {
-    let (t, c) = s.split_once('=').ok_or_else(|| format!("expected TYPE=CODE, got '{s}'"))?;
+    let (t, c) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected TYPE=CODE, got '{s}'"))?;
     let t = t.trim().to_ascii_lowercase();
     if t != "normsys" && t != "histosys" {
-        return Err(format!("interpolation applies to normsys or histosys, not '{t}'"));
+        return Err(format!(
+            "interpolation applies to normsys or histosys, not '{t}'"
+        ));
     }
     Ok((t, c.parse::<InterpCode>()?))
 }
@@ -70,19 +78,29 @@ impl ModelArgs {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
-            patches.push(workspace::apply_patchset(&set, name, &ps.display().to_string())?);
+            patches.push(workspace::apply_patchset(
+                &set,
+                name,
+                &ps.display().to_string(),
+            )?);
         }
         let mut labels = Vec::new();
         for p in &self.patches {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
         }
-        let read = ReadOptions { allow_negative_yields: self.allow_negative_yields };
+        let read = ReadOptions {
+            allow_negative_yields: self.allow_negative_yields,
+        };
         let mut value = workspace::read_json(&self.workspace)?;
         let offset = usize::from(self.patchset.is_some());
         for (i, p) in patches.iter().enumerate() {
             let label = if i < offset {
-                format!("{} [{}]", self.patchset.as_ref().unwrap().display(), self.patch_name.as_ref().unwrap())
+                format!(
+                    "{} [{}]",
+                    self.patchset.as_ref().unwrap().display(),
+                    self.patch_name.as_ref().unwrap()
+                )
             } else {
                 labels[i - offset].clone()
             };
@@ -90,7 +108,10 @@ impl ModelArgs {
         }
         let src = self.workspace.display().to_string();
         let ws = workspace::Workspace::from_value(value, &[], &src, &read)?;
-        let mut opts = ModelOptions { measurement: self.measurement.clone(), ..Default::default() };
+        let mut opts = ModelOptions {
+            measurement: self.measurement.clone(),
+            ..Default::default()
+        };
         for (t, c) in &self.interp {
             if t == "normsys" {
                 opts.normsys_code = *c;
@@ -165,8 +186,13 @@ pub fn main() -> i32 {
 
 /// Parse `NAME=VALUE` pairs for `--fix`.
 pub fn parse_fix(s: &str) -> std::result::Result<(String, f64), String> {
-    let (n, v) = s.rsplit_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
-    let v: f64 = v.trim().parse().map_err(|_| format!("'{v}' is not a number in '{s}'"))?;
+    let (n, v) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
+    let v: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{v}' is not a number in '{s}'"))?;
     if !v.is_finite() {
         return Err(format!("value in '{s}' must be finite"));
     }
@@ -179,7 +205,10 @@ pub fn par_index(model: &HistFactoryModel, name: &str) -> Result<usize> {
         let mut close: Vec<&str> = model
             .par_names
             .iter()
-            .filter(|n| n.to_ascii_lowercase().contains(&name.to_ascii_lowercase()) || name.contains(n.as_str()))
+            .filter(|n| {
+                n.to_ascii_lowercase().contains(&name.to_ascii_lowercase())
+                    || name.contains(n.as_str())
+            })
             .map(|s| s.as_str())
             .take(5)
             .collect();
@@ -196,7 +225,11 @@ pub fn par_index(model: &HistFactoryModel, name: &str) -> Result<usize> {
 
 /// JSON number or null for non-finite values.
 pub fn num(x: f64) -> Value {
-    if x.is_finite() { serde_json::json!(x) } else { Value::Null }
+    if x.is_finite() {
+        serde_json::json!(x)
+    } else {
+        Value::Null
+    }
 }
 
 /// JSON array of numbers (nulls for non-finite).

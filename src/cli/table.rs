@@ -10,7 +10,11 @@ pub struct Table {
 impl Table {
     /// A table with these column headers; `right` marks right-aligned (numeric) columns.
     pub fn new(header: &[&str], right: &[bool]) -> Self {
-        Table { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new(), right: right.to_vec() }
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+            right: right.to_vec(),
+        }
     }
 
     /// Append a row.

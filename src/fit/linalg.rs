@@ -16,10 +16,19 @@ impl Chol {
     /// Buffers for matrices up to `nmax` x `nmax`.
     pub fn new(nmax: usize) -> Self {
         let req = StackReq::any_of(&[
-            llt::factor::cholesky_in_place_scratch::<f64>(nmax.max(1), Par::Seq, Default::default()),
+            llt::factor::cholesky_in_place_scratch::<f64>(
+                nmax.max(1),
+                Par::Seq,
+                Default::default(),
+            ),
             llt::inverse::inverse_scratch::<f64>(nmax.max(1), Par::Seq),
         ]);
-        Chol { buf: vec![0.0; nmax * nmax], n: 0, mem: MemBuffer::new(req), cap: nmax }
+        Chol {
+            buf: vec![0.0; nmax * nmax],
+            n: 0,
+            mem: MemBuffer::new(req),
+            cap: nmax,
+        }
     }
 
     fn grow(&mut self, n: usize) {
@@ -44,7 +53,8 @@ impl Chol {
         }
         let m = MatMut::from_column_major_slice_mut(a, n, n);
         let stack = MemStack::new(&mut self.mem);
-        llt::factor::cholesky_in_place(m, Default::default(), Par::Seq, stack, Default::default()).is_ok()
+        llt::factor::cholesky_in_place(m, Default::default(), Par::Seq, stack, Default::default())
+            .is_ok()
     }
 
     /// Solve `A x = rhs` in place with the last factorisation.
@@ -87,13 +97,19 @@ mod tests {
         let a: Vec<f64> = (0..n * n)
             .map(|k| {
                 let (i, j) = (k / n, k % n);
-                if i == j { 4.0 + i as f64 } else { 1.0 / (1.0 + (i + j) as f64) }
+                if i == j {
+                    4.0 + i as f64
+                } else {
+                    1.0 / (1.0 + (i + j) as f64)
+                }
             })
             .collect();
         let mut c = Chol::new(3);
         assert!(c.factor(n, |i, j| a[i * n + j]));
         let x_true = [1.0, -2.0, 0.5, 3.0, -1.0];
-        let mut b: Vec<f64> = (0..n).map(|i| (0..n).map(|j| a[i * n + j] * x_true[j]).sum()).collect();
+        let mut b: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| a[i * n + j] * x_true[j]).sum())
+            .collect();
         c.solve(&mut b);
         for i in 0..n {
             assert!((b[i] - x_true[i]).abs() < 1e-12);

@@ -1,16 +1,19 @@
 //! Batched bounded minimisation of twice_nll with exact Hessians.
 //!
-//! The minimiser is a projected Newton method with Levenberg-Marquardt damping:
-//! at each iteration the Hessian of the free parameters (not fixed, not held
-//! at a bound by their gradient) is factorised by Cholesky, the step is clipped
-//! to the bounds and accepted when the actual decrease matches the quadratic
-//! prediction well enough; otherwise the damping grows. Convergence is declared
-//! when the estimated distance to the minimum `edm = g^T H^-1 g / 2` (in
-//! twice_nll units) falls below the tolerance.
+//! The minimiser is a projected Newton method with Levenberg-Marquardt damping.
+//! Each iteration evaluates twice_nll, its gradient and exact Hessian; the free
+//! parameters are those not fixed and not held at a bound by their gradient.
+//! Where the exact Hessian of the free block is positive definite the step is
+//! Newton's; far from the minimum, where it often is not, the step uses the
+//! expected (Fisher) information instead (scoring). The step is clipped to the
+//! bounds and accepted when the actual decrease matches the quadratic
+//! prediction well enough; otherwise the damping grows and the step is solved
+//! again with the same matrix. Convergence is declared when the estimated
+//! distance to the minimum `edm = g^T H^-1 g / 2` (exact Hessian, twice_nll
+//! units) falls below the tolerance.
 //!
-//! All members of a batch advance together in two phases per iteration
-//! (propose a step, then test it); members that finished are masked out, and
-//! one failing member never stops the others.
+//! All members of a batch advance together, one iteration per round; members
+//! that finished are masked out, and one failing member never stops the others.
 
 pub mod linalg;
 
@@ -34,7 +37,12 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { max_iter: 500, edm_tol: 1e-12, covariance: true, chunk: 256 }
+        FitOptions {
+            max_iter: 500,
+            edm_tol: 1e-12,
+            covariance: true,
+            chunk: 256,
+        }
     }
 }
 
@@ -52,7 +60,11 @@ pub struct FitSpec {
 impl FitSpec {
     /// The model's suggested start, fixed flags and bounds.
     pub fn from_model<L: Likelihood + ?Sized>(m: &L) -> Self {
-        FitSpec { init: m.init().to_vec(), fixed: m.fixed().to_vec(), bounds: m.bounds().to_vec() }
+        FitSpec {
+            init: m.init().to_vec(),
+            fixed: m.fixed().to_vec(),
+            bounds: m.bounds().to_vec(),
+        }
     }
 
     /// Fix parameter `i` at `value`.
@@ -91,7 +103,9 @@ impl FitStatus {
             FitStatus::Converged => "edm below tolerance",
             FitStatus::NothingToFit => "all parameters fixed",
             FitStatus::MaxIterations => "iteration limit reached",
-            FitStatus::NonFiniteStart => "likelihood not finite at the start point (an expected rate is not positive)",
+            FitStatus::NonFiniteStart => {
+                "likelihood not finite at the start point (an expected rate is not positive)"
+            }
             FitStatus::Stalled => "no decreasing step found while edm is still above tolerance",
         }
     }
@@ -138,27 +152,21 @@ impl FitResult {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    Propose,
-    Trial,
-    Done,
-}
-
 struct Member {
     x: Vec<f64>,
     x_trial: Vec<f64>,
     f: f64,
-    pred: f64,
     lambda: f64,
     iter: usize,
     evals: usize,
     edm: f64,
-    phase: Phase,
+    done: bool,
+    /// The last accepted step decreased twice_nll by more than one unit.
+    far: bool,
     status: FitStatus,
     cov: Option<Vec<f64>>,
     not_pd: bool,
-    /// Stop at the next proposal (after computing the Hessian for the covariance).
+    /// Stop at the next iteration (after computing the Hessian for the covariance).
     stop: bool,
 }
 
@@ -169,17 +177,33 @@ struct Work<S> {
     chol: Chol,
     free: Vec<usize>,
     d: Vec<f64>,
+    h_is_fisher: bool,
 }
 
 impl<S> Work<S> {
     fn new(s: S, p: usize) -> Self {
-        Work { s, g: vec![0.0; p], h: vec![0.0; p * p], chol: Chol::new(p), free: Vec::with_capacity(p), d: vec![0.0; p] }
+        Work {
+            s,
+            g: vec![0.0; p],
+            h: vec![0.0; p * p],
+            chol: Chol::new(p),
+            free: Vec::with_capacity(p),
+            d: vec![0.0; p],
+            h_is_fisher: false,
+        }
     }
 }
 
 /// Fit one problem.
-pub fn fit<L: Likelihood>(model: &L, data: &L::Data, spec: &FitSpec, opts: &FitOptions) -> FitResult {
-    fit_batch(model, &[data], std::slice::from_ref(spec), opts).pop().expect("one result")
+pub fn fit<L: Likelihood>(
+    model: &L,
+    data: &L::Data,
+    spec: &FitSpec,
+    opts: &FitOptions,
+) -> FitResult {
+    fit_batch(model, &[data], std::slice::from_ref(spec), opts)
+        .pop()
+        .expect("one result")
 }
 
 /// Fit a batch of problems: `data` holds one dataset for all members or one per member.
@@ -189,7 +213,10 @@ pub fn fit_batch<L: Likelihood>(
     specs: &[FitSpec],
     opts: &FitOptions,
 ) -> Vec<FitResult> {
-    assert!(data.len() == 1 || data.len() == specs.len(), "one dataset or one per member");
+    assert!(
+        data.len() == 1 || data.len() == specs.len(),
+        "one dataset or one per member"
+    );
     let mut out = Vec::with_capacity(specs.len());
     let chunk = opts.chunk.max(1);
     for (c, specs_c) in specs.chunks(chunk).enumerate() {
@@ -204,23 +231,33 @@ pub fn fit_batch<L: Likelihood>(
     out
 }
 
-fn fit_chunk<L: Likelihood>(model: &L, data: &[&L::Data], specs: &[FitSpec], opts: &FitOptions) -> Vec<FitResult> {
+fn fit_chunk<L: Likelihood>(
+    model: &L,
+    data: &[&L::Data],
+    specs: &[FitSpec],
+    opts: &FitOptions,
+) -> Vec<FitResult> {
     let p = model.n_pars();
     let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
     let mut members: Vec<Member> = specs
         .iter()
         .map(|sp| {
-            let x: Vec<f64> = sp.init.iter().zip(&sp.bounds).map(|(v, (lo, hi))| v.clamp(*lo, *hi)).collect();
+            let x: Vec<f64> = sp
+                .init
+                .iter()
+                .zip(&sp.bounds)
+                .map(|(v, (lo, hi))| v.clamp(*lo, *hi))
+                .collect();
             Member {
                 x_trial: x.clone(),
                 x,
                 f: f64::NAN,
-                pred: 0.0,
                 lambda: 0.0,
                 iter: 0,
                 evals: 0,
                 edm: f64::INFINITY,
-                phase: Phase::Propose,
+                done: false,
+                far: true,
                 status: FitStatus::MaxIterations,
                 cov: None,
                 not_pd: false,
@@ -230,36 +267,23 @@ fn fit_chunk<L: Likelihood>(model: &L, data: &[&L::Data], specs: &[FitSpec], opt
         .collect();
 
     let parallel = members.len() > 1;
-    loop {
-        let active = members.iter().any(|m| m.phase != Phase::Done);
-        if !active {
-            break;
-        }
-        // Phase 1: propose steps (Hessian, active set, damped Newton solve).
+    while members.iter().any(|m| !m.done) {
         let step = |w: &mut Work<L::Scratch>, (i, m): (usize, &mut Member)| {
-            if m.phase == Phase::Propose {
-                propose(model, dat(i), &specs[i], opts, m, w);
+            if !m.done {
+                iterate(model, dat(i), &specs[i], opts, m, w);
             }
         };
         if parallel {
-            members.par_iter_mut().enumerate().for_each_init(|| Work::new(model.scratch(), p), step);
+            members
+                .par_iter_mut()
+                .enumerate()
+                .for_each_init(|| Work::new(model.scratch(), p), step);
         } else {
             let mut w = Work::new(model.scratch(), p);
-            members.iter_mut().enumerate().for_each(|im| step(&mut w, im));
-        }
-        // Phase 2: evaluate the trial points and accept or reject.
-        let trial = |s: &mut L::Scratch, (i, m): (usize, &mut Member)| {
-            if m.phase == Phase::Trial {
-                let ft = model.eval(&m.x_trial, dat(i), s, None, None);
-                m.evals += 1;
-                judge(m, ft, opts);
-            }
-        };
-        if parallel {
-            members.par_iter_mut().enumerate().for_each_init(|| model.scratch(), trial);
-        } else {
-            let mut s = model.scratch();
-            members.iter_mut().enumerate().for_each(|im| trial(&mut s, im));
+            members
+                .iter_mut()
+                .enumerate()
+                .for_each(|im| step(&mut w, im));
         }
     }
     members
@@ -267,8 +291,18 @@ fn fit_chunk<L: Likelihood>(model: &L, data: &[&L::Data], specs: &[FitSpec], opt
         .zip(specs)
         .map(|(m, sp)| {
             let errors = match &m.cov {
-                Some(c) => (0..p).map(|i| if sp.fixed[i] { 0.0 } else { c[i * p + i].max(0.0).sqrt() }).collect(),
-                None => (0..p).map(|i| if sp.fixed[i] { 0.0 } else { f64::NAN }).collect(),
+                Some(c) => (0..p)
+                    .map(|i| {
+                        if sp.fixed[i] {
+                            0.0
+                        } else {
+                            c[i * p + i].max(0.0).sqrt()
+                        }
+                    })
+                    .collect(),
+                None => (0..p)
+                    .map(|i| if sp.fixed[i] { 0.0 } else { f64::NAN })
+                    .collect(),
             };
             FitResult {
                 twice_nll: m.f,
@@ -299,7 +333,19 @@ fn f_noise(f: f64) -> f64 {
     1e-13 * f.abs().max(1.0)
 }
 
-fn propose<L: Likelihood>(
+/// `GRADFIT_TRACE=1` prints every minimiser iteration to stderr.
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("GRADFIT_TRACE").is_some())
+}
+
+/// Next damping value after a failure.
+fn raise(lambda: f64) -> f64 {
+    if lambda == 0.0 { 1e-4 } else { lambda * 10.0 }
+}
+
+/// One iteration of one member: evaluate, test convergence, find an accepted step.
+fn iterate<L: Likelihood>(
     model: &L,
     data: &L::Data,
     spec: &FitSpec,
@@ -310,25 +356,29 @@ fn propose<L: Likelihood>(
     let p = m.x.len();
     let f = model.eval(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
     m.evals += 1;
+    w.h_is_fisher = false;
     if !f.is_finite() {
         m.f = f;
-        m.status = if m.iter == 0 { FitStatus::NonFiniteStart } else { FitStatus::Stalled };
-        m.phase = Phase::Done;
+        m.status = if m.iter == 0 {
+            FitStatus::NonFiniteStart
+        } else {
+            FitStatus::Stalled
+        };
+        m.done = true;
         return;
     }
     m.f = f;
     if m.stop {
-        finish(m, spec, opts, w);
+        finish(model, data, m, spec, opts, w);
         return;
     }
-    let (g, h) = (&w.g, &w.h);
     w.free.clear();
     for i in 0..p {
         if spec.fixed[i] {
             continue;
         }
         let (lo, hi) = spec.bounds[i];
-        if (at_lower(m.x[i], lo) && g[i] > 0.0) || (at_upper(m.x[i], hi) && g[i] < 0.0) {
+        if (at_lower(m.x[i], lo) && w.g[i] > 0.0) || (at_upper(m.x[i], hi) && w.g[i] < 0.0) {
             continue;
         }
         w.free.push(i);
@@ -336,125 +386,181 @@ fn propose<L: Likelihood>(
     let nf = w.free.len();
     if nf == 0 {
         m.edm = 0.0;
-        m.status = if spec.fixed.iter().all(|&x| x) { FitStatus::NothingToFit } else { FitStatus::Converged };
-        finish(m, spec, opts, w);
+        m.status = if spec.fixed.iter().all(|&x| x) {
+            FitStatus::NothingToFit
+        } else {
+            FitStatus::Converged
+        };
+        finish(model, data, m, spec, opts, w);
         return;
     }
-    let free = &w.free;
-    // Undamped Newton: edm and convergence test.
-    let mut have_newton = false;
-    if w.chol.factor(nf, |a, b| h[free[a] * p + free[b]]) {
-        for (a, &i) in free.iter().enumerate() {
-            w.d[a] = -g[i];
+    // Undamped Newton on the exact Hessian: edm and convergence test.
+    let exact_pd = w.chol.factor(nf, |a, b| w.h[w.free[a] * p + w.free[b]]);
+    if exact_pd {
+        for (a, &i) in w.free.iter().enumerate() {
+            w.d[a] = -w.g[i];
         }
         w.chol.solve(&mut w.d[..nf]);
-        let edm = -0.5 * free.iter().enumerate().map(|(a, &i)| g[i] * w.d[a]).sum::<f64>();
+        let edm = -0.5
+            * w.free
+                .iter()
+                .enumerate()
+                .map(|(a, &i)| w.g[i] * w.d[a])
+                .sum::<f64>();
         m.edm = edm;
         if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f)) {
             m.status = FitStatus::Converged;
-            finish(m, spec, opts, w);
+            finish(model, data, m, spec, opts, w);
             return;
         }
-        have_newton = edm >= 0.0;
     } else {
         m.edm = f64::INFINITY;
+        if trace() {
+            let neg: Vec<(usize, f64, f64)> = w
+                .free
+                .iter()
+                .filter(|&&i| w.h[i * p + i] <= 0.0)
+                .map(|&i| (i, w.h[i * p + i], m.x[i]))
+                .collect();
+            eprintln!("  not PD; non-positive diagonal: {neg:?}");
+        }
     }
     if m.iter >= opts.max_iter {
         m.status = FitStatus::MaxIterations;
-        finish(m, spec, opts, w);
+        finish(model, data, m, spec, opts, w);
         return;
     }
-    // Damped step (Levenberg-Marquardt with Marquardt scaling).
-    loop {
-        if m.lambda == 0.0 && have_newton {
-            break;
+    m.iter += 1;
+    // The step matrix: exact Hessian where it is positive definite; far from the
+    // minimum the expected information (scoring); near it, the damped exact Hessian.
+    // A positive-definite exact Hessian always gets the undamped Newton step first.
+    let mut lambda = if exact_pd { 0.0 } else { m.lambda };
+    let mut undamped_ready = exact_pd;
+    if !exact_pd {
+        if m.far {
+            model.eval_fisher(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+            m.evals += 1;
+            w.h_is_fisher = true;
+            lambda = 0.0;
+        } else {
+            lambda = lambda.max(1e-3);
         }
-        let lam = m.lambda;
-        let ok = w.chol.factor(nf, |a, b| {
-            let v = h[free[a] * p + free[b]];
-            if a == b { v + lam * v.abs().max(1e-8) } else { v }
-        });
-        if ok {
+    }
+    // Rejected steps are first shortened along the same direction (backtracking on
+    // the projected path), then damped further (a new factorisation).
+    let mut t = 1.0;
+    for _attempt in 0..60 {
+        let (g, h, free) = (&w.g, &w.h, &w.free);
+        if !undamped_ready {
+            let lam = lambda;
+            let ok = w.chol.factor(nf, |a, b| {
+                let v = h[free[a] * p + free[b]];
+                if a == b {
+                    v + lam * v.abs().max(1e-8)
+                } else {
+                    v
+                }
+            });
+            if !ok {
+                lambda = raise(lambda);
+                continue;
+            }
             for (a, &i) in free.iter().enumerate() {
                 w.d[a] = -g[i];
             }
             w.chol.solve(&mut w.d[..nf]);
-            break;
         }
-        m.lambda = if m.lambda == 0.0 { 1e-4 } else { m.lambda * 10.0 };
-        if m.lambda > 1e20 {
-            m.status = FitStatus::Stalled;
-            finish(m, spec, opts, w);
-            return;
+        undamped_ready = true;
+        // clip to the bounds and predict the decrease of the quadratic model
+        m.x_trial.copy_from_slice(&m.x);
+        for (a, &i) in free.iter().enumerate() {
+            let (lo, hi) = spec.bounds[i];
+            m.x_trial[i] = (m.x[i] + t * w.d[a]).clamp(lo, hi);
         }
-    }
-    // Clip to bounds and predict the decrease of the quadratic model.
-    m.x_trial.copy_from_slice(&m.x);
-    for (a, &i) in free.iter().enumerate() {
-        let (lo, hi) = spec.bounds[i];
-        m.x_trial[i] = (m.x[i] + w.d[a]).clamp(lo, hi);
-    }
-    let mut gs = 0.0;
-    let mut shs = 0.0;
-    for &i in free.iter() {
-        let si = m.x_trial[i] - m.x[i];
-        if si == 0.0 {
+        let mut gs = 0.0;
+        let mut shs = 0.0;
+        for &i in free.iter() {
+            let si = m.x_trial[i] - m.x[i];
+            if si == 0.0 {
+                continue;
+            }
+            gs += g[i] * si;
+            let row = &h[i * p..(i + 1) * p];
+            let hs: f64 = free.iter().map(|&j| row[j] * (m.x_trial[j] - m.x[j])).sum();
+            shs += si * hs;
+        }
+        let pred = -(gs + 0.5 * shs);
+        if trace() {
+            eprintln!(
+                "iter {} f {:.12} edm {:.3e} lambda {:.1e} pred {:.3e} exact_pd {} far {}",
+                m.iter, f, m.edm, lambda, pred, exact_pd, m.far
+            );
+        }
+        let noise = f_noise(f);
+        if !(pred > 0.0) {
+            if pred.abs() <= noise && m.edm < 1e-6 {
+                m.status = FitStatus::Converged;
+                finish(model, data, m, spec, opts, w);
+                return;
+            }
+            lambda = raise(lambda);
+            undamped_ready = false;
+            t = 1.0;
             continue;
         }
-        gs += g[i] * si;
-        let row = &h[i * p..(i + 1) * p];
-        let mut hs = 0.0;
-        for &j in free.iter() {
-            hs += row[j] * (m.x_trial[j] - m.x[j]);
-        }
-        shs += si * hs;
-    }
-    m.pred = -(gs + 0.5 * shs);
-    m.iter += 1;
-    if !(m.pred > 0.0) {
-        // The clipped step does not descend: damp harder and try again.
-        if m.pred.abs() <= f_noise(f) && m.edm < 1e-6 {
-            m.status = FitStatus::Converged;
-            finish(m, spec, opts, w);
+        let ft = model.eval(&m.x_trial, data, &mut w.s, None, None);
+        m.evals += 1;
+        let actual = f - ft;
+        if ft.is_finite() && actual > -noise && (actual >= 1e-4 * pred || pred < noise) {
+            let rho = actual / pred;
+            m.x.copy_from_slice(&m.x_trial);
+            m.f = ft;
+            m.far = actual > 1.0;
+            m.lambda = if rho > 0.75 {
+                if lambda < 1e-9 { 0.0 } else { lambda * 0.1 }
+            } else if rho < 0.25 {
+                (lambda * 4.0).max(1e-6)
+            } else {
+                lambda
+            };
             return;
         }
-        m.lambda = if m.lambda == 0.0 { 1e-4 } else { m.lambda * 10.0 };
-        m.phase = Phase::Propose;
-        return;
-    }
-    m.phase = Phase::Trial;
-}
-
-fn judge(m: &mut Member, ft: f64, _opts: &FitOptions) {
-    let actual = m.f - ft;
-    let noise = f_noise(m.f);
-    if ft.is_finite() && actual > -noise && (actual >= 1e-4 * m.pred || m.pred < noise) {
-        let rho = actual / m.pred;
-        m.x.copy_from_slice(&m.x_trial);
-        m.f = ft;
-        if rho > 0.75 {
-            m.lambda = if m.lambda < 1e-9 { 0.0 } else { m.lambda * 0.1 };
-        } else if rho < 0.25 {
-            m.lambda = (m.lambda * 4.0).max(1e-6);
-        }
-    } else {
-        if m.pred < noise && m.edm < 1e-6 {
-            // Nothing measurable left to gain: the start of this step is the minimum.
+        if pred < noise && m.edm < 1e-6 {
+            // nothing measurable left to gain: this point is the minimum
             m.status = FitStatus::Converged;
             m.stop = true;
-            m.phase = Phase::Propose;
             return;
         }
-        m.lambda = if m.lambda == 0.0 { 1e-3 } else { m.lambda * 10.0 };
+        if t > 0.1 {
+            t *= 0.5;
+        } else {
+            lambda = raise(lambda);
+            undamped_ready = false;
+            t = 1.0;
+        }
     }
-    m.phase = Phase::Propose;
+    m.lambda = lambda;
+    m.status = FitStatus::Stalled;
+    finish(model, data, m, spec, opts, w);
 }
 
-/// Finish a member: covariance from the Hessian already in `w` (at `m.x`).
-fn finish<S>(m: &mut Member, spec: &FitSpec, opts: &FitOptions, w: &mut Work<S>) {
-    m.phase = Phase::Done;
+/// Finish a member: covariance from the exact Hessian at `m.x` (already in `w` unless a scoring matrix replaced it).
+fn finish<L: Likelihood>(
+    model: &L,
+    data: &L::Data,
+    m: &mut Member,
+    spec: &FitSpec,
+    opts: &FitOptions,
+    w: &mut Work<L::Scratch>,
+) {
+    m.done = true;
     if !opts.covariance || !m.f.is_finite() {
         return;
+    }
+    if w.h_is_fisher {
+        model.eval(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+        m.evals += 1;
+        w.h_is_fisher = false;
     }
     let p = m.x.len();
     let nfix: Vec<usize> = (0..p).filter(|&i| !spec.fixed[i]).collect();

@@ -41,6 +41,19 @@ pub trait Likelihood: Send + Sync {
         grad: Option<&mut [f64]>,
         hess: Option<&mut [f64]>,
     ) -> f64;
+    /// Like `eval`, but `hess` receives a positive semi-definite approximation
+    /// (the expected information) used for steps far from the minimum.
+    /// Defaults to the exact Hessian.
+    fn eval_fisher(
+        &self,
+        theta: &[f64],
+        data: &Self::Data,
+        scratch: &mut Self::Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        self.eval(theta, data, scratch, grad, hess)
+    }
 }
 
 impl Likelihood for HistFactoryModel {
@@ -77,5 +90,15 @@ impl Likelihood for HistFactoryModel {
         hess: Option<&mut [f64]>,
     ) -> f64 {
         HistFactoryModel::eval(self, theta, data, scratch, grad, hess)
+    }
+    fn eval_fisher(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        scratch: &mut histfactory::Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        HistFactoryModel::eval_fisher(self, theta, data, scratch, grad, hess)
     }
 }

@@ -13,9 +13,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let io = |e: std::io::Error, p: &Path| Error::Io { path: p.to_path_buf(), source: e };
+    let io = |e: std::io::Error, p: &Path| Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
         f.write_all(bytes).map_err(|e| io(e, &tmp))?;

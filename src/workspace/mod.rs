@@ -6,7 +6,7 @@
 
 mod patch;
 
-pub use patch::{apply_patch, apply_patchset, load_patch, load_patchset, PatchSet};
+pub use patch::{PatchSet, apply_patch, apply_patchset, load_patch, load_patchset};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -285,7 +285,12 @@ impl Workspace {
     pub fn channel_nbins(&self) -> BTreeMap<String, usize> {
         self.channels
             .iter()
-            .map(|c| (c.name.clone(), c.samples.first().map_or(0, |s| s.data.len())))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.samples.first().map_or(0, |s| s.data.len()),
+                )
+            })
             .collect()
     }
 
@@ -296,13 +301,18 @@ impl Workspace {
                 .measurements
                 .first()
                 .ok_or_else(|| Error::input("the workspace has no measurement")),
-            Some(n) => self.measurements.iter().find(|m| m.name == n).ok_or_else(|| {
-                let names: Vec<&str> = self.measurements.iter().map(|m| m.name.as_str()).collect();
-                Error::input(format!(
-                    "no measurement named '{n}'; the workspace has: {}",
-                    names.join(", ")
-                ))
-            }),
+            Some(n) => self
+                .measurements
+                .iter()
+                .find(|m| m.name == n)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        self.measurements.iter().map(|m| m.name.as_str()).collect();
+                    Error::input(format!(
+                        "no measurement named '{n}'; the workspace has: {}",
+                        names.join(", ")
+                    ))
+                }),
         }
     }
 
@@ -311,7 +321,10 @@ impl Workspace {
         if self.version != "1.0.0" {
             return Err(err(
                 "/version".into(),
-                format!("unsupported schema version '{}', expected '1.0.0'", self.version),
+                format!(
+                    "unsupported schema version '{}', expected '1.0.0'",
+                    self.version
+                ),
             ));
         }
         if self.channels.is_empty() {
@@ -330,15 +343,24 @@ impl Workspace {
             if let Some(prev) = seen_channels.insert(&c.name, ci) {
                 return Err(err(
                     format!("{cloc}/name"),
-                    format!("duplicate channel name '{}' (also /channels/{prev})", c.name),
+                    format!(
+                        "duplicate channel name '{}' (also /channels/{prev})",
+                        c.name
+                    ),
                 ));
             }
             if c.samples.is_empty() {
-                return Err(err(format!("{cloc}/samples"), "channel has no samples".into()));
+                return Err(err(
+                    format!("{cloc}/samples"),
+                    "channel has no samples".into(),
+                ));
             }
             let nb = c.samples[0].data.len();
             if nb == 0 {
-                return Err(err(format!("{cloc}/samples/0/data"), "sample has no bins".into()));
+                return Err(err(
+                    format!("{cloc}/samples/0/data"),
+                    "sample has no bins".into(),
+                ));
             }
             nbins_of.insert(&c.name, nb);
             let mut seen_samples: HashMap<&str, usize> = HashMap::new();
@@ -347,7 +369,10 @@ impl Workspace {
                 if let Some(prev) = seen_samples.insert(&s.name, si) {
                     return Err(err(
                         format!("{sloc}/name"),
-                        format!("duplicate sample name '{}' in channel '{}' (also {cloc}/samples/{prev})", s.name, c.name),
+                        format!(
+                            "duplicate sample name '{}' in channel '{}' (also {cloc}/samples/{prev})",
+                            s.name, c.name
+                        ),
                     ));
                 }
                 if s.data.len() != nb {
@@ -408,7 +433,10 @@ impl Workspace {
             if let Some(prev) = seen_obs.insert(&o.name, oi) {
                 return Err(err(
                     format!("{oloc}/name"),
-                    format!("second observation for channel '{}' (also /observations/{prev})", o.name),
+                    format!(
+                        "second observation for channel '{}' (also /observations/{prev})",
+                        o.name
+                    ),
                 ));
             }
             if o.data.len() != nb {
@@ -447,7 +475,10 @@ impl Workspace {
                     if let Some(v) = vals {
                         for (k, x) in v.iter().enumerate() {
                             if !x.is_finite() {
-                                return Err(err(format!("{ploc}/{key}/{k}"), format!("value is {x}")));
+                                return Err(err(
+                                    format!("{ploc}/{key}/{k}"),
+                                    format!("value is {x}"),
+                                ));
                             }
                         }
                     }
@@ -470,7 +501,10 @@ impl Workspace {
                 if let Some(s) = &p.sigmas {
                     for (k, x) in s.iter().enumerate() {
                         if *x <= 0.0 {
-                            return Err(err(format!("{ploc}/sigmas/{k}"), format!("sigma must be positive, got {x}")));
+                            return Err(err(
+                                format!("{ploc}/sigmas/{k}"),
+                                format!("sigma must be positive, got {x}"),
+                            ));
                         }
                     }
                 }
@@ -486,9 +520,12 @@ impl Modifier {
         let err = |l: String, msg: String| Error::workspace(src, l, msg);
         let dloc = format!("{loc}/data");
         let vec_of = |v: &Value, at: &str| -> Result<Vec<f64>> {
-            let arr = v
-                .as_array()
-                .ok_or_else(|| err(at.to_string(), format!("expected an array of {nbins} numbers")))?;
+            let arr = v.as_array().ok_or_else(|| {
+                err(
+                    at.to_string(),
+                    format!("expected an array of {nbins} numbers"),
+                )
+            })?;
             if arr.len() != nbins {
                 return Err(err(
                     at.to_string(),
@@ -499,7 +536,10 @@ impl Modifier {
                 .enumerate()
                 .map(|(i, x)| match x.as_f64() {
                     Some(f) if f.is_finite() => Ok(f),
-                    _ => Err(err(format!("{at}/{i}"), format!("expected a finite number, got {x}"))),
+                    _ => Err(err(
+                        format!("{at}/{i}"),
+                        format!("expected a finite number, got {x}"),
+                    )),
                 })
                 .collect()
         };
@@ -507,7 +547,10 @@ impl Modifier {
             if self.data.is_null() {
                 Ok(())
             } else {
-                Err(err(dloc.clone(), format!("a {} modifier takes \"data\": null", self.kind)))
+                Err(err(
+                    dloc.clone(),
+                    format!("a {} modifier takes \"data\": null", self.kind),
+                ))
             }
         };
         Ok(match self.kind.as_str() {
@@ -524,33 +567,50 @@ impl Modifier {
                 ModifierData::Lumi
             }
             "normsys" => {
-                let obj = self
-                    .data
-                    .as_object()
-                    .ok_or_else(|| err(dloc.clone(), "normsys data must be {\"hi\": x, \"lo\": y}".into()))?;
+                let obj = self.data.as_object().ok_or_else(|| {
+                    err(
+                        dloc.clone(),
+                        "normsys data must be {\"hi\": x, \"lo\": y}".into(),
+                    )
+                })?;
                 for k in obj.keys() {
                     if k != "hi" && k != "lo" {
-                        return Err(err(format!("{dloc}/{}", pointer_token(k)), format!("unknown field '{k}'")));
+                        return Err(err(
+                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("unknown field '{k}'"),
+                        ));
                     }
                 }
                 let get = |k: &str| -> Result<f64> {
                     match obj.get(k) {
                         Some(v) => match v.as_f64() {
                             Some(f) if f.is_finite() => Ok(f),
-                            _ => Err(err(format!("{dloc}/{k}"), format!("expected a finite number, got {v}"))),
+                            _ => Err(err(
+                                format!("{dloc}/{k}"),
+                                format!("expected a finite number, got {v}"),
+                            )),
                         },
                         None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
                     }
                 };
-                ModifierData::NormSys { hi: get("hi")?, lo: get("lo")? }
+                ModifierData::NormSys {
+                    hi: get("hi")?,
+                    lo: get("lo")?,
+                }
             }
             "histosys" => {
                 let obj = self.data.as_object().ok_or_else(|| {
-                    err(dloc.clone(), "histosys data must be {\"hi_data\": [...], \"lo_data\": [...]}".into())
+                    err(
+                        dloc.clone(),
+                        "histosys data must be {\"hi_data\": [...], \"lo_data\": [...]}".into(),
+                    )
                 })?;
                 for k in obj.keys() {
                     if k != "hi_data" && k != "lo_data" {
-                        return Err(err(format!("{dloc}/{}", pointer_token(k)), format!("unknown field '{k}'")));
+                        return Err(err(
+                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("unknown field '{k}'"),
+                        ));
                     }
                 }
                 let get = |k: &str| -> Result<Vec<f64>> {
@@ -559,15 +619,21 @@ impl Modifier {
                         None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
                     }
                 };
-                ModifierData::HistoSys { hi_data: get("hi_data")?, lo_data: get("lo_data")? }
+                ModifierData::HistoSys {
+                    hi_data: get("hi_data")?,
+                    lo_data: get("lo_data")?,
+                }
             }
             "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, &dloc)?),
             "staterror" => ModifierData::StatError(vec_of(&self.data, &dloc)?),
             other => {
                 return Err(err(
                     format!("{loc}/type"),
-                    format!("unknown modifier type '{other}'; expected one of {}", MODIFIER_TYPES.join(", ")),
-                ))
+                    format!(
+                        "unknown modifier type '{other}'; expected one of {}",
+                        MODIFIER_TYPES.join(", ")
+                    ),
+                ));
             }
         })
     }

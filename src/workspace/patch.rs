@@ -22,7 +22,9 @@ fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
         });
     }
     from_value_at::<json_patch::Patch>(v, name, "").map_err(|e| match e {
-        Error::Workspace { location, message, .. } => Error::Patch {
+        Error::Workspace {
+            location, message, ..
+        } => Error::Patch {
             source_name: name.to_string(),
             message: format!("malformed operation at {location}: {message}"),
         },
@@ -93,7 +95,9 @@ pub fn load_patchset(path: &Path) -> Result<PatchSet> {
     let name = path.display().to_string();
     let v = read_json(path)?;
     let ps: PatchSet = from_value_at(&v, &name, "").map_err(|e| match e {
-        Error::Workspace { location, message, .. } => Error::Patch {
+        Error::Workspace {
+            location, message, ..
+        } => Error::Patch {
             source_name: name.clone(),
             message: format!("not a pyhf patchset: at {location}: {message}"),
         },
@@ -102,7 +106,10 @@ pub fn load_patchset(path: &Path) -> Result<PatchSet> {
     if ps.version != "1.0.0" {
         return Err(Error::Patch {
             source_name: name,
-            message: format!("unsupported patchset version '{}', expected '1.0.0'", ps.version),
+            message: format!(
+                "unsupported patchset version '{}', expected '1.0.0'",
+                ps.version
+            ),
         });
     }
     Ok(ps)
@@ -116,7 +123,11 @@ pub fn apply_patchset(ps: &PatchSet, patch_name: &str, source_name: &str) -> Res
             Ok(p.patch.clone())
         }
         None => {
-            let mut names: Vec<&str> = ps.patches.iter().map(|p| p.metadata.name.as_str()).collect();
+            let mut names: Vec<&str> = ps
+                .patches
+                .iter()
+                .map(|p| p.metadata.name.as_str())
+                .collect();
             let total = names.len();
             names.truncate(10);
             Err(Error::Patch {

@@ -12,7 +12,11 @@ pub fn shared_dir() -> PathBuf {
     let dir = std::env::var_os("GRADFIT_SHARED").map(PathBuf::from).unwrap_or_else(|| {
         panic!("GRADFIT_SHARED is not set: this suite reads ../shared (run it through .ci/run or set GRADFIT_SHARED=../shared)")
     });
-    assert!(dir.join("workspaces").is_dir(), "GRADFIT_SHARED={} has no workspaces/ folder", dir.display());
+    assert!(
+        dir.join("workspaces").is_dir(),
+        "GRADFIT_SHARED={} has no workspaces/ folder",
+        dir.display()
+    );
     dir
 }
 
@@ -22,7 +26,8 @@ pub fn workspace_names(shared: &Path) -> Vec<String> {
         .expect("read workspaces")
         .filter_map(|e| {
             let n = e.ok()?.file_name().to_string_lossy().into_owned();
-            (n.ends_with(".json") && !n.ends_with(".signal-patch.json")).then(|| n.trim_end_matches(".json").to_string())
+            (n.ends_with(".json") && !n.ends_with(".signal-patch.json"))
+                .then(|| n.trim_end_matches(".json").to_string())
         })
         .collect();
     v.sort();
@@ -31,8 +36,10 @@ pub fn workspace_names(shared: &Path) -> Vec<String> {
 }
 
 pub fn read(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The reference file of a workspace.
@@ -43,13 +50,24 @@ pub fn reference(shared: &Path, name: &str) -> Value {
 /// Load a shared workspace with its signal patch (where one exists).
 pub fn load_model(shared: &Path, name: &str, opts: &ModelOptions) -> HistFactoryModel {
     let ws = shared.join("workspaces").join(format!("{name}.json"));
-    let patch = shared.join("workspaces").join(format!("{name}.signal-patch.json"));
-    let patches = if patch.exists() { vec![workspace::load_patch(&patch).unwrap()] } else { vec![] };
-    HistFactoryModel::load(&ws, &patches, &ReadOptions::default(), opts).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let patch = shared
+        .join("workspaces")
+        .join(format!("{name}.signal-patch.json"));
+    let patches = if patch.exists() {
+        vec![workspace::load_patch(&patch).unwrap()]
+    } else {
+        vec![]
+    };
+    HistFactoryModel::load(&ws, &patches, &ReadOptions::default(), opts)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 pub fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 pub fn rel(a: f64, b: f64) -> f64 {
@@ -89,7 +107,9 @@ pub fn random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> {
             let (lo, hi) = m.bounds[i];
             let x0 = m.init[i];
             let width = match m.constraints[i] {
-                gradfit::model::histfactory::Constraint::Normal { sigma } if x0 == 0.0 => 2.5 * sigma,
+                gradfit::model::histfactory::Constraint::Normal { sigma } if x0 == 0.0 => {
+                    2.5 * sigma
+                }
                 gradfit::model::histfactory::Constraint::Normal { sigma } => (3.0 * sigma).min(0.3),
                 gradfit::model::histfactory::Constraint::Poisson { .. } => 0.2,
                 gradfit::model::histfactory::Constraint::None => 0.5 * x0.abs().max(0.5),
@@ -105,7 +125,11 @@ pub fn finite_random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> 
     let mut scale = 1.0;
     for _ in 0..200 {
         let x0 = random_point(m, rng);
-        let x: Vec<f64> = x0.iter().zip(&m.init).map(|(x, i)| i + scale * (x - i)).collect();
+        let x: Vec<f64> = x0
+            .iter()
+            .zip(&m.init)
+            .map(|(x, i)| i + scale * (x - i))
+            .collect();
         if m.twice_nll(&x, m.observed()).is_finite() {
             return x;
         }
@@ -116,7 +140,14 @@ pub fn finite_random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> 
 
 /// The candle graph and the fused kernel agree at random points:
 /// twice_nll to `tol_f` relative, gradients to `tol_g` relative (absolute for tiny components).
-pub fn check_graph_vs_kernel(m: &HistFactoryModel, n: usize, seed: u64, tol_f: f64, tol_g: f64, label: &str) {
+pub fn check_graph_vs_kernel(
+    m: &HistFactoryModel,
+    n: usize,
+    seed: u64,
+    tol_f: f64,
+    tol_g: f64,
+    label: &str,
+) {
     use candle_core::{Device, Tensor, Var};
     use gradfit::model::histfactory::graph::Graph;
     let dev = Device::Cpu;
@@ -139,12 +170,21 @@ pub fn check_graph_vs_kernel(m: &HistFactoryModel, n: usize, seed: u64, tol_f: f
     let gt: Vec<Vec<f64>> = grads.get(theta.as_tensor()).unwrap().to_vec2().unwrap();
     for (k, x) in points.iter().enumerate() {
         let (fk, gk) = m.twice_nll_grad(x, m.observed());
-        assert!(rel(fv[k], fk) < tol_f, "{label} point {k}: graph {} vs kernel {fk} (rel {:e})", fv[k], rel(fv[k], fk));
+        assert!(
+            rel(fv[k], fk) < tol_f,
+            "{label} point {k}: graph {} vs kernel {fk} (rel {:e})",
+            fv[k],
+            rel(fv[k], fk)
+        );
         let gmax = gk.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         for i in 0..p {
             let (a, b) = (gt[k][i], gk[i]);
             let ok = rel(a, b) < tol_g || (a - b).abs() < tol_g * gmax.max(1.0) * 1e-3;
-            assert!(ok, "{label} point {k} grad {} : graph {a} vs kernel {b}", m.par_names[i]);
+            assert!(
+                ok,
+                "{label} point {k} grad {} : graph {a} vs kernel {b}",
+                m.par_names[i]
+            );
         }
     }
 }

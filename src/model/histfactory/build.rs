@@ -7,7 +7,7 @@ use super::{
     SampleInfo, Templates, TermLayout,
 };
 use crate::error::{Error, Result};
-use crate::workspace::{ModifierData, Workspace, MODIFIER_TYPES};
+use crate::workspace::{MODIFIER_TYPES, ModifierData, Workspace};
 use std::collections::{BTreeMap, HashMap};
 
 /// A typed modifier together with its JSON location.
@@ -27,7 +27,10 @@ struct SampleRef<'a> {
 }
 
 fn type_rank(t: &str) -> usize {
-    MODIFIER_TYPES.iter().position(|x| *x == t).expect("known type")
+    MODIFIER_TYPES
+        .iter()
+        .position(|x| *x == t)
+        .expect("known type")
 }
 
 /// Which types may share one parameter: normsys and histosys are both
@@ -47,7 +50,11 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     for &ci in &chan_order {
         let c = &ws.channels[ci];
         let nb = c.samples[0].data.len();
-        channels.push(ChannelInfo { name: c.name.clone(), bin_offset: offset, nbins: nb });
+        channels.push(ChannelInfo {
+            name: c.name.clone(),
+            bin_offset: offset,
+            nbins: nb,
+        });
         offset += nb;
     }
     let n_main = offset;
@@ -55,13 +62,20 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     // --- observed main data in sorted channel order
     let mut main_obs = vec![0.0; n_main];
     for ch in &channels {
-        let o = ws.observations.iter().find(|o| o.name == ch.name).expect("validated");
+        let o = ws
+            .observations
+            .iter()
+            .find(|o| o.name == ch.name)
+            .expect("validated");
         main_obs[ch.bin_offset..ch.bin_offset + ch.nbins].copy_from_slice(&o.data);
     }
 
     // --- global sorted sample names, and the sorted traversal
-    let mut sample_names: Vec<String> =
-        ws.channels.iter().flat_map(|c| c.samples.iter().map(|s| s.name.clone())).collect();
+    let mut sample_names: Vec<String> = ws
+        .channels
+        .iter()
+        .flat_map(|c| c.samples.iter().map(|s| s.name.clone()))
+        .collect();
     sample_names.sort();
     sample_names.dedup();
     let mut traversal: Vec<SampleRef> = Vec::new();
@@ -76,10 +90,20 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             for (mi, m) in s.modifiers.iter().enumerate() {
                 let loc = format!("{sloc}/modifiers/{mi}");
                 let data = m.parse_data(s.data.len(), src, &loc)?;
-                mods.push(ModRef { name: &m.name, data, loc });
+                mods.push(ModRef {
+                    name: &m.name,
+                    data,
+                    loc,
+                });
             }
             mods.sort_by(|a, b| (a.name, a.data.type_name()).cmp(&(b.name, b.data.type_name())));
-            traversal.push(SampleRef { channel: k, name: &s.name, nominal: &s.data, loc: sloc, mods });
+            traversal.push(SampleRef {
+                channel: k,
+                name: &s.name,
+                nominal: &s.data,
+                loc: sloc,
+                mods,
+            });
         }
     }
 
@@ -89,8 +113,8 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     for s in &traversal {
         for m in &s.mods {
             let t = m.data.type_name();
-            if !first_seen.contains_key(&(m.name, t)) {
-                first_seen.insert((m.name, t), m.loc.clone());
+            if let std::collections::hash_map::Entry::Vacant(e) = first_seen.entry((m.name, t)) {
+                e.insert(m.loc.clone());
                 per_type[type_rank(t)].push(m.name);
             }
         }
@@ -124,8 +148,8 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         let mut shapesys_at: HashMap<&str, &str> = HashMap::new();
         for s in &traversal {
             for m in &s.mods {
-                if let ModifierData::ShapeSys(_) = m.data {
-                    if let Some(prev) = shapesys_at.insert(m.name, &m.loc) {
+                if let ModifierData::ShapeSys(_) = m.data
+                    && let Some(prev) = shapesys_at.insert(m.name, &m.loc) {
                         return Err(werr(
                             m.loc.clone(),
                             format!(
@@ -135,7 +159,6 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                             ),
                         ));
                     }
-                }
             }
         }
     }
@@ -181,20 +204,25 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         let mut unc2 = vec![0.0; n_main];
         for s in &traversal {
             for m in &s.mods {
-                if m.name == *n {
-                    if let ModifierData::StatError(d) = &m.data {
+                if m.name == *n
+                    && let ModifierData::StatError(d) = &m.data {
                         let off = channels[s.channel].bin_offset;
                         for (b, (&nom, &u)) in s.nominal.iter().zip(d.iter()).enumerate() {
                             nom_sum[off + b] += nom;
                             unc2[off + b] += u * u;
                         }
                     }
-                }
             }
         }
         let sig = bins
             .iter()
-            .map(|&b| if nom_sum[b] > 0.0 { unc2[b].sqrt() / nom_sum[b] } else { 0.0 })
+            .map(|&b| {
+                if nom_sum[b] > 0.0 {
+                    unc2[b].sqrt() / nom_sum[b]
+                } else {
+                    0.0
+                }
+            })
             .collect();
         stat_sigma.insert(n, sig);
     }
@@ -245,7 +273,11 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     }
 
     let meas = ws.measurement(opts.measurement.as_deref())?;
-    let meas_idx = ws.measurements.iter().position(|m| std::ptr::eq(m, meas)).unwrap_or(0);
+    let meas_idx = ws
+        .measurements
+        .iter()
+        .position(|m| std::ptr::eq(m, meas))
+        .unwrap_or(0);
     let mut config_of: HashMap<&str, (usize, &crate::workspace::ParameterConfig)> = HashMap::new();
     for (pi, p) in meas.config.parameters.iter().enumerate() {
         config_of.insert(p.name.as_str(), (pi, p));
@@ -291,11 +323,16 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                 let (Some(aux), Some(sig)) = (&cfg.auxdata, &cfg.sigmas) else {
                     return Err(werr(
                         ploc,
-                        format!("lumi parameter '{name}' needs both 'auxdata' and 'sigmas' in its measurement config"),
+                        format!(
+                            "lumi parameter '{name}' needs both 'auxdata' and 'sigmas' in its measurement config"
+                        ),
                     ));
                 };
                 if aux.len() != 1 || sig.len() != 1 {
-                    return Err(werr(ploc, format!("lumi parameter '{name}' takes one auxdata and one sigma")));
+                    return Err(werr(
+                        ploc,
+                        format!("lumi parameter '{name}' takes one auxdata and one sigma"),
+                    ));
                 }
                 p_init[0] = aux[0];
                 p_bounds[0] = (0.0, 10.0 * aux[0]);
@@ -371,7 +408,9 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                 if !(kind == "lumi" || kind == "staterror") {
                     return Err(werr(
                         format!("{ploc}/sigmas"),
-                        format!("'{name}' ({kind}) does not use sigmas (only lumi and staterror do)"),
+                        format!(
+                            "'{name}' ({kind}) does not use sigmas (only lumi and staterror do)"
+                        ),
                     ));
                 }
                 len_check("sigmas", v.len())?;
@@ -389,7 +428,10 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                 len_check("factors", v.len())?;
                 for k in 0..n {
                     if !(v[k] > 0.0) {
-                        return Err(werr(format!("{ploc}/factors/{k}"), "factors must be positive".into()));
+                        return Err(werr(
+                            format!("{ploc}/factors/{k}"),
+                            "factors must be positive".into(),
+                        ));
                     }
                     p_con[k] = Constraint::Poisson { tau: v[k] };
                 }
@@ -404,7 +446,10 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                     .unwrap_or_else(|| first_seen[&(name, kind)].clone());
                 return Err(werr(
                     where_,
-                    format!("initial value {} of '{name}' lies outside its bounds [{lo}, {hi}]", p_init[k]),
+                    format!(
+                        "initial value {} of '{name}' lies outside its bounds [{lo}, {hi}]",
+                        p_init[k]
+                    ),
                 ));
             }
         }
@@ -425,7 +470,13 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             .map(|t| MODIFIER_TYPES[type_rank(t)])
             .collect();
         types.sort_by_key(|t| type_rank(t));
-        par_sets.push(ParSet { name: name.to_string(), kind, types, offset, n });
+        par_sets.push(ParSet {
+            name: name.to_string(),
+            kind,
+            types,
+            offset,
+            n,
+        });
     }
     for (pname, (pi, _)) in &config_of {
         if !placed.contains_key(pname) {
@@ -434,8 +485,11 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             ));
         }
     }
-    let set_of: HashMap<&str, usize> =
-        par_sets.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    let set_of: HashMap<&str, usize> = par_sets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
 
     // --- aux data in parameter order
     let mut aux_index = vec![None; names.len()];
@@ -461,7 +515,9 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     let mut layout = TermLayout::default();
     for s in &traversal {
         let ch = &channels[s.channel];
-        let gsample = sample_names.binary_search_by(|x| x.as_str().cmp(s.name)).expect("known sample");
+        let gsample = sample_names
+            .binary_search_by(|x| x.as_str().cmp(s.name))
+            .expect("known sample");
         let first_sb = sb.len();
         for b in 0..ch.nbins {
             let gbin = ch.bin_offset + b;
@@ -474,21 +530,34 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                 let par = |k: usize| (set.offset + k) as u32;
                 match &m.data {
                     ModifierData::NormFactor | ModifierData::Lumi => {
-                        mult.push(MultTerm { par: par(0), interp: u32::MAX });
+                        mult.push(MultTerm {
+                            par: par(0),
+                            interp: u32::MAX,
+                        });
                         layout.lin.push((sb_index as u32, par(0)));
                     }
                     ModifierData::ShapeFactor | ModifierData::ShapeSys(_) => {
-                        mult.push(MultTerm { par: par(b), interp: u32::MAX });
+                        mult.push(MultTerm {
+                            par: par(b),
+                            interp: u32::MAX,
+                        });
                         layout.lin.push((sb_index as u32, par(b)));
                     }
                     ModifierData::StatError(_) => {
                         let k = stat_bins[m.name].binary_search(&gbin).expect("bin covered");
-                        mult.push(MultTerm { par: par(k), interp: u32::MAX });
+                        mult.push(MultTerm {
+                            par: par(k),
+                            interp: u32::MAX,
+                        });
                         layout.lin.push((sb_index as u32, par(k)));
                     }
                     ModifierData::NormSys { hi, lo } => {
-                        let ip = normsys_interp(normsys_code, *hi, *lo).map_err(|msg| werr(m.loc.clone() + "/data", msg))?;
-                        mult.push(MultTerm { par: par(0), interp: interps.len() as u32 });
+                        let ip = normsys_interp(normsys_code, *hi, *lo)
+                            .map_err(|msg| werr(m.loc.clone() + "/data", msg))?;
+                        mult.push(MultTerm {
+                            par: par(0),
+                            interp: interps.len() as u32,
+                        });
                         interps.push(ip);
                         layout.norm_sb.push(sb_index as u32);
                         layout.norm_par.push(par(0));
@@ -497,9 +566,13 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                     }
                     ModifierData::HistoSys { hi_data, lo_data } => {
                         let (h, l) = (hi_data[b], lo_data[b]);
-                        let ip = histosys_interp(histosys_code, h, nom, l)
-                            .map_err(|msg| werr(format!("{}/data", m.loc), format!("bin {b}: {msg}")))?;
-                        add.push(AddTerm { par: par(0), interp: interps.len() as u32 });
+                        let ip = histosys_interp(histosys_code, h, nom, l).map_err(|msg| {
+                            werr(format!("{}/data", m.loc), format!("bin {b}: {msg}"))
+                        })?;
+                        add.push(AddTerm {
+                            par: par(0),
+                            interp: interps.len() as u32,
+                        });
                         interps.push(ip);
                         layout.histo_sb.push(sb_index as u32);
                         layout.histo_par.push(par(0));
@@ -535,8 +608,10 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             Some(_) => {
                 return Err(werr(
                     format!("/measurements/{meas_idx}/config/poi"),
-                    format!("the POI '{poi_name}' has several components; a POI must be a scalar parameter"),
-                ))
+                    format!(
+                        "the POI '{poi_name}' has several components; a POI must be a scalar parameter"
+                    ),
+                ));
             }
             None => {
                 warnings.push(format!(
@@ -581,7 +656,11 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
 }
 
 /// Interpolation of a normsys factor (I- = lo, I0 = 1, I+ = hi).
-pub(super) fn normsys_interp(code: InterpCode, hi: f64, lo: f64) -> std::result::Result<Interp, String> {
+pub(super) fn normsys_interp(
+    code: InterpCode,
+    hi: f64,
+    lo: f64,
+) -> std::result::Result<Interp, String> {
     if code.is_multiplicative() {
         if !(hi > 0.0 && lo > 0.0) {
             return Err(format!(
@@ -595,7 +674,12 @@ pub(super) fn normsys_interp(code: InterpCode, hi: f64, lo: f64) -> std::result:
 }
 
 /// Interpolation of a histosys delta (I- = lo, I0 = nom, I+ = hi).
-pub(super) fn histosys_interp(code: InterpCode, hi: f64, nom: f64, lo: f64) -> std::result::Result<Interp, String> {
+pub(super) fn histosys_interp(
+    code: InterpCode,
+    hi: f64,
+    nom: f64,
+    lo: f64,
+) -> std::result::Result<Interp, String> {
     if code.is_multiplicative() {
         if nom == 0.0 && hi == 0.0 && lo == 0.0 {
             return Ok(Interp::additive(InterpCode::Code0, 0.0, 0.0));

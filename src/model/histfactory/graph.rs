@@ -16,7 +16,7 @@
 use super::interp::InterpCode;
 use super::{Dataset, HistFactoryModel};
 use crate::error::Result;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{D, DType, Device, Tensor};
 
 /// Template inputs of the graph (make them `Var`s to differentiate with respect to them).
 #[derive(Debug, Clone)]
@@ -92,7 +92,10 @@ impl Graph {
         let k = per_sb.iter().map(|v| v.len()).max().unwrap_or(0);
         let mut lin_slots = Vec::with_capacity(k);
         for slot in 0..k {
-            let idx: Vec<u32> = per_sb.iter().map(|v| v.get(slot).copied().unwrap_or(p as u32)).collect();
+            let idx: Vec<u32> = per_sb
+                .iter()
+                .map(|v| v.get(slot).copied().unwrap_or(p as u32))
+                .collect();
             lin_slots.push(u32s(&idx, device)?);
         }
         let mut normal_par = Vec::new();
@@ -186,12 +189,23 @@ impl Graph {
         let sb = self.n_sb;
         let zeros = Tensor::zeros((t, sb), DType::F64, &self.device)?;
         // additive: nominal + histosys deltas
-        let mut amount = tp.nominal.unsqueeze(0)?.broadcast_as((t, sb))?.contiguous()?;
+        let mut amount = tp
+            .nominal
+            .unsqueeze(0)?
+            .broadcast_as((t, sb))?
+            .contiguous()?;
         let eh = self.histo_sb.dims1()?;
         if eh > 0 {
             let alpha = theta.index_select(&self.histo_par, 1)?;
             let nom = tp.nominal.index_select(&self.histo_sb, 0)?;
-            let delta = interp_delta(self.histosys_code, &alpha, &tp.histo_lo, &nom, &tp.histo_hi, &self.code4_ainv_t)?;
+            let delta = interp_delta(
+                self.histosys_code,
+                &alpha,
+                &tp.histo_lo,
+                &nom,
+                &tp.histo_hi,
+                &self.code4_ainv_t,
+            )?;
             amount = amount.index_add(&self.histo_sb, &delta, 1)?;
         }
         // multiplicative: normsys factors multiply as sign * exp(sum log|f|), so that
@@ -203,9 +217,22 @@ impl Graph {
             let alpha = theta.index_select(&self.norm_par, 1)?;
             let ones = Tensor::ones(en, DType::F64, &self.device)?;
             let f = if self.normsys_code.is_multiplicative() {
-                interp_ratio(self.normsys_code, &alpha, &tp.norm_lo, &tp.norm_hi, &self.code4_ainv_t)?
+                interp_ratio(
+                    self.normsys_code,
+                    &alpha,
+                    &tp.norm_lo,
+                    &tp.norm_hi,
+                    &self.code4_ainv_t,
+                )?
             } else {
-                (interp_delta(self.normsys_code, &alpha, &tp.norm_lo, &ones, &tp.norm_hi, &self.code4_ainv_t)? + 1.0)?
+                (interp_delta(
+                    self.normsys_code,
+                    &alpha,
+                    &tp.norm_lo,
+                    &ones,
+                    &tp.norm_hi,
+                    &self.code4_ainv_t,
+                )? + 1.0)?
             };
             let logabs = zeros.index_add(&self.norm_sb, &f.abs()?.log()?, 1)?;
             let neg = zeros.index_add(&self.norm_sb, &f.lt(0.0)?.to_dtype(DType::F64)?, 1)?;
@@ -240,7 +267,12 @@ impl Graph {
     }
 
     /// twice_nll for each row of `theta` ([T, P]) -> [T].
-    pub fn twice_nll(&self, theta: &Tensor, tp: &TemplateTensors, data: &DataTensors) -> Result<Tensor> {
+    pub fn twice_nll(
+        &self,
+        theta: &Tensor,
+        tp: &TemplateTensors,
+        data: &DataTensors,
+    ) -> Result<Tensor> {
         let (t, _) = theta.dims2()?;
         let b = self.n_main;
         let nu = self.expected_main(theta, tp)?;
@@ -252,14 +284,20 @@ impl Graph {
         let nn = self.normal_par.dims1()?;
         if nn > 0 {
             let x = theta.index_select(&self.normal_par, 1)?;
-            let r = x.broadcast_sub(&data.aux_normal.unsqueeze(0)?)?.broadcast_div(&self.normal_sigma.unsqueeze(0)?)?;
+            let r = x
+                .broadcast_sub(&data.aux_normal.unsqueeze(0)?)?
+                .broadcast_div(&self.normal_sigma.unsqueeze(0)?)?;
             total = (total + r.sqr()?.sum(D::Minus1)?)?;
         }
         let np = self.poisson_par.dims1()?;
         if np > 0 {
             let g = theta.index_select(&self.poisson_par, 1)?;
             let lam = g.broadcast_mul(&self.poisson_tau.unsqueeze(0)?)?;
-            let aux = data.aux_poisson.unsqueeze(0)?.broadcast_as((t, np))?.contiguous()?;
+            let aux = data
+                .aux_poisson
+                .unsqueeze(0)?
+                .broadcast_as((t, np))?
+                .contiguous()?;
             let has = aux.gt(0.0)?;
             let safe = has.where_cond(&lam, &Tensor::ones((t, np), DType::F64, &self.device)?)?;
             let term = (lam - (aux * safe.log()?)?)?.sum(D::Minus1)?;
@@ -274,7 +312,14 @@ fn bcast(v: &Tensor, like: &Tensor) -> Result<Tensor> {
 }
 
 /// `I(alpha) - I0` for additive codes; for multiplicative codes `I0 * (ratio - 1)`.
-fn interp_delta(code: InterpCode, alpha: &Tensor, lo: &Tensor, nom: &Tensor, hi: &Tensor, ainv_t: &Tensor) -> Result<Tensor> {
+fn interp_delta(
+    code: InterpCode,
+    alpha: &Tensor,
+    lo: &Tensor,
+    nom: &Tensor,
+    hi: &Tensor,
+    ainv_t: &Tensor,
+) -> Result<Tensor> {
     let dp = bcast(&(hi - nom)?, alpha)?;
     let dm = bcast(&(nom - lo)?, alpha)?;
     let zero = alpha.zeros_like()?;
@@ -323,7 +368,13 @@ fn interp_delta(code: InterpCode, alpha: &Tensor, lo: &Tensor, nom: &Tensor, hi:
 }
 
 /// The interpolated ratio for multiplicative codes, from ratios `lo` (k-) and `hi` (k+).
-fn interp_ratio(code: InterpCode, alpha: &Tensor, lo: &Tensor, hi: &Tensor, ainv_t: &Tensor) -> Result<Tensor> {
+fn interp_ratio(
+    code: InterpCode,
+    alpha: &Tensor,
+    lo: &Tensor,
+    hi: &Tensor,
+    ainv_t: &Tensor,
+) -> Result<Tensor> {
     let lp = bcast(&hi.log()?, alpha)?;
     let lm = bcast(&lo.log()?, alpha)?;
     let pos = alpha.ge(0.0)?;

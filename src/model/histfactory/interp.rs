@@ -64,12 +64,54 @@ impl FromStr for InterpCode {
 /// from value, first and second derivative of the exponential at alpha = +-1.
 /// Columns multiply `[k+ - 1, k- - 1, k+ ln k+, -k- ln k-, k+ ln^2 k+, k- ln^2 k-]`.
 const CODE4_AINV: [[f64; 6]; 6] = [
-    [15.0 / 16.0, -15.0 / 16.0, -7.0 / 16.0, -7.0 / 16.0, 1.0 / 16.0, -1.0 / 16.0],
-    [3.0 / 2.0, 3.0 / 2.0, -9.0 / 16.0, 9.0 / 16.0, 1.0 / 16.0, 1.0 / 16.0],
-    [-5.0 / 8.0, 5.0 / 8.0, 5.0 / 8.0, 5.0 / 8.0, -1.0 / 8.0, 1.0 / 8.0],
-    [-3.0 / 2.0, -3.0 / 2.0, 7.0 / 8.0, -7.0 / 8.0, -1.0 / 8.0, -1.0 / 8.0],
-    [3.0 / 16.0, -3.0 / 16.0, -3.0 / 16.0, -3.0 / 16.0, 1.0 / 16.0, -1.0 / 16.0],
-    [1.0 / 2.0, 1.0 / 2.0, -5.0 / 16.0, 5.0 / 16.0, 1.0 / 16.0, 1.0 / 16.0],
+    [
+        15.0 / 16.0,
+        -15.0 / 16.0,
+        -7.0 / 16.0,
+        -7.0 / 16.0,
+        1.0 / 16.0,
+        -1.0 / 16.0,
+    ],
+    [
+        3.0 / 2.0,
+        3.0 / 2.0,
+        -9.0 / 16.0,
+        9.0 / 16.0,
+        1.0 / 16.0,
+        1.0 / 16.0,
+    ],
+    [
+        -5.0 / 8.0,
+        5.0 / 8.0,
+        5.0 / 8.0,
+        5.0 / 8.0,
+        -1.0 / 8.0,
+        1.0 / 8.0,
+    ],
+    [
+        -3.0 / 2.0,
+        -3.0 / 2.0,
+        7.0 / 8.0,
+        -7.0 / 8.0,
+        -1.0 / 8.0,
+        -1.0 / 8.0,
+    ],
+    [
+        3.0 / 16.0,
+        -3.0 / 16.0,
+        -3.0 / 16.0,
+        -3.0 / 16.0,
+        1.0 / 16.0,
+        -1.0 / 16.0,
+    ],
+    [
+        1.0 / 2.0,
+        1.0 / 2.0,
+        -5.0 / 16.0,
+        5.0 / 16.0,
+        1.0 / 16.0,
+        1.0 / 16.0,
+    ],
 ];
 
 /// The matrix that maps the boundary conditions to the code-4 coefficients.
@@ -80,7 +122,14 @@ pub fn code4_coefficients_matrix() -> [[f64; 6]; 6] {
 /// The code-4 polynomial coefficients a_1..a_6 for ratios `kp`, `km` (both > 0).
 pub fn code4_coefficients(kp: f64, km: f64) -> [f64; 6] {
     let (lp, lm) = (kp.ln(), km.ln());
-    let b = [kp - 1.0, km - 1.0, kp * lp, -km * lm, kp * lp * lp, km * lm * lm];
+    let b = [
+        kp - 1.0,
+        km - 1.0,
+        kp * lp,
+        -km * lm,
+        kp * lp * lp,
+        km * lm * lm,
+    ];
     let mut a = [0.0; 6];
     for (r, row) in CODE4_AINV.iter().enumerate() {
         a[r] = row.iter().zip(b.iter()).map(|(x, y)| x * y).sum();
@@ -128,7 +177,12 @@ impl Interp {
             }
             _ => panic!("additive() called with multiplicative code {code}"),
         }
-        Interp { code, offset: 0.0, scale: 1.0, c }
+        Interp {
+            code,
+            offset: 0.0,
+            scale: 1.0,
+            c,
+        }
     }
 
     /// Multiplicative code from the ratios `k+ = I+/I0`, `k- = I-/I0` (both must be > 0).
@@ -144,7 +198,12 @@ impl Interp {
             }
             _ => panic!("multiplicative() called with additive code {code}"),
         }
-        Interp { code, offset: 0.0, scale: 1.0, c }
+        Interp {
+            code,
+            offset: 0.0,
+            scale: 1.0,
+            c,
+        }
     }
 
     /// Apply the output map `offset + scale * raw`.
@@ -163,7 +222,11 @@ impl Interp {
     #[inline(always)]
     pub fn eval(&self, a: f64) -> (f64, f64, f64) {
         let (v, d1, d2) = self.raw(a);
-        (self.offset + self.scale * v, self.scale * d1, self.scale * d2)
+        (
+            self.offset + self.scale * v,
+            self.scale * d1,
+            self.scale * d2,
+        )
     }
 
     /// Value only.
@@ -254,10 +317,15 @@ impl Interp {
                     (v, l * v, l * l * v)
                 } else {
                     let p = &c[2..8];
-                    let v = 1.0 + a * (p[0] + a * (p[1] + a * (p[2] + a * (p[3] + a * (p[4] + a * p[5])))));
+                    let v = 1.0
+                        + a * (p[0] + a * (p[1] + a * (p[2] + a * (p[3] + a * (p[4] + a * p[5])))));
                     let d1 = p[0]
-                        + a * (2.0 * p[1] + a * (3.0 * p[2] + a * (4.0 * p[3] + a * (5.0 * p[4] + a * 6.0 * p[5]))));
-                    let d2 = 2.0 * p[1] + a * (6.0 * p[2] + a * (12.0 * p[3] + a * (20.0 * p[4] + a * 30.0 * p[5])));
+                        + a * (2.0 * p[1]
+                            + a * (3.0 * p[2]
+                                + a * (4.0 * p[3] + a * (5.0 * p[4] + a * 6.0 * p[5]))));
+                    let d2 = 2.0 * p[1]
+                        + a * (6.0 * p[2]
+                            + a * (12.0 * p[3] + a * (20.0 * p[4] + a * 30.0 * p[5])));
                     (v, d1, d2)
                 }
             }
@@ -291,8 +359,16 @@ mod tests {
         let (vm, d1m, _) = ip.eval(a - h);
         let fd1 = (vp - vm) / (2.0 * h);
         let fd2 = (d1p - d1m) / (2.0 * h);
-        assert!((fd1 - d1).abs() < 1e-6 * (1.0 + d1.abs()), "d1 {d1} vs {fd1} at {a} ({:?})", ip.code);
-        assert!((fd2 - d2).abs() < 1e-5 * (1.0 + d2.abs()), "d2 {d2} vs {fd2} at {a} ({:?})", ip.code);
+        assert!(
+            (fd1 - d1).abs() < 1e-6 * (1.0 + d1.abs()),
+            "d1 {d1} vs {fd1} at {a} ({:?})",
+            ip.code
+        );
+        assert!(
+            (fd2 - d2).abs() < 1e-5 * (1.0 + d2.abs()),
+            "d2 {d2} vs {fd2} at {a} ({:?})",
+            ip.code
+        );
     }
 
     #[test]
@@ -317,9 +393,15 @@ mod tests {
         let ip = Interp::multiplicative(InterpCode::Code4, kp, km);
         let p = &ip.coefficients()[2..8];
         let poly = |a: f64| 1.0 + (0..6).map(|i| p[i] * a.powi(i as i32 + 1)).sum::<f64>();
-        let dpoly = |a: f64| (0..6).map(|i| (i as f64 + 1.0) * p[i] * a.powi(i as i32)).sum::<f64>();
+        let dpoly = |a: f64| {
+            (0..6)
+                .map(|i| (i as f64 + 1.0) * p[i] * a.powi(i as i32))
+                .sum::<f64>()
+        };
         let ddpoly = |a: f64| {
-            (1..6).map(|i| (i as f64 + 1.0) * i as f64 * p[i] * a.powi(i as i32 - 1)).sum::<f64>()
+            (1..6)
+                .map(|i| (i as f64 + 1.0) * i as f64 * p[i] * a.powi(i as i32 - 1))
+                .sum::<f64>()
         };
         let (lp, lm) = (kp.ln(), km.ln());
         assert!((poly(1.0) - kp).abs() < 1e-14);

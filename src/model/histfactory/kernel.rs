@@ -32,6 +32,10 @@ pub struct Structure {
     pub max_mult: usize,
     /// Constrained parameters: (parameter, aux index, constraint).
     pub constrained: Vec<(u32, u32, Constraint)>,
+    /// CSR pointers into `sb_pars`, one row per sample-bin.
+    pub sb_ptr: Vec<u32>,
+    /// Parameters of each sample-bin's terms: multiplicative first, then additive.
+    pub sb_pars: Vec<u32>,
 }
 
 impl Structure {
@@ -79,7 +83,29 @@ impl Structure {
             .enumerate()
             .filter_map(|(i, c)| m.aux_index[i].map(|a| (i as u32, a as u32, *c)))
             .collect();
-        Structure { bin_ptr, bin_pars, mult_pos, add_pos, max_mult, constrained }
+        let mut sb_ptr = vec![0u32];
+        let mut sb_pars = Vec::new();
+        let mut max_terms = 0;
+        for s in &m.sb {
+            for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                sb_pars.push(t.par);
+            }
+            for t in &m.add[s.add.0 as usize..s.add.1 as usize] {
+                sb_pars.push(t.par);
+            }
+            max_terms = max_terms.max(sb_pars.len() - *sb_ptr.last().unwrap() as usize);
+            sb_ptr.push(sb_pars.len() as u32);
+        }
+        Structure {
+            bin_ptr,
+            bin_pars,
+            mult_pos,
+            add_pos,
+            max_mult: max_mult.max(max_terms),
+            constrained,
+            sb_ptr,
+            sb_pars,
+        }
     }
 }
 
@@ -100,6 +126,7 @@ pub struct Scratch {
     jac: Vec<f64>,
     pre: Vec<f64>,
     suf: Vec<f64>,
+    tv: Vec<f64>,
 }
 
 impl Scratch {
@@ -139,18 +166,8 @@ impl Scratch {
         if self.pre.len() < mm {
             self.pre.resize(mm, 0.0);
             self.suf.resize(mm, 0.0);
+            self.tv.resize(mm, 0.0);
         }
-    }
-}
-
-#[inline(always)]
-fn add_upper(h: &mut [f64], p: usize, a: usize, b: usize, v: f64) {
-    if a == b {
-        h[a * p + a] += 2.0 * v;
-    } else if a < b {
-        h[a * p + b] += v;
-    } else {
-        h[b * p + a] += v;
     }
 }
 
@@ -163,7 +180,11 @@ impl HistFactoryModel {
                 let mut f = 1.0;
                 for t in &self.mult[s.mult.0 as usize..s.mult.1 as usize] {
                     let x = theta[t.par as usize];
-                    f *= if t.interp == u32::MAX { x } else { self.interps[t.interp as usize].value(x) };
+                    f *= if t.interp == u32::MAX {
+                        x
+                    } else {
+                        self.interps[t.interp as usize].value(x)
+                    };
                 }
                 let mut a = s.nom;
                 for t in &self.add[s.add.0 as usize..s.add.1 as usize] {
@@ -195,14 +216,13 @@ impl HistFactoryModel {
             }
         }
         for &(i, a, c) in &self.structure.constrained {
-            if let Constraint::Poisson { .. } = c {
-                if data.aux[a as usize] > 0.0 && !(theta[i as usize] > 0.0) {
+            if let Constraint::Poisson { .. } = c
+                && data.aux[a as usize] > 0.0 && !(theta[i as usize] > 0.0) {
                     return Some(format!(
                         "parameter {} = {} must be positive for its Poisson constraint",
                         self.par_names[i as usize], theta[i as usize]
                     ));
                 }
-            }
         }
         None
     }
@@ -243,6 +263,33 @@ impl HistFactoryModel {
         grad: Option<&mut [f64]>,
         hess: Option<&mut [f64]>,
     ) -> f64 {
+        self.eval_impl(theta, data, s, grad, hess, false)
+    }
+
+    /// Like [`eval`](Self::eval), but `hess` receives the expected (Fisher)
+    /// information `2 sum_b J_b J_b^T / nu_b` plus the constraints' expected
+    /// curvature: positive semi-definite everywhere, cheaper than the exact
+    /// Hessian, and what scoring steps use far from the minimum.
+    pub fn eval_fisher(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        s: &mut Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        self.eval_impl(theta, data, s, grad, hess, true)
+    }
+
+    fn eval_impl(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        s: &mut Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+        fisher: bool,
+    ) -> f64 {
         s.ensure(self);
         let p = self.n_pars();
         let need_h = hess.is_some();
@@ -273,7 +320,11 @@ impl HistFactoryModel {
         } else {
             for (k, t) in self.mult.iter().enumerate() {
                 let x = theta[t.par as usize];
-                s.mval[k] = if t.interp == u32::MAX { x } else { self.interps[t.interp as usize].value(x) };
+                s.mval[k] = if t.interp == u32::MAX {
+                    x
+                } else {
+                    self.interps[t.interp as usize].value(x)
+                };
             }
             for (k, t) in self.add.iter().enumerate() {
                 s.aval[k] = self.interps[t.interp as usize].value(theta[t.par as usize]);
@@ -350,8 +401,22 @@ impl HistFactoryModel {
         if !need_d {
             return val;
         }
+        if fisher {
+            for b in 0..self.n_main {
+                let nu = s.nu[b];
+                s.w2[b] = if nu > 0.0 { 2.0 / nu } else { 0.0 };
+            }
+        }
+        let pairs = need_h && !fisher;
 
-        // 5. gradient (and Hessian pieces)
+        // 5. gradient (and Hessian pieces).
+        //
+        // The Hessian buffer first accumulates each unordered pair of terms once
+        // (at [p_i][p_j], whichever order) and half of every self term on the
+        // diagonal; the final fold H = A + A^T makes it symmetric. Per sample-bin
+        // with all factors non-zero, d2nu is assembled from x_i = F f'_i / f_i:
+        // mult-mult pairs w1 A x_i u_j, mult-add pairs w1 x_i a'_q; otherwise
+        // (a factor at zero, e.g. mu = 0) prefix/suffix products are used.
         let mut gbuf;
         let grad: &mut [f64] = match grad {
             Some(g) => g,
@@ -374,7 +439,59 @@ impl HistFactoryModel {
             let (m0, m1) = (sb.mult.0 as usize, sb.mult.1 as usize);
             let (a0, a1) = (sb.add.0 as usize, sb.add.1 as usize);
             let m = m1 - m0;
-            // prefix / suffix products of the factors
+            let row = st.bin_ptr[b] as usize;
+            if f != 0.0 {
+                // x_i = F f'_i / f_i ; tv holds A u_j (mult) then a'_q (add)
+                let nt = m + (a1 - a0);
+                for k in 0..m {
+                    let u = s.md1[m0 + k] / s.mval[m0 + k];
+                    let x = f * u;
+                    s.pre[k] = x;
+                    s.tv[k] = a * u;
+                    let d = x * a;
+                    grad[self.mult[m0 + k].par as usize] += w1 * d;
+                    if need_h {
+                        s.jac[row + st.mult_pos[m0 + k] as usize] += d;
+                    }
+                }
+                for (k, q) in (a0..a1).enumerate() {
+                    s.tv[m + k] = s.ad1[q];
+                    let d = f * s.ad1[q];
+                    grad[self.add[q].par as usize] += w1 * d;
+                    if need_h {
+                        s.jac[row + st.add_pos[q] as usize] += d;
+                    }
+                }
+                if let Some(h) = hess.as_deref_mut().filter(|_| pairs) {
+                    if w1 == 0.0 {
+                        continue;
+                    }
+                    let tp = &st.sb_pars[st.sb_ptr[j] as usize..st.sb_ptr[j + 1] as usize];
+                    for k in 0..m {
+                        let pk = tp[k] as usize;
+                        let hrow = &mut h[pk * p..(pk + 1) * p];
+                        let d2 = s.md2[m0 + k];
+                        if d2 != 0.0 {
+                            hrow[pk] += 0.5 * w1 * a * f * d2 / s.mval[m0 + k];
+                        }
+                        let ck = w1 * s.pre[k];
+                        if ck != 0.0 {
+                            for t in k + 1..nt {
+                                hrow[tp[t] as usize] += ck * s.tv[t];
+                            }
+                        }
+                    }
+                    for q in a0..a1 {
+                        let d2 = s.ad2[q];
+                        if d2 != 0.0 {
+                            let pq = self.add[q].par as usize;
+                            h[pq * p + pq] += 0.5 * w1 * f * d2;
+                        }
+                    }
+                }
+                continue;
+            }
+            // Some factor is zero: prefix / suffix products, no division.
             s.pre[0] = 1.0;
             for k in 0..m {
                 s.pre[k + 1] = s.pre[k] * s.mval[m0 + k];
@@ -383,7 +500,6 @@ impl HistFactoryModel {
             for k in (0..m).rev() {
                 s.suf[k] = s.suf[k + 1] * s.mval[m0 + k];
             }
-            let row = st.bin_ptr[b] as usize;
             for k in 0..m {
                 let d = s.pre[k] * s.suf[k + 1] * s.md1[m0 + k] * a;
                 grad[self.mult[m0 + k].par as usize] += w1 * d;
@@ -398,7 +514,7 @@ impl HistFactoryModel {
                     s.jac[row + st.add_pos[k] as usize] += d;
                 }
             }
-            if let Some(h) = hess.as_deref_mut() {
+            if let Some(h) = hess.as_deref_mut().filter(|_| pairs) {
                 if w1 == 0.0 {
                     continue;
                 }
@@ -407,24 +523,20 @@ impl HistFactoryModel {
                     let fk = s.pre[k] * s.suf[k + 1];
                     let d2 = s.md2[m0 + k];
                     if d2 != 0.0 {
-                        h[pk * p + pk] += w1 * fk * d2 * a;
+                        h[pk * p + pk] += 0.5 * w1 * fk * d2 * a;
                     }
                     let d1k = s.md1[m0 + k];
                     if d1k != 0.0 {
                         let c = w1 * d1k;
                         let mut mid = s.pre[k];
                         for l in k + 1..m {
-                            let d1l = s.md1[m0 + l];
-                            if d1l != 0.0 {
-                                let v = c * mid * s.suf[l + 1] * d1l * a;
-                                add_upper(h, p, pk, self.mult[m0 + l].par as usize, v);
-                            }
+                            let v = c * mid * s.suf[l + 1] * s.md1[m0 + l] * a;
+                            h[pk * p + self.mult[m0 + l].par as usize] += v;
                             mid *= s.mval[m0 + l];
                         }
                         let ck = c * fk;
                         for q in a0..a1 {
-                            let v = ck * s.ad1[q];
-                            add_upper(h, p, pk, self.add[q].par as usize, v);
+                            h[pk * p + self.add[q].par as usize] += ck * s.ad1[q];
                         }
                     }
                 }
@@ -432,12 +544,12 @@ impl HistFactoryModel {
                     let d2 = s.ad2[q];
                     if d2 != 0.0 {
                         let pq = self.add[q].par as usize;
-                        h[pq * p + pq] += w1 * f * d2;
+                        h[pq * p + pq] += 0.5 * w1 * f * d2;
                     }
                 }
             }
         }
-        // outer products: sum_b w2_b J_b J_b^T (upper triangle)
+        // outer products: sum_b w2_b J_b J_b^T (one triangle, halves on the diagonal)
         if let Some(h) = hess.as_deref_mut() {
             for b in 0..self.n_main {
                 let w2 = s.w2[b];
@@ -452,10 +564,21 @@ impl HistFactoryModel {
                     if wi == 0.0 {
                         continue;
                     }
-                    let rowh = &mut h[pars[i] as usize * p..(pars[i] as usize + 1) * p];
-                    for jj in i..pars.len() {
+                    let pi = pars[i] as usize;
+                    let rowh = &mut h[pi * p..(pi + 1) * p];
+                    rowh[pi] += 0.5 * wi * jac[i];
+                    for jj in i + 1..pars.len() {
                         rowh[pars[jj] as usize] += wi * jac[jj];
                     }
+                }
+            }
+            // fold: H = A + A^T
+            for i in 0..p {
+                h[i * p + i] *= 2.0;
+                for j in 0..i {
+                    let v = h[i * p + j] + h[j * p + i];
+                    h[i * p + j] = v;
+                    h[j * p + i] = v;
                 }
             }
         }
@@ -475,18 +598,14 @@ impl HistFactoryModel {
                 Constraint::Poisson { tau } => {
                     grad[i] += 2.0 * (tau - aux / x);
                     if let Some(h) = hess.as_deref_mut() {
-                        h[i * p + i] += 2.0 * aux / (x * x);
+                        h[i * p + i] += if fisher {
+                            2.0 * tau / x
+                        } else {
+                            2.0 * aux / (x * x)
+                        };
                     }
                 }
                 Constraint::None => {}
-            }
-        }
-        // mirror the upper triangle
-        if let Some(h) = hess.as_deref_mut() {
-            for i in 0..p {
-                for j in 0..i {
-                    h[i * p + j] = h[j * p + i];
-                }
             }
         }
         val
@@ -506,20 +625,30 @@ impl HistFactoryModel {
         let p = self.n_pars();
         let t = f.len();
         assert_eq!(thetas.len(), t * p, "thetas must be T x P");
-        assert!(data.len() == 1 || data.len() == t, "one dataset or one per member");
+        assert!(
+            data.len() == 1 || data.len() == t,
+            "one dataset or one per member"
+        );
         let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
         match (grad, hess) {
             (None, None) => {
                 f.par_iter_mut().enumerate().for_each_init(
                     || Scratch::new(self),
-                    |s, (i, fi)| *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, None, None),
+                    |s, (i, fi)| {
+                        *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, None, None)
+                    },
                 );
             }
             (Some(g), None) => {
-                f.par_iter_mut().zip(g.par_chunks_mut(p)).enumerate().for_each_init(
-                    || Scratch::new(self),
-                    |s, (i, (fi, gi))| *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, Some(gi), None),
-                );
+                f.par_iter_mut()
+                    .zip(g.par_chunks_mut(p))
+                    .enumerate()
+                    .for_each_init(
+                        || Scratch::new(self),
+                        |s, (i, (fi, gi))| {
+                            *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, Some(gi), None)
+                        },
+                    );
             }
             (g, Some(h)) => {
                 let mut gtmp;
@@ -537,7 +666,13 @@ impl HistFactoryModel {
                     .for_each_init(
                         || Scratch::new(self),
                         |s, (i, ((fi, gi), hi))| {
-                            *fi = self.eval(&thetas[i * p..(i + 1) * p], dat(i), s, Some(gi), Some(hi))
+                            *fi = self.eval(
+                                &thetas[i * p..(i + 1) * p],
+                                dat(i),
+                                s,
+                                Some(gi),
+                                Some(hi),
+                            )
                         },
                     );
             }

@@ -234,7 +234,12 @@ impl HistFactoryModel {
     }
 
     /// Read a workspace file, apply patches, validate and compile.
-    pub fn load(path: &Path, patches: &[Value], read: &ReadOptions, opts: &ModelOptions) -> Result<Self> {
+    pub fn load(
+        path: &Path,
+        patches: &[Value],
+        read: &ReadOptions,
+        opts: &ModelOptions,
+    ) -> Result<Self> {
         let ws = Workspace::load(path, patches, read)?;
         Self::from_workspace(&ws, opts, &path.display().to_string())
     }
@@ -290,14 +295,24 @@ impl HistFactoryModel {
                 self.n_aux()
             )));
         }
-        if let Some((i, v)) = main.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-            return Err(Error::input(format!("main count {i} is {v}; counts must be finite and >= 0")));
+        if let Some((i, v)) = main
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(Error::input(format!(
+                "main count {i} is {v}; counts must be finite and >= 0"
+            )));
         }
         if let Some((i, v)) = aux.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::input(format!("aux datum {i} is {v}")));
         }
         let constant = self.data_constant(&main, &aux);
-        Ok(Dataset { main, aux, constant })
+        Ok(Dataset {
+            main,
+            aux,
+            constant,
+        })
     }
 
     /// Build a dataset from a pyhf-ordered data vector (main then aux).
@@ -373,7 +388,10 @@ impl HistFactoryModel {
             )));
         }
         if let Some((i, v)) = theta.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::input(format!("parameter {} ({}) is {v}", i, self.par_names[i])));
+            return Err(Error::input(format!(
+                "parameter {} ({}) is {v}",
+                i, self.par_names[i]
+            )));
         }
         Ok(())
     }
@@ -386,7 +404,9 @@ impl HistFactoryModel {
             || t.norm_hi.len() != self.layout.norm_sb.len()
             || t.norm_lo.len() != self.layout.norm_sb.len()
         {
-            return Err(Error::input("template arrays do not match the model layout"));
+            return Err(Error::input(
+                "template arrays do not match the model layout",
+            ));
         }
         for (k, s) in self.sb.iter_mut().enumerate() {
             s.nom = t.nominal[k];
@@ -397,14 +417,19 @@ impl HistFactoryModel {
             for m in &self.mult[s.mult.0 as usize..s.mult.1 as usize] {
                 if m.interp != u32::MAX {
                     self.interps[m.interp as usize] =
-                        build::normsys_interp(self.normsys_code, t.norm_hi[ni], t.norm_lo[ni]).map_err(Error::Input)?;
+                        build::normsys_interp(self.normsys_code, t.norm_hi[ni], t.norm_lo[ni])
+                            .map_err(Error::Input)?;
                     ni += 1;
                 }
             }
             for a in &self.add[s.add.0 as usize..s.add.1 as usize] {
-                self.interps[a.interp as usize] =
-                    build::histosys_interp(self.histosys_code, t.histo_hi[hi], s.nom, t.histo_lo[hi])
-                        .map_err(Error::Input)?;
+                self.interps[a.interp as usize] = build::histosys_interp(
+                    self.histosys_code,
+                    t.histo_hi[hi],
+                    s.nom,
+                    t.histo_lo[hi],
+                )
+                .map_err(Error::Input)?;
                 hi += 1;
             }
         }

@@ -71,8 +71,16 @@ impl CustomOp1 for TwiceNllOp {
         Ok((CpuStorage::F64(f), Shape::from(t)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let g = arg.contiguous()?.apply_op1(GradOp { model: self.model.clone(), data: self.data.clone() })?;
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = arg.contiguous()?.apply_op1(GradOp {
+            model: self.model.clone(),
+            data: self.data.clone(),
+        })?;
         Ok(Some(g.broadcast_mul(&grad_res.unsqueeze(1)?)?))
     }
 }
@@ -95,14 +103,23 @@ impl CustomOp1 for GradOp {
         let x = contiguous_f64(s, l)?;
         let mut f = vec![0.0; t];
         let mut g = vec![0.0; t * p];
-        self.model.eval_batch(x, &[&self.data], &mut f, Some(&mut g), None);
+        self.model
+            .eval_batch(x, &[&self.data], &mut f, Some(&mut g), None);
         Ok((CpuStorage::F64(g), Shape::from((t, p))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let hv = arg.contiguous()?.apply_op2(
             &grad_res.contiguous()?,
-            HvpOp { model: self.model.clone(), data: self.data.clone() },
+            HvpOp {
+                model: self.model.clone(),
+                data: self.data.clone(),
+            },
         )?;
         Ok(Some(hv))
     }
@@ -129,13 +146,18 @@ impl CustomOp2 for HvpOp {
         let v = contiguous_f64(s2, l2)?;
         let mut f = vec![0.0; t];
         let mut h = vec![0.0; t * p * p];
-        self.model.eval_batch(x, &[&self.data], &mut f, None, Some(&mut h));
+        self.model
+            .eval_batch(x, &[&self.data], &mut f, None, Some(&mut h));
         let mut out = vec![0.0; t * p];
         for k in 0..t {
             let hk = &h[k * p * p..(k + 1) * p * p];
             let vk = &v[k * p..(k + 1) * p];
             for i in 0..p {
-                out[k * p + i] = hk[i * p..(i + 1) * p].iter().zip(vk).map(|(a, b)| a * b).sum();
+                out[k * p + i] = hk[i * p..(i + 1) * p]
+                    .iter()
+                    .zip(vk)
+                    .map(|(a, b)| a * b)
+                    .sum();
             }
         }
         Ok((CpuStorage::F64(out), Shape::from((t, p))))
