@@ -149,16 +149,17 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         for s in &traversal {
             for m in &s.mods {
                 if let ModifierData::ShapeSys(_) = m.data
-                    && let Some(prev) = shapesys_at.insert(m.name, &m.loc) {
-                        return Err(werr(
-                            m.loc.clone(),
-                            format!(
-                                "shapesys '{}' is also declared at {prev}; a shapesys parameter set \
+                    && let Some(prev) = shapesys_at.insert(m.name, &m.loc)
+                {
+                    return Err(werr(
+                        m.loc.clone(),
+                        format!(
+                            "shapesys '{}' is also declared at {prev}; a shapesys parameter set \
                                  belongs to one sample (pyhf does not share it)",
-                                m.name
-                            ),
-                        ));
-                    }
+                            m.name
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -205,13 +206,14 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         for s in &traversal {
             for m in &s.mods {
                 if m.name == *n
-                    && let ModifierData::StatError(d) = &m.data {
-                        let off = channels[s.channel].bin_offset;
-                        for (b, (&nom, &u)) in s.nominal.iter().zip(d.iter()).enumerate() {
-                            nom_sum[off + b] += nom;
-                            unc2[off + b] += u * u;
-                        }
+                    && let ModifierData::StatError(d) = &m.data
+                {
+                    let off = channels[s.channel].bin_offset;
+                    for (b, (&nom, &u)) in s.nominal.iter().zip(d.iter()).enumerate() {
+                        nom_sum[off + b] += nom;
+                        unc2[off + b] += u * u;
                     }
+                }
             }
         }
         let sig = bins

@@ -217,12 +217,14 @@ impl HistFactoryModel {
         }
         for &(i, a, c) in &self.structure.constrained {
             if let Constraint::Poisson { .. } = c
-                && data.aux[a as usize] > 0.0 && !(theta[i as usize] > 0.0) {
-                    return Some(format!(
-                        "parameter {} = {} must be positive for its Poisson constraint",
-                        self.par_names[i as usize], theta[i as usize]
-                    ));
-                }
+                && data.aux[a as usize] > 0.0
+                && !(theta[i as usize] > 0.0)
+            {
+                return Some(format!(
+                    "parameter {} = {} must be positive for its Poisson constraint",
+                    self.par_names[i as usize], theta[i as usize]
+                ));
+            }
         }
         None
     }
