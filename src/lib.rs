@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod error;
 pub mod fit;
+pub mod infer;
 pub mod model;
+pub mod rng;
 pub mod util;
 pub mod workspace;
 

@@ -143,13 +143,6 @@ pub fn fit_spec(
         let i = par_index(model, name)?;
         spec = spec.fix(i, *val);
     }
-    for i in 0..model.n_pars() {
-        let (lo, hi) = spec.bounds[i];
-        if spec.fixed[i] && (spec.init[i] < lo || spec.init[i] > hi) {
-            // a fixed value outside the suggested bounds is legitimate (e.g. mu < 0 scans)
-            spec.bounds[i] = (spec.init[i].min(lo), spec.init[i].max(hi));
-        }
-    }
     Ok(spec)
 }
 

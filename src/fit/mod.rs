@@ -67,16 +67,19 @@ impl FitSpec {
         }
     }
 
-    /// Fix parameter `i` at `value`.
+    /// Fix parameter `i` at `value` (a value outside the bounds widens them:
+    /// bounds only matter for free parameters).
     pub fn fix(mut self, i: usize, value: f64) -> Self {
         self.init[i] = value;
         self.fixed[i] = true;
+        let (lo, hi) = self.bounds[i];
+        self.bounds[i] = (lo.min(value), hi.max(value));
         self
     }
 }
 
 /// Why a fit stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FitStatus {
     /// edm below tolerance.

@@ -12,6 +12,8 @@ pub trait Likelihood: Send + Sync {
     type Data: Send + Sync + Clone;
     /// Per-thread evaluation buffers.
     type Scratch: Send;
+    /// Precomputed distribution of pseudo-data at a parameter point.
+    type Generator: Send + Sync;
 
     /// Parameter names in model order.
     fn par_names(&self) -> &[String];
@@ -41,6 +43,12 @@ pub trait Likelihood: Send + Sync {
         grad: Option<&mut [f64]>,
         hess: Option<&mut [f64]>,
     ) -> f64;
+    /// The Asimov dataset at `theta` (expected main and aux data).
+    fn asimov(&self, theta: &[f64]) -> Self::Data;
+    /// Prepare toy generation at `theta`.
+    fn generator(&self, theta: &[f64]) -> Self::Generator;
+    /// Toy number `toy` of stream `purpose`, reproducible from `seed` alone.
+    fn sample(&self, generator: &Self::Generator, seed: u64, toy: u32, purpose: u32) -> Self::Data;
     /// Like `eval`, but `hess` receives a positive semi-definite approximation
     /// (the expected information) used for steps far from the minimum.
     /// Defaults to the exact Hessian.
@@ -59,6 +67,7 @@ pub trait Likelihood: Send + Sync {
 impl Likelihood for HistFactoryModel {
     type Data = Dataset;
     type Scratch = histfactory::Scratch;
+    type Generator = histfactory::ToyGenerator;
 
     fn par_names(&self) -> &[String] {
         &self.par_names
@@ -80,6 +89,15 @@ impl Likelihood for HistFactoryModel {
     }
     fn scratch(&self) -> histfactory::Scratch {
         histfactory::Scratch::new(self)
+    }
+    fn asimov(&self, theta: &[f64]) -> Dataset {
+        self.asimov_dataset(theta)
+    }
+    fn generator(&self, theta: &[f64]) -> histfactory::ToyGenerator {
+        self.toy_generator(theta)
+    }
+    fn sample(&self, g: &histfactory::ToyGenerator, seed: u64, toy: u32, purpose: u32) -> Dataset {
+        self.sample_dataset(g, seed, toy, purpose)
     }
     fn eval(
         &self,

@@ -8,11 +8,13 @@
 //! op ([`op`]) that wraps the kernel.
 
 mod build;
+pub mod generate;
 pub mod graph;
 pub mod interp;
 pub mod kernel;
 pub mod op;
 
+pub use generate::ToyGenerator;
 pub use interp::{Interp, InterpCode};
 pub use kernel::Scratch;
 

@@ -1,0 +1,154 @@
+//! Profile-likelihood scans of one parameter.
+//!
+//! All scan points are fitted as one batch (in parallel), each started at the
+//! best fit with the scanned parameter moved to its value; a point that fails
+//! is refitted starting from its nearest converged neighbour (warm start along
+//! the scan).
+
+use crate::error::{Error, Result};
+use crate::fit::{self, FitOptions, FitResult, FitSpec};
+use crate::model::Likelihood;
+use serde::Serialize;
+
+/// One point of a scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanPoint {
+    /// Value of the scanned parameter.
+    pub value: f64,
+    /// Profiled twice_nll.
+    pub twice_nll: f64,
+    /// `twice_nll - min twice_nll`.
+    pub delta_twice_nll: f64,
+    /// Whether the fit converged.
+    pub converged: bool,
+    /// The fitted parameters.
+    pub pars: Vec<f64>,
+}
+
+/// A profile scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scan {
+    /// Scanned parameter.
+    pub parameter: String,
+    /// Its index.
+    pub index: usize,
+    /// Best-fit value (free fit).
+    pub best_value: f64,
+    /// Minimum twice_nll (free fit, or a scan point if lower).
+    pub best_twice_nll: f64,
+    /// Points in grid order.
+    pub points: Vec<ScanPoint>,
+    /// Notes (failed points, a scan point below the free fit).
+    pub messages: Vec<String>,
+}
+
+/// Scan parameter `index` over `values`.
+pub fn profile_scan<L: Likelihood>(
+    model: &L,
+    data: &L::Data,
+    base: &FitSpec,
+    index: usize,
+    values: &[f64],
+    opts: &FitOptions,
+) -> Result<Scan> {
+    if values.is_empty() {
+        return Err(Error::input("empty scan grid"));
+    }
+    let opts = FitOptions {
+        covariance: false,
+        ..opts.clone()
+    };
+    let free = fit::fit(model, data, base, &opts);
+    super::require_converged(&free, "the free fit")?;
+    let spec_at = |v: f64, start: &[f64]| {
+        let mut s = base.clone();
+        s.init.copy_from_slice(start);
+        s.fix(index, v)
+    };
+    let specs: Vec<FitSpec> = values.iter().map(|&v| spec_at(v, &free.x)).collect();
+    let mut fits: Vec<FitResult> = fit::fit_batch(model, &[data], &specs, &opts);
+    let mut messages = Vec::new();
+    // retry failures from the nearest converged neighbour
+    for k in 0..fits.len() {
+        if fits[k].converged {
+            continue;
+        }
+        let neighbour = (1..fits.len())
+            .flat_map(|d| [k.checked_sub(d), Some(k + d)])
+            .flatten()
+            .find(|&j| j < fits.len() && fits[j].converged);
+        if let Some(j) = neighbour {
+            let start = fits[j].x.clone();
+            let again = fit::fit(model, data, &spec_at(values[k], &start), &opts);
+            if again.converged {
+                fits[k] = again;
+                continue;
+            }
+        }
+        messages.push(format!(
+            "the fit at {} = {} did not converge ({})",
+            model.par_names()[index],
+            values[k],
+            fits[k].status.reason()
+        ));
+    }
+    let mut best = free.twice_nll;
+    for f in fits.iter().filter(|f| f.converged) {
+        if f.twice_nll < best - 1e-9 * best.abs().max(1.0) {
+            messages.push(format!(
+                "a scan point reached twice_nll {} below the free fit's {}: the free fit found a local minimum",
+                f.twice_nll, free.twice_nll
+            ));
+        }
+        best = best.min(f.twice_nll);
+    }
+    let points = values
+        .iter()
+        .zip(fits)
+        .map(|(&v, f)| ScanPoint {
+            value: v,
+            twice_nll: f.twice_nll,
+            delta_twice_nll: f.twice_nll - best,
+            converged: f.converged,
+            pars: f.x,
+        })
+        .collect();
+    Ok(Scan {
+        parameter: model.par_names()[index].clone(),
+        index,
+        best_value: free.x[index],
+        best_twice_nll: best,
+        points,
+        messages,
+    })
+}
+
+/// Parse `LO:HI:N` into N evenly spaced values.
+pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 3 {
+        return Err(format!("expected LO:HI:N, got '{s}'"));
+    }
+    let lo: f64 = parts[0]
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad LO in '{s}'"))?;
+    let hi: f64 = parts[1]
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad HI in '{s}'"))?;
+    let n: usize = parts[2]
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad N in '{s}'"))?;
+    if !(lo.is_finite() && hi.is_finite()) || n == 0 || (n > 1 && !(lo < hi)) {
+        return Err(format!("need finite LO < HI and N >= 1 in '{s}'"));
+    }
+    Ok(if n == 1 {
+        vec![lo]
+    } else {
+        (0..n)
+            .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+            .collect()
+    })
+}
