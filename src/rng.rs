@@ -217,7 +217,7 @@ mod tests {
         // chi-square test of the frequencies for mean 4 against the exact pmf
         let n = 100_000u32;
         let lam: f64 = 4.0;
-        let mut counts = vec![0.0; 16];
+        let mut counts = [0.0; 16];
         for i in 0..n {
             let k = Stream::new(5, i, purpose::SIG_BKG, 0).poisson(lam) as usize;
             counts[k.min(15)] += 1.0;
