@@ -31,7 +31,7 @@ pub struct FitArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Fix the POI at this value.
-    #[arg(long, value_name = "MU")]
+    #[arg(long, value_name = "MU", allow_negative_numbers = true)]
     poi_value: Option<f64>,
     /// Fix a parameter: NAME=VALUE (repeatable).
     #[arg(long = "fix", value_name = "NAME=VALUE", value_parser = parse_fix)]

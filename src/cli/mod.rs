@@ -1,6 +1,7 @@
 //! The `gradfit` command line.
 
 mod core_cmds;
+mod infer_cmds;
 pub mod table;
 
 use crate::error::{Error, Result};
@@ -32,6 +33,18 @@ enum Command {
     Fit(core_cmds::FitArgs),
     /// Describe a workspace: channels, samples, modifiers, parameters.
     Inspect(core_cmds::InspectArgs),
+    /// CLs hypothesis test at one POI value (asymptotic or toys).
+    Cls(infer_cmds::ClsArgs),
+    /// Upper limits on the POI, observed and expected band.
+    Limit(infer_cmds::LimitArgs),
+    /// Discovery p-value and significance (q0).
+    Discovery(infer_cmds::DiscoveryArgs),
+    /// Profile-likelihood scan of a parameter.
+    Scan(infer_cmds::ScanArgs),
+    /// Generate and fit pseudo-experiments, save per-toy results (shardable).
+    Toys(infer_cmds::ToysArgs),
+    /// Merge toy shards into one run.
+    Merge(infer_cmds::MergeArgs),
 }
 
 /// Options shared by every command that reads a workspace.
@@ -75,6 +88,12 @@ fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {
 impl ModelArgs {
     /// Read patches, the workspace, and compile the model; warnings go to stderr.
     pub fn load(&self) -> Result<HistFactoryModel> {
+        Ok(self.load_with_digest()?.0)
+    }
+
+    /// Like [`load`](Self::load), also returning a SHA-256 digest of the patched
+    /// workspace and the model options (it identifies a model across runs).
+    pub fn load_with_digest(&self) -> Result<(HistFactoryModel, String)> {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
@@ -129,7 +148,27 @@ impl ModelArgs {
         for w in &model.warnings {
             eprintln!("warning: {src}: {w}");
         }
-        Ok(model)
+        let digest = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(
+                serde_json::to_string(&ws)
+                    .map_err(|e| Error::input(e.to_string()))?
+                    .as_bytes(),
+            );
+            h.update(
+                format!(
+                    "|measurement={}|normsys={}|histosys={}",
+                    model.measurement, model.normsys_code, model.histosys_code
+                )
+                .as_bytes(),
+            );
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        Ok((model, digest))
     }
 }
 
@@ -174,6 +213,12 @@ pub fn main() -> i32 {
         Command::Eval(a) => core_cmds::eval(a),
         Command::Fit(a) => core_cmds::fit(a),
         Command::Inspect(a) => core_cmds::inspect(a),
+        Command::Cls(a) => infer_cmds::cls(a),
+        Command::Limit(a) => infer_cmds::limit(a),
+        Command::Discovery(a) => infer_cmds::discovery(a),
+        Command::Scan(a) => infer_cmds::scan(a),
+        Command::Toys(a) => infer_cmds::toys_cmd(a),
+        Command::Merge(a) => infer_cmds::merge_cmd(a),
     };
     match r {
         Ok(code) => code,

@@ -110,6 +110,9 @@ pub struct ToySettings {
     pub batch: usize,
     /// Model digest recorded in the output.
     pub model_digest: String,
+    /// Iteration limit of the toy fits (None: the fit options' limit). A toy
+    /// whose fit hits it is recorded as failed.
+    pub toy_max_iter: Option<usize>,
 }
 
 /// Toy index range of shard `i` of `n` for `n_toys` toys.
@@ -150,6 +153,10 @@ pub fn run_toys<L: Likelihood>(
     )?;
     let pars_b = fb.x.clone();
     let (lo, hi) = shard_range(settings.n_toys, settings.shard)?;
+    let toy_opts = FitOptions {
+        max_iter: settings.toy_max_iter.unwrap_or(opts.max_iter),
+        ..opts.clone()
+    };
     let total = 2 * (hi - lo) as u64;
     let mut done = 0u64;
     let mut hyps: Vec<Vec<ToyRecord>> = Vec::new();
@@ -169,7 +176,7 @@ pub fn run_toys<L: Likelihood>(
                 settings.seed,
                 purp,
                 start..end,
-                &opts,
+                &toy_opts,
             ));
             done += (end - start) as u64;
             progress(done, total);

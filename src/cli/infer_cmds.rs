@@ -1,0 +1,677 @@
+//! `cls`, `limit`, `discovery`, `scan`, `toys` and `merge`.
+
+use super::table::{Table, fmt};
+use super::{ModelArgs, OutputArgs, num, nums, par_index};
+use crate::error::{Error, Result};
+use crate::fit::FitOptions;
+use crate::infer::limits::{LimitMethod, upper_limit};
+use crate::infer::scan::{parse_range, profile_scan};
+use crate::infer::toys::{self, ToyRun, ToySettings, merge, run_toys, toy_cls};
+use crate::infer::{AsymptoticCalculator, Problem, TestStat};
+use crate::model::HistFactoryModel;
+use clap::Args;
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Toy options shared by `cls`, `limit` and `discovery`.
+#[derive(Args, Debug, Clone)]
+pub struct ToyArgs {
+    /// Use N pseudo-experiments per hypothesis instead of the asymptotic formulae.
+    #[arg(long, value_name = "N")]
+    toys: Option<u32>,
+    /// Seed of the counter-based random streams (same seed, same toys).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Toys fitted per batch (2 fits each); results do not depend on it.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+}
+
+/// Arguments of `gradfit cls`.
+#[derive(Args, Debug)]
+pub struct ClsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Tested POI value.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    mu: f64,
+    /// Test statistic: qtilde, q or q0.
+    #[arg(long, default_value = "qtilde", value_parser = parse_cls_stat)]
+    test_stat: TestStat,
+    #[command(flatten)]
+    toys: ToyArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `gradfit limit`.
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Confidence level.
+    #[arg(long, default_value_t = 0.95)]
+    cl: f64,
+    /// Bracket LO:HI for the root finder (default: the POI bounds, lower end at least 1e-3).
+    #[arg(long, value_name = "LO:HI", allow_hyphen_values = true)]
+    bracket: Option<String>,
+    /// Linear scan LO:HI:N with interpolation instead of root finding (required shape for toys).
+    #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
+    scan: Option<String>,
+    /// Test statistic: qtilde or q.
+    #[arg(long, default_value = "qtilde", value_parser = parse_limit_stat)]
+    test_stat: TestStat,
+    #[command(flatten)]
+    toys: ToyArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `gradfit discovery`.
+#[derive(Args, Debug)]
+pub struct DiscoveryArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    toys: ToyArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `gradfit scan`.
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Parameter to scan (default: the POI).
+    #[arg(long)]
+    par: Option<String>,
+    /// Grid LO:HI:N.
+    #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
+    range: String,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `gradfit toys`.
+#[derive(Args, Debug)]
+pub struct ToysArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Tested POI value.
+    #[arg(long, allow_negative_numbers = true)]
+    mu: f64,
+    /// Toys per hypothesis in the whole run.
+    #[arg(long = "n", value_name = "N")]
+    n: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run only shard i of N (e.g. 2/4); `gradfit merge` joins the shards.
+    #[arg(long, value_name = "i/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+    /// Test statistic: qtilde, q or q0.
+    #[arg(long, default_value = "qtilde", value_parser = parse_cls_stat)]
+    test_stat: TestStat,
+    /// Toys fitted per batch.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Output file (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `gradfit merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Shard files of one toy run.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output file (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_cls_stat(s: &str) -> std::result::Result<TestStat, String> {
+    let t: TestStat = s.parse()?;
+    match t {
+        TestStat::Q0 | TestStat::Q | TestStat::QTilde => Ok(t),
+        _ => Err(format!(
+            "'{s}': CLs needs a one-sided statistic (qtilde, q or q0)"
+        )),
+    }
+}
+
+fn parse_limit_stat(s: &str) -> std::result::Result<TestStat, String> {
+    let t: TestStat = s.parse()?;
+    match t {
+        TestStat::Q | TestStat::QTilde => Ok(t),
+        _ => Err(format!("'{s}': limits use qtilde or q")),
+    }
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected i/N, got '{s}'"))?;
+    let i: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad shard index in '{s}'"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad shard count in '{s}'"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard '{s}': need 0 <= i < N"));
+    }
+    Ok((i, n))
+}
+
+fn parse_pair(s: &str) -> Result<(f64, f64)> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| Error::input(format!("expected LO:HI, got '{s}'")))?;
+    let lo: f64 = a
+        .trim()
+        .parse()
+        .map_err(|_| Error::input(format!("bad LO in '{s}'")))?;
+    let hi: f64 = b
+        .trim()
+        .parse()
+        .map_err(|_| Error::input(format!("bad HI in '{s}'")))?;
+    if !(lo < hi) {
+        return Err(Error::input(format!("need LO < HI in '{s}'")));
+    }
+    Ok((lo, hi))
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar(label: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} fits-of-toys {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(label.to_string());
+    Some(pb)
+}
+
+fn print_warnings(ws: &[String]) {
+    for w in ws {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Run (or load) toys for one POI value, with a progress bar.
+fn toys_for(
+    p: &Problem<HistFactoryModel>,
+    mu: f64,
+    test_stat: TestStat,
+    n: u32,
+    seed: u64,
+    shard: Option<(u32, u32)>,
+    batch: usize,
+    digest: &str,
+) -> Result<ToyRun> {
+    let settings = ToySettings {
+        mu,
+        test_stat,
+        n_toys: n,
+        seed,
+        shard,
+        batch,
+        model_digest: digest.to_string(),
+        toy_max_iter: None,
+    };
+    let pb = progress_bar(&format!("toys mu={mu}"));
+    let report = |done: u64, total: u64| {
+        if let Some(pb) = &pb {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    };
+    let run = run_toys(p, &settings, &FitOptions::default(), &report);
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    run
+}
+
+fn toy_cls_json(c: &toys::ToyCls) -> Value {
+    json!({
+        "cls_obs": c.cls_obs.map(num).unwrap_or(Value::Null),
+        "cls_exp": c.cls_exp.iter().map(|x| x.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+        "clsb_obs": num(c.clsb_obs),
+        "clb_obs": num(c.clb_obs),
+        "test_stat_obs": num(c.test_stat_obs),
+        "n_toys": c.n_toys,
+        "n_failed": c.n_failed,
+        "n_failed_sig_bkg": c.n_failed_sig_bkg,
+        "n_failed_bkg": c.n_failed_bkg,
+    })
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(fmt).unwrap_or_else(|| "-".into())
+}
+
+/// `gradfit cls`.
+pub fn cls(a: &ClsArgs) -> Result<i32> {
+    let (model, digest) = a.model.load_with_digest()?;
+    let p = Problem::new(&model, model.observed())?;
+    let v = if let Some(n) = a.toys.toys {
+        print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
+        let run = toys_for(
+            &p,
+            a.mu,
+            a.test_stat,
+            n,
+            a.toys.seed,
+            None,
+            a.toys.batch,
+            &digest,
+        )?;
+        let c = toy_cls(&run)?;
+        if c.n_failed > 0 {
+            eprintln!(
+                "warning: {} of {} toys had failed fits and were left out",
+                c.n_failed,
+                2 * n
+            );
+        }
+        let mut v = toy_cls_json(&c);
+        v["mu"] = num(a.mu);
+        v["test_stat"] = json!(a.test_stat);
+        v["calculator"] = json!("toys");
+        v
+    } else {
+        let calc = AsymptoticCalculator::new(p, a.test_stat, &FitOptions::default())?;
+        print_warnings(&calc.warnings);
+        let h = calc.hypotest(a.mu)?;
+        json!({
+            "cls_obs": num(h.cls_obs),
+            "cls_exp": nums(&h.cls_exp),
+            "clsb_obs": num(h.clsb_obs),
+            "clb_obs": num(h.clb_obs),
+            "clsb_exp": nums(&h.clsb_exp),
+            "clb_exp": nums(&h.clb_exp),
+            "test_stat_obs": num(h.test_stat_obs),
+            "test_stat_asimov": num(h.test_stat_asimov),
+            "mu_hat": num(h.mu_hat),
+            "mu": num(a.mu),
+            "test_stat": a.test_stat,
+            "calculator": "asymptotics",
+        })
+    };
+    a.out.emit(&v, || {
+        let g = |k: &str| v[k].as_f64().map(fmt).unwrap_or_else(|| "-".into());
+        let exp: Vec<String> =
+            v["cls_exp"].as_array().map(|e| e.iter().map(|x| x.as_f64().map(fmt).unwrap_or("-".into())).collect()).unwrap_or_default();
+        let mut s = format!(
+            "{} CLs at mu = {} ({})\n\nobserved CLs   {}\nCLs+b, CLb     {}, {}\ntest statistic {}\nexpected CLs   -2s {}  -1s {}  median {}  +1s {}  +2s {}\n",
+            v["calculator"].as_str().unwrap_or(""),
+            a.mu,
+            a.test_stat,
+            g("cls_obs"),
+            g("clsb_obs"),
+            g("clb_obs"),
+            g("test_stat_obs"),
+            exp[0],
+            exp[1],
+            exp[2],
+            exp[3],
+            exp[4]
+        );
+        if let Some(n) = v.get("n_toys") {
+            s.push_str(&format!("toys           {} per hypothesis, {} failed\n", n, v["n_failed"]));
+        }
+        s
+    })?;
+    Ok(0)
+}
+
+/// `gradfit limit`.
+pub fn limit(a: &LimitArgs) -> Result<i32> {
+    let (model, digest) = a.model.load_with_digest()?;
+    let p = Problem::new(&model, model.observed())?;
+    let (plo, phi) = p.poi_bounds();
+    let v = if let Some(n) = a.toys.toys {
+        // toys: CLs on a grid, crossing by linear interpolation
+        let grid = match &a.scan {
+            Some(s) => parse_range(s).map_err(Error::Input)?,
+            None => {
+                let calc =
+                    AsymptoticCalculator::new(p.clone(), a.test_stat, &FitOptions::default())?;
+                let ul = upper_limit(
+                    &calc,
+                    a.cl,
+                    &LimitMethod::Bracket {
+                        lo: plo.max(1e-3),
+                        hi: phi,
+                        rtol: 1e-6,
+                    },
+                )?;
+                let lo = ul.exp[0].map(|x| 0.5 * x).unwrap_or(plo.max(1e-3)).max(plo);
+                let hi = ul.exp[4].map(|x| 1.5 * x).unwrap_or(phi).min(phi);
+                eprintln!(
+                    "note: toy limit scan over [{lo:.4}, {hi:.4}] in 12 points (from the asymptotic band; --scan sets it)"
+                );
+                (0..12).map(|i| lo + (hi - lo) * i as f64 / 11.0).collect()
+            }
+        };
+        let alpha = 1.0 - a.cl;
+        let mut rows = Vec::new();
+        for &mu in &grid {
+            let run = toys_for(
+                &p,
+                mu,
+                a.test_stat,
+                n,
+                a.toys.seed,
+                None,
+                a.toys.batch,
+                &digest,
+            )?;
+            rows.push((mu, toy_cls(&run)?));
+        }
+        let cross = |f: &dyn Fn(&toys::ToyCls) -> Option<f64>| -> Option<f64> {
+            let vals: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|(mu, c)| f(c).map(|y| (*mu, y - alpha)))
+                .collect();
+            vals.windows(2)
+                .find(|w| w[0].1 >= 0.0 && w[1].1 < 0.0)
+                .map(|w| w[0].0 + (w[1].0 - w[0].0) * w[0].1 / (w[0].1 - w[1].1))
+        };
+        let obs = cross(&|c| c.cls_obs);
+        let exp: Vec<Value> = (0..5)
+            .map(|k| cross(&|c| c.cls_exp[k]).map(num).unwrap_or(Value::Null))
+            .collect();
+        json!({
+            "obs": obs.map(num).unwrap_or(Value::Null),
+            "exp": exp,
+            "cl": a.cl,
+            "calculator": "toys",
+            "n_toys": n,
+            "points": rows.iter().map(|(mu, c)| { let mut j = toy_cls_json(c); j["mu"] = num(*mu); j }).collect::<Vec<_>>(),
+        })
+    } else {
+        let calc = AsymptoticCalculator::new(p, a.test_stat, &FitOptions::default())?;
+        print_warnings(&calc.warnings);
+        let method = match (&a.scan, &a.bracket) {
+            (Some(s), _) => LimitMethod::Scan {
+                grid: parse_range(s).map_err(Error::Input)?,
+            },
+            (None, Some(b)) => {
+                let (lo, hi) = parse_pair(b)?;
+                LimitMethod::Bracket { lo, hi, rtol: 1e-9 }
+            }
+            (None, None) => LimitMethod::Bracket {
+                lo: plo.max(1e-3),
+                hi: phi,
+                rtol: 1e-9,
+            },
+        };
+        let ul = upper_limit(&calc, a.cl, &method)?;
+        print_warnings(&ul.messages);
+        json!({
+            "obs": ul.obs.map(num).unwrap_or(Value::Null),
+            "exp": ul.exp.iter().map(|x| x.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+            "cl": a.cl,
+            "calculator": "asymptotics",
+            "n_evaluations": ul.points.len(),
+            "points": ul.points.iter().map(|h| json!({"mu": h.mu, "cls_obs": num(h.cls_obs), "cls_exp": nums(&h.cls_exp)})).collect::<Vec<_>>(),
+            "messages": ul.messages,
+        })
+    };
+    a.out.emit(&v, || {
+        let e = |k: usize| v["exp"][k].as_f64();
+        format!(
+            "{:.0}% CL upper limits on the POI ({})\n\nobserved   {}\nexpected   -2s {}  -1s {}  median {}  +1s {}  +2s {}\n",
+            100.0 * a.cl,
+            v["calculator"].as_str().unwrap_or(""),
+            opt(v["obs"].as_f64()),
+            opt(e(0)),
+            opt(e(1)),
+            opt(e(2)),
+            opt(e(3)),
+            opt(e(4))
+        )
+    })?;
+    let missing = v["obs"].is_null()
+        || v["exp"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x.is_null()));
+    if missing {
+        eprintln!(
+            "error: some limits lie outside the scanned range (see the messages); widen --bracket or --scan"
+        );
+        return Ok(super::EXIT_NOT_CONVERGED);
+    }
+    Ok(0)
+}
+
+/// `gradfit discovery`.
+pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
+    let (model, digest) = a.model.load_with_digest()?;
+    let p = Problem::new(&model, model.observed())?;
+    let z = |p: f64| -crate::infer::normal_quantile(p);
+    let v = if let Some(n) = a.toys.toys {
+        let run = toys_for(
+            &p,
+            0.0,
+            TestStat::Q0,
+            n,
+            a.toys.seed,
+            None,
+            a.toys.batch,
+            &digest,
+        )?;
+        let c = toy_cls(&run)?;
+        let p0 = c.clsb_obs;
+        let p0e = c.cls_exp[2];
+        json!({
+            "p0_obs": num(p0), "p0_exp": p0e.map(num).unwrap_or(Value::Null),
+            "z_obs": num(z(p0)), "z_exp": p0e.map(|x| num(z(x))).unwrap_or(Value::Null),
+            "q0_obs": num(c.test_stat_obs), "calculator": "toys", "n_toys": n, "n_failed": c.n_failed,
+        })
+    } else {
+        let calc = AsymptoticCalculator::new(p, TestStat::Q0, &FitOptions::default())?;
+        print_warnings(&calc.warnings);
+        let d = calc.discovery()?;
+        json!({
+            "p0_obs": num(d.p0_obs), "p0_exp": num(d.p0_exp), "z_obs": num(d.z_obs), "z_exp": num(d.z_exp),
+            "q0_obs": num(d.q0_obs), "q0_asimov": num(d.q0_asimov), "mu_hat": num(d.mu_hat), "calculator": "asymptotics",
+        })
+    };
+    a.out.emit(&v, || {
+        let g = |k: &str| opt(v[k].as_f64());
+        format!(
+            "discovery test (q0, {})\n\np0 observed {}   Z = {}\np0 expected {}   Z = {}\n",
+            v["calculator"].as_str().unwrap_or(""),
+            g("p0_obs"),
+            g("z_obs"),
+            g("p0_exp"),
+            g("z_exp")
+        )
+    })?;
+    Ok(0)
+}
+
+/// `gradfit scan`.
+pub fn scan(a: &ScanArgs) -> Result<i32> {
+    let model = a.model.load()?;
+    let index = match &a.par {
+        Some(n) => par_index(&model, n)?,
+        None => model
+            .poi
+            .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
+    };
+    let grid = parse_range(&a.range).map_err(Error::Input)?;
+    let s = profile_scan(
+        &model,
+        model.observed(),
+        &crate::fit::FitSpec::from_model(&model),
+        index,
+        &grid,
+        &FitOptions::default(),
+    )?;
+    print_warnings(&s.messages);
+    let v = json!({
+        "parameter": s.parameter,
+        "best_value": num(s.best_value),
+        "best_twice_nll": num(s.best_twice_nll),
+        "par_names": model.par_names,
+        "points": s.points.iter().map(|p| json!({
+            "value": p.value, "twice_nll": num(p.twice_nll), "delta_twice_nll": num(p.delta_twice_nll),
+            "converged": p.converged, "pars": nums(&p.pars),
+        })).collect::<Vec<_>>(),
+        "messages": s.messages,
+    });
+    a.out.emit(&v, || {
+        let mut t = Table::new(
+            &[&s.parameter, "twice_nll", "delta", "converged"],
+            &[true, true, true, false],
+        );
+        for p in &s.points {
+            t.row(vec![
+                fmt(p.value),
+                fmt(p.twice_nll),
+                fmt(p.delta_twice_nll),
+                p.converged.to_string(),
+            ]);
+        }
+        format!(
+            "profile scan of {} (best fit {} at twice_nll {})\n\n{}",
+            s.parameter,
+            fmt(s.best_value),
+            fmt(s.best_twice_nll),
+            t.render()
+        )
+    })?;
+    Ok(if s.points.iter().all(|p| p.converged) {
+        0
+    } else {
+        super::EXIT_NOT_CONVERGED
+    })
+}
+
+fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
+    let whole = run.shard.is_none();
+    let mut v = json!({
+        "mu": run.mu, "test_stat": run.test_stat, "seed": run.seed, "n_toys": run.n_toys,
+        "shard": run.shard, "range": run.range, "test_stat_obs": num(run.test_stat_obs),
+    });
+    if whole {
+        let c = toy_cls(run)?;
+        v["cls"] = toy_cls_json(&c);
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::input(e.to_string()))?
+        );
+    } else {
+        println!(
+            "toys mu = {} ({}) seed {}: toys [{}, {}) of {}{}",
+            run.mu,
+            run.test_stat,
+            run.seed,
+            run.range[0],
+            run.range[1],
+            run.n_toys,
+            run.shard
+                .map(|s| format!(" (shard {}/{})", s[0], s[1]))
+                .unwrap_or_default()
+        );
+        if whole {
+            let c = &v["cls"];
+            println!(
+                "CLs obs {}  expected {}  ({} failed)",
+                opt(c["cls_obs"].as_f64()),
+                c["cls_exp"]
+                    .as_array()
+                    .map(|e| e
+                        .iter()
+                        .map(|x| opt(x.as_f64()))
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default(),
+                c["n_failed"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `gradfit toys`.
+pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
+    let (model, digest) = a.model.load_with_digest()?;
+    let p = Problem::new(&model, model.observed())?;
+    print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
+    let run = toys_for(
+        &p,
+        a.mu,
+        a.test_stat,
+        a.n,
+        a.seed,
+        a.shard,
+        a.batch,
+        &digest,
+    )?;
+    crate::util::write_json_atomic(&a.out, &run)?;
+    summary(&run, a.json)?;
+    let failed = run
+        .sig_bkg
+        .iter()
+        .chain(&run.bkg)
+        .filter(|r| r.stat.is_none())
+        .count();
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} toys had failed fits; they are recorded in {} and left out of p-values",
+            a.out.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `gradfit merge`.
+pub fn merge_cmd(a: &MergeArgs) -> Result<i32> {
+    let runs: Vec<ToyRun> = a
+        .files
+        .iter()
+        .map(|f| {
+            let v = crate::workspace::read_json(f)?;
+            let run: ToyRun = serde_json::from_value(v).map_err(|e| {
+                Error::input(format!("{}: not a gradfit toy file: {e}", f.display()))
+            })?;
+            if run.format != toys::TOY_FORMAT {
+                return Err(Error::input(format!(
+                    "{}: unknown toy file format '{}'",
+                    f.display(),
+                    run.format
+                )));
+            }
+            Ok(run)
+        })
+        .collect::<Result<_>>()?;
+    let merged = merge(runs)?;
+    crate::util::write_json_atomic(&a.out, &merged)?;
+    summary(&merged, a.json)?;
+    Ok(0)
+}
