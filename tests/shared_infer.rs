@@ -158,6 +158,7 @@ fn root_validation_toys_q0() {
         shard: None,
         batch: 2048,
         model_digest: String::new(),
+        toy_max_iter: None,
     };
     let run = run_toys(&p, &settings, &FitOptions::default(), &|_, _| {}).unwrap();
     let c = toy_cls(&run).unwrap();

@@ -216,39 +216,35 @@ fn print_warnings(ws: &[String]) {
     }
 }
 
-/// Run (or load) toys for one POI value, with a progress bar.
-fn toys_for(
-    p: &Problem<HistFactoryModel>,
-    mu: f64,
-    test_stat: TestStat,
-    n: u32,
-    seed: u64,
-    shard: Option<(u32, u32)>,
-    batch: usize,
-    digest: &str,
-) -> Result<ToyRun> {
-    let settings = ToySettings {
-        mu,
-        test_stat,
-        n_toys: n,
-        seed,
-        shard,
-        batch,
-        model_digest: digest.to_string(),
-        toy_max_iter: None,
-    };
-    let pb = progress_bar(&format!("toys mu={mu}"));
+/// Run the toys of `settings`, with a progress bar.
+fn toys_for(p: &Problem<HistFactoryModel>, settings: &ToySettings) -> Result<ToyRun> {
+    let pb = progress_bar(&format!("toys mu={}", settings.mu));
     let report = |done: u64, total: u64| {
         if let Some(pb) = &pb {
             pb.set_length(total);
             pb.set_position(done);
         }
     };
-    let run = run_toys(p, &settings, &FitOptions::default(), &report);
+    let run = run_toys(p, settings, &FitOptions::default(), &report);
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
     run
+}
+
+impl ToyArgs {
+    fn settings(&self, mu: f64, test_stat: TestStat, n: u32, digest: &str) -> ToySettings {
+        ToySettings {
+            mu,
+            test_stat,
+            n_toys: n,
+            seed: self.seed,
+            shard: None,
+            batch: self.batch,
+            model_digest: digest.to_string(),
+            toy_max_iter: None,
+        }
+    }
 }
 
 fn toy_cls_json(c: &toys::ToyCls) -> Value {
@@ -275,16 +271,7 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
     let p = Problem::new(&model, model.observed())?;
     let v = if let Some(n) = a.toys.toys {
         print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
-        let run = toys_for(
-            &p,
-            a.mu,
-            a.test_stat,
-            n,
-            a.toys.seed,
-            None,
-            a.toys.batch,
-            &digest,
-        )?;
+        let run = toys_for(&p, &a.toys.settings(a.mu, a.test_stat, n, &digest))?;
         let c = toy_cls(&run)?;
         if c.n_failed > 0 {
             eprintln!(
@@ -376,16 +363,7 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
         let alpha = 1.0 - a.cl;
         let mut rows = Vec::new();
         for &mu in &grid {
-            let run = toys_for(
-                &p,
-                mu,
-                a.test_stat,
-                n,
-                a.toys.seed,
-                None,
-                a.toys.batch,
-                &digest,
-            )?;
+            let run = toys_for(&p, &a.toys.settings(mu, a.test_stat, n, &digest))?;
             rows.push((mu, toy_cls(&run)?));
         }
         let cross = |f: &dyn Fn(&toys::ToyCls) -> Option<f64>| -> Option<f64> {
@@ -471,16 +449,7 @@ pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
     let p = Problem::new(&model, model.observed())?;
     let z = |p: f64| -crate::infer::normal_quantile(p);
     let v = if let Some(n) = a.toys.toys {
-        let run = toys_for(
-            &p,
-            0.0,
-            TestStat::Q0,
-            n,
-            a.toys.seed,
-            None,
-            a.toys.batch,
-            &digest,
-        )?;
+        let run = toys_for(&p, &a.toys.settings(0.0, TestStat::Q0, n, &digest))?;
         let c = toy_cls(&run)?;
         let p0 = c.clsb_obs;
         let p0e = c.cls_exp[2];
@@ -625,13 +594,16 @@ pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
     print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
     let run = toys_for(
         &p,
-        a.mu,
-        a.test_stat,
-        a.n,
-        a.seed,
-        a.shard,
-        a.batch,
-        &digest,
+        &ToySettings {
+            mu: a.mu,
+            test_stat: a.test_stat,
+            n_toys: a.n,
+            seed: a.seed,
+            shard: a.shard,
+            batch: a.batch,
+            model_digest: digest.clone(),
+            toy_max_iter: None,
+        },
     )?;
     crate::util::write_json_atomic(&a.out, &run)?;
     summary(&run, a.json)?;
