@@ -10,6 +10,7 @@ pub mod fit;
 pub mod infer;
 pub mod model;
 pub mod rng;
+pub mod synthetic;
 pub mod util;
 pub mod workspace;
 

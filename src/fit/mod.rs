@@ -15,9 +15,12 @@
 //! All members of a batch advance together, one iteration per round; members
 //! that finished are masked out, and one failing member never stops the others.
 
+pub mod block;
 pub mod linalg;
 
+use crate::model::HessianLayout;
 use crate::model::Likelihood;
+use block::BlockSolver;
 use linalg::Chol;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -171,27 +174,45 @@ struct Member {
     not_pd: bool,
     /// Stop at the next iteration (after computing the Hessian for the covariance).
     stop: bool,
+    /// The last step was a Newton step accepted without evaluating twice_nll
+    /// (close to the minimum); the next evaluation verifies it.
+    unverified: bool,
+    /// Point and value before an unverified step.
+    x_prev: Vec<f64>,
+    f_prev: f64,
+    /// An unverified step failed once: check every step from now on.
+    checked: bool,
 }
 
 struct Work<S> {
     s: S,
     g: Vec<f64>,
+    /// Block Hessian (see `HessianLayout`).
     h: Vec<f64>,
-    chol: Chol,
+    solver: BlockSolver,
+    /// Free parameters (original indices) of the current iteration.
     free: Vec<usize>,
+    /// Free flags by permuted index.
+    free_new: Vec<bool>,
+    /// Step in permuted order.
     d: Vec<f64>,
+    /// Trial step in original order (for the quadratic model).
+    step: Vec<f64>,
     h_is_fisher: bool,
 }
 
 impl<S> Work<S> {
-    fn new(s: S, p: usize) -> Self {
+    fn new(s: S, layout: &HessianLayout) -> Self {
+        let p = layout.n;
         Work {
             s,
             g: vec![0.0; p],
             h: vec![0.0; p * p],
-            chol: Chol::new(p),
+            solver: BlockSolver::new(layout),
             free: Vec::with_capacity(p),
+            free_new: vec![false; p],
             d: vec![0.0; p],
+            step: vec![0.0; p],
             h_is_fisher: false,
         }
     }
@@ -265,28 +286,36 @@ fn fit_chunk<L: Likelihood>(
                 cov: None,
                 not_pd: false,
                 stop: false,
+                unverified: false,
+                x_prev: Vec::new(),
+                f_prev: f64::NAN,
+                checked: false,
             }
         })
         .collect();
 
-    let parallel = members.len() > 1;
+    let parallel = members.len() > 1 && rayon::current_num_threads() > 1;
+    // One set of work buffers per worker thread, kept across iterations.
+    let nthreads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let pool: Vec<std::sync::Mutex<Work<L::Scratch>>> = (0..nthreads)
+        .map(|_| std::sync::Mutex::new(Work::new(model.scratch(), model.layout())))
+        .collect();
     while members.iter().any(|m| !m.done) {
-        let step = |w: &mut Work<L::Scratch>, (i, m): (usize, &mut Member)| {
+        let step = |(i, m): (usize, &mut Member)| {
             if !m.done {
-                iterate(model, dat(i), &specs[i], opts, m, w);
+                let t = rayon::current_thread_index().unwrap_or(0) % nthreads;
+                let mut w = pool[t].lock().unwrap_or_else(|e| e.into_inner());
+                iterate(model, dat(i), &specs[i], opts, m, &mut w);
             }
         };
         if parallel {
-            members
-                .par_iter_mut()
-                .enumerate()
-                .for_each_init(|| Work::new(model.scratch(), p), step);
+            members.par_iter_mut().enumerate().for_each(step);
         } else {
-            let mut w = Work::new(model.scratch(), p);
-            members
-                .iter_mut()
-                .enumerate()
-                .for_each(|im| step(&mut w, im));
+            members.iter_mut().enumerate().for_each(step);
         }
     }
     members
@@ -332,8 +361,8 @@ fn at_upper(x: f64, hi: f64) -> bool {
 }
 
 /// Scale of rounding noise in twice_nll near `f`.
-fn f_noise(f: f64) -> f64 {
-    1e-13 * f.abs().max(1.0)
+fn f_noise(f: f64, magnitude: f64) -> f64 {
+    1e-13 * f.abs().max(magnitude).max(1.0)
 }
 
 /// `GRADFIT_TRACE=1` prints every minimiser iteration to stderr.
@@ -357,9 +386,21 @@ fn iterate<L: Likelihood>(
     w: &mut Work<L::Scratch>,
 ) {
     let p = m.x.len();
-    let f = model.eval(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+    let lay = model.layout();
+    let mag = model.magnitude(data);
+    let f = model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
     m.evals += 1;
     w.h_is_fisher = false;
+    if m.unverified {
+        m.unverified = false;
+        if !(f <= m.f_prev + f_noise(m.f_prev, mag)) {
+            // the unchecked Newton step went uphill: go back and damp
+            m.x.copy_from_slice(&m.x_prev);
+            m.f = m.f_prev;
+            m.checked = true;
+            return;
+        }
+    }
     if !f.is_finite() {
         m.f = f;
         m.status = if m.iter == 0 {
@@ -397,21 +438,21 @@ fn iterate<L: Likelihood>(
         finish(model, data, m, spec, opts, w);
         return;
     }
+    w.free_new.iter_mut().for_each(|x| *x = false);
+    for &i in &w.free {
+        w.free_new[lay.inv[i]] = true;
+    }
     // Undamped Newton on the exact Hessian: edm and convergence test.
-    let exact_pd = w.chol.factor(nf, |a, b| w.h[w.free[a] * p + w.free[b]]);
+    let exact_pd = w.solver.factor(lay, &w.h, &w.free_new, 0.0);
     if exact_pd {
-        for (a, &i) in w.free.iter().enumerate() {
-            w.d[a] = -w.g[i];
-        }
-        w.chol.solve(&mut w.d[..nf]);
+        newton_step(lay, w);
         let edm = -0.5
             * w.free
                 .iter()
-                .enumerate()
-                .map(|(a, &i)| w.g[i] * w.d[a])
+                .map(|&i| w.g[i] * w.d[lay.inv[i]])
                 .sum::<f64>();
         m.edm = edm;
-        if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f)) {
+        if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f, mag)) {
             m.status = FitStatus::Converged;
             finish(model, data, m, spec, opts, w);
             return;
@@ -422,8 +463,8 @@ fn iterate<L: Likelihood>(
             let neg: Vec<(usize, f64, f64)> = w
                 .free
                 .iter()
-                .filter(|&&i| w.h[i * p + i] <= 0.0)
-                .map(|&i| (i, w.h[i * p + i], m.x[i]))
+                .filter(|&&i| w.h[lay.inv[i] * p + lay.inv[i]] <= 0.0)
+                .map(|&i| (i, w.h[lay.inv[i] * p + lay.inv[i]], m.x[i]))
                 .collect();
             eprintln!("  not PD; non-positive diagonal: {neg:?}");
         }
@@ -441,7 +482,7 @@ fn iterate<L: Likelihood>(
     let mut undamped_ready = exact_pd;
     if !exact_pd {
         if m.far {
-            model.eval_fisher(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+            model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), true);
             m.evals += 1;
             w.h_is_fisher = true;
             lambda = 0.0;
@@ -453,45 +494,25 @@ fn iterate<L: Likelihood>(
     // the projected path), then damped further (a new factorisation).
     let mut t = 1.0;
     for _attempt in 0..60 {
-        let (g, h, free) = (&w.g, &w.h, &w.free);
         if !undamped_ready {
-            let lam = lambda;
-            let ok = w.chol.factor(nf, |a, b| {
-                let v = h[free[a] * p + free[b]];
-                if a == b {
-                    v + lam * v.abs().max(1e-8)
-                } else {
-                    v
-                }
-            });
-            if !ok {
+            if !w.solver.factor(lay, &w.h, &w.free_new, lambda) {
                 lambda = raise(lambda);
                 continue;
             }
-            for (a, &i) in free.iter().enumerate() {
-                w.d[a] = -g[i];
-            }
-            w.chol.solve(&mut w.d[..nf]);
+            newton_step(lay, w);
         }
         undamped_ready = true;
         // clip to the bounds and predict the decrease of the quadratic model
         m.x_trial.copy_from_slice(&m.x);
-        for (a, &i) in free.iter().enumerate() {
-            let (lo, hi) = spec.bounds[i];
-            m.x_trial[i] = (m.x[i] + t * w.d[a]).clamp(lo, hi);
-        }
+        w.step.iter_mut().for_each(|x| *x = 0.0);
         let mut gs = 0.0;
-        let mut shs = 0.0;
-        for &i in free.iter() {
-            let si = m.x_trial[i] - m.x[i];
-            if si == 0.0 {
-                continue;
-            }
-            gs += g[i] * si;
-            let row = &h[i * p..(i + 1) * p];
-            let hs: f64 = free.iter().map(|&j| row[j] * (m.x_trial[j] - m.x[j])).sum();
-            shs += si * hs;
+        for &i in &w.free {
+            let (lo, hi) = spec.bounds[i];
+            m.x_trial[i] = (m.x[i] + t * w.d[lay.inv[i]]).clamp(lo, hi);
+            w.step[i] = m.x_trial[i] - m.x[i];
+            gs += w.g[i] * w.step[i];
         }
+        let shs = lay.quad_form(&w.h, &w.step);
         let pred = -(gs + 0.5 * shs);
         if trace() {
             eprintln!(
@@ -499,7 +520,24 @@ fn iterate<L: Likelihood>(
                 m.iter, f, m.edm, lambda, pred, exact_pd, m.far
             );
         }
-        let noise = f_noise(f);
+        let noise = f_noise(f, mag);
+        // Close to the minimum a full Newton step inside the bounds is accepted
+        // without evaluating twice_nll; the next iteration's evaluation checks it.
+        if !m.checked && exact_pd && lambda == 0.0 && t == 1.0 && m.edm < 1e-4 && pred > 0.0 {
+            let inside = w
+                .free
+                .iter()
+                .all(|&i| m.x_trial[i] == m.x[i] + w.d[lay.inv[i]]);
+            if inside {
+                m.x_prev.clone_from(&m.x);
+                m.f_prev = f;
+                m.x.copy_from_slice(&m.x_trial);
+                m.unverified = true;
+                m.far = false;
+                m.lambda = 0.0;
+                return;
+            }
+        }
         if !(pred > 0.0) {
             if pred.abs() <= noise && m.edm < 1e-6 {
                 m.status = FitStatus::Converged;
@@ -547,7 +585,17 @@ fn iterate<L: Likelihood>(
     finish(model, data, m, spec, opts, w);
 }
 
-/// Finish a member: covariance from the exact Hessian at `m.x` (already in `w` unless a scoring matrix replaced it).
+/// Newton direction `d = -H^-1 g` on the free set, from the current factorisation (permuted order).
+fn newton_step<S>(lay: &HessianLayout, w: &mut Work<S>) {
+    w.d.iter_mut().for_each(|x| *x = 0.0);
+    for &i in &w.free {
+        w.d[lay.inv[i]] = -w.g[i];
+    }
+    w.solver.solve(&w.h, &mut w.d);
+}
+
+/// Finish a member: covariance from the exact Hessian at `m.x` (already in `w`
+/// unless a scoring matrix replaced it).
 fn finish<L: Likelihood>(
     model: &L,
     data: &L::Data,
@@ -560,8 +608,9 @@ fn finish<L: Likelihood>(
     if !opts.covariance || !m.f.is_finite() {
         return;
     }
+    let lay = model.layout();
     if w.h_is_fisher {
-        model.eval(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h));
+        model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
         m.evals += 1;
         w.h_is_fisher = false;
     }
@@ -572,10 +621,12 @@ fn finish<L: Likelihood>(
         m.cov = Some(vec![0.0; p * p]);
         return;
     }
-    let h = &w.h;
-    if w.chol.factor(n, |a, b| h[nfix[a] * p + nfix[b]]) {
+    let mut full = vec![0.0; p * p];
+    lay.expand(&w.h, &mut full);
+    let mut chol = Chol::new(n);
+    if chol.factor(n, |a, b| full[nfix[a] * p + nfix[b]]) {
         let mut inv = vec![0.0; n * n];
-        w.chol.inverse(&mut inv);
+        chol.inverse(&mut inv);
         let mut cov = vec![0.0; p * p];
         for a in 0..n {
             for b in 0..n {

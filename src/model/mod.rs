@@ -2,6 +2,9 @@
 //! toys, impacts) talks to a model only through the [`Likelihood`] trait.
 
 pub mod histfactory;
+pub mod layout;
+
+pub use layout::HessianLayout;
 
 pub use histfactory::{Dataset, HistFactoryModel, InterpCode, ModelOptions};
 
@@ -49,19 +52,25 @@ pub trait Likelihood: Send + Sync {
     fn generator(&self, theta: &[f64]) -> Self::Generator;
     /// Toy number `toy` of stream `purpose`, reproducible from `seed` alone.
     fn sample(&self, generator: &Self::Generator, seed: u64, toy: u32, purpose: u32) -> Self::Data;
-    /// Like `eval`, but `hess` receives a positive semi-definite approximation
-    /// (the expected information) used for steps far from the minimum.
-    /// Defaults to the exact Hessian.
-    fn eval_fisher(
+    /// Block structure of the Hessian (see [`HessianLayout`]).
+    fn layout(&self) -> &HessianLayout;
+    /// Typical size of the terms that sum to twice_nll on `data` (rounding
+    /// errors of twice_nll are about 1e-16 of it, even where twice_nll is small).
+    fn magnitude(&self, _data: &Self::Data) -> f64 {
+        0.0
+    }
+    /// twice_nll with the Hessian in block form (`layout()`), or, with
+    /// `fisher`, a positive semi-definite approximation of it (the expected
+    /// information) for steps far from the minimum.
+    fn eval_block(
         &self,
         theta: &[f64],
         data: &Self::Data,
         scratch: &mut Self::Scratch,
         grad: Option<&mut [f64]>,
-        hess: Option<&mut [f64]>,
-    ) -> f64 {
-        self.eval(theta, data, scratch, grad, hess)
-    }
+        hb: Option<&mut [f64]>,
+        fisher: bool,
+    ) -> f64;
 }
 
 impl Likelihood for HistFactoryModel {
@@ -109,14 +118,21 @@ impl Likelihood for HistFactoryModel {
     ) -> f64 {
         HistFactoryModel::eval(self, theta, data, scratch, grad, hess)
     }
-    fn eval_fisher(
+    fn layout(&self) -> &HessianLayout {
+        &self.structure.layout
+    }
+    fn magnitude(&self, data: &Dataset) -> f64 {
+        data.constant.abs()
+    }
+    fn eval_block(
         &self,
         theta: &[f64],
         data: &Dataset,
         scratch: &mut histfactory::Scratch,
         grad: Option<&mut [f64]>,
-        hess: Option<&mut [f64]>,
+        hb: Option<&mut [f64]>,
+        fisher: bool,
     ) -> f64 {
-        HistFactoryModel::eval_fisher(self, theta, data, scratch, grad, hess)
+        HistFactoryModel::eval_block(self, theta, data, scratch, grad, hb, fisher)
     }
 }

@@ -15,47 +15,81 @@
 //! parameters that touch each bin.
 
 use super::{Constraint, Dataset, HistFactoryModel};
+use crate::model::layout::HessianLayout;
 use rayon::prelude::*;
 
 /// Sparsity structure derived from the model.
 #[derive(Debug, Clone, Default)]
 pub struct Structure {
+    /// Block layout of the Hessian (globals first, then per-bin locals).
+    pub layout: HessianLayout,
     /// CSR pointers into `bin_pars`, one row per main bin.
     pub bin_ptr: Vec<u32>,
-    /// Sorted parameter indices that affect each bin.
+    /// Parameters (permuted indices, descending) that affect each bin.
     pub bin_pars: Vec<u32>,
     /// Position of each multiplicative term's parameter in its bin row.
     pub mult_pos: Vec<u32>,
     /// Position of each additive term's parameter in its bin row.
     pub add_pos: Vec<u32>,
-    /// Largest number of multiplicative terms in one sample-bin.
-    pub max_mult: usize,
+    /// Largest number of terms in one sample-bin.
+    pub max_terms: usize,
     /// Constrained parameters: (parameter, aux index, constraint).
     pub constrained: Vec<(u32, u32, Constraint)>,
     /// CSR pointers into `sb_pars`, one row per sample-bin.
     pub sb_ptr: Vec<u32>,
-    /// Parameters of each sample-bin's terms: multiplicative first, then additive.
+    /// Permuted parameter index of each sample-bin's terms: multiplicative first, then additive.
     pub sb_pars: Vec<u32>,
 }
 
 impl Structure {
     pub(super) fn new(m: &HistFactoryModel) -> Self {
         let nb = m.n_main;
+        let np = m.n_pars();
+        // bins touched by each parameter -> local (one bin) or global
+        let mut first_bin = vec![usize::MAX; np];
+        let mut multi = vec![false; np];
+        let mut touch = |par: usize, bin: usize| {
+            if first_bin[par] == usize::MAX {
+                first_bin[par] = bin;
+            } else if first_bin[par] != bin {
+                multi[par] = true;
+            }
+        };
+        for s in &m.sb {
+            for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                touch(t.par as usize, s.bin as usize);
+            }
+            for t in &m.add[s.add.0 as usize..s.add.1 as usize] {
+                touch(t.par as usize, s.bin as usize);
+            }
+        }
+        let keys: Vec<Option<usize>> = (0..np)
+            .map(|i| {
+                if multi[i] || first_bin[i] == usize::MAX {
+                    None
+                } else {
+                    Some(first_bin[i])
+                }
+            })
+            .collect();
+        let layout = HessianLayout::from_keys(&keys);
+        let nw = |par: u32| layout.inv[par as usize] as u32;
+
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); nb];
         for s in &m.sb {
             let row = &mut rows[s.bin as usize];
             for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
-                row.push(t.par);
+                row.push(nw(t.par));
             }
             for t in &m.add[s.add.0 as usize..s.add.1 as usize] {
-                row.push(t.par);
+                row.push(nw(t.par));
             }
         }
         let mut bin_ptr = Vec::with_capacity(nb + 1);
         let mut bin_pars = Vec::new();
         bin_ptr.push(0u32);
         for r in rows.iter_mut() {
-            r.sort_unstable();
+            r.sort_unstable_by(|a, b| b.cmp(a));
             r.dedup();
             bin_pars.extend_from_slice(r);
             bin_ptr.push(bin_pars.len() as u32);
@@ -63,19 +97,24 @@ impl Structure {
         let pos = |bin: u32, par: u32| -> u32 {
             let b = bin as usize;
             let row = &bin_pars[bin_ptr[b] as usize..bin_ptr[b + 1] as usize];
-            row.binary_search(&par).expect("par in row") as u32
+            row.iter().position(|&x| x == nw(par)).expect("par in row") as u32
         };
         let mut mult_pos = vec![0u32; m.mult.len()];
         let mut add_pos = vec![0u32; m.add.len()];
-        let mut max_mult = 0;
+        let mut sb_ptr = vec![0u32];
+        let mut sb_pars = Vec::new();
+        let mut max_terms = 0;
         for s in &m.sb {
-            max_mult = max_mult.max((s.mult.1 - s.mult.0) as usize);
             for k in s.mult.0..s.mult.1 {
                 mult_pos[k as usize] = pos(s.bin, m.mult[k as usize].par);
+                sb_pars.push(nw(m.mult[k as usize].par));
             }
             for k in s.add.0..s.add.1 {
                 add_pos[k as usize] = pos(s.bin, m.add[k as usize].par);
+                sb_pars.push(nw(m.add[k as usize].par));
             }
+            max_terms = max_terms.max(sb_pars.len() - *sb_ptr.last().unwrap() as usize);
+            sb_ptr.push(sb_pars.len() as u32);
         }
         let constrained = m
             .constraints
@@ -83,25 +122,13 @@ impl Structure {
             .enumerate()
             .filter_map(|(i, c)| m.aux_index[i].map(|a| (i as u32, a as u32, *c)))
             .collect();
-        let mut sb_ptr = vec![0u32];
-        let mut sb_pars = Vec::new();
-        let mut max_terms = 0;
-        for s in &m.sb {
-            for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
-                sb_pars.push(t.par);
-            }
-            for t in &m.add[s.add.0 as usize..s.add.1 as usize] {
-                sb_pars.push(t.par);
-            }
-            max_terms = max_terms.max(sb_pars.len() - *sb_ptr.last().unwrap() as usize);
-            sb_ptr.push(sb_pars.len() as u32);
-        }
         Structure {
+            layout,
             bin_ptr,
             bin_pars,
             mult_pos,
             add_pos,
-            max_mult: max_mult.max(max_terms),
+            max_terms,
             constrained,
             sb_ptr,
             sb_pars,
@@ -127,6 +154,7 @@ pub struct Scratch {
     pre: Vec<f64>,
     suf: Vec<f64>,
     tv: Vec<f64>,
+    hb: Vec<f64>,
 }
 
 impl Scratch {
@@ -162,7 +190,7 @@ impl Scratch {
         if self.jac.len() != m.structure.bin_pars.len() {
             self.jac.resize(m.structure.bin_pars.len(), 0.0);
         }
-        let mm = m.structure.max_mult + 1;
+        let mm = m.structure.max_terms + 1;
         if self.pre.len() < mm {
             self.pre.resize(mm, 0.0);
             self.suf.resize(mm, 0.0);
@@ -254,9 +282,9 @@ impl HistFactoryModel {
     }
 
     /// Evaluate twice_nll, optionally writing the gradient (length P) and the
-    /// Hessian (row-major P x P). Returns `+inf` where an expected rate is not
-    /// positive in a bin with data (or negative anywhere); gradient and Hessian
-    /// are then meaningless.
+    /// Hessian (row-major P x P, original order). Returns `+inf` where an
+    /// expected rate is not positive in a bin with data (or negative anywhere);
+    /// gradient and Hessian are then meaningless.
     pub fn eval(
         &self,
         theta: &[f64],
@@ -265,22 +293,35 @@ impl HistFactoryModel {
         grad: Option<&mut [f64]>,
         hess: Option<&mut [f64]>,
     ) -> f64 {
-        self.eval_impl(theta, data, s, grad, hess, false)
+        match hess {
+            None => self.eval_impl(theta, data, s, grad, None, false),
+            Some(h) => {
+                let p = self.n_pars();
+                let mut hb = std::mem::take(&mut s.hb);
+                hb.resize(p * p, 0.0);
+                let f = self.eval_impl(theta, data, s, grad, Some(&mut hb), false);
+                self.structure.layout.expand(&hb, h);
+                s.hb = hb;
+                f
+            }
+        }
     }
 
-    /// Like [`eval`](Self::eval), but `hess` receives the expected (Fisher)
-    /// information `2 sum_b J_b J_b^T / nu_b` plus the constraints' expected
-    /// curvature: positive semi-definite everywhere, cheaper than the exact
-    /// Hessian, and what scoring steps use far from the minimum.
-    pub fn eval_fisher(
+    /// Evaluate with the Hessian in block form (see [`HessianLayout`]): lower
+    /// triangle, permuted order, structural region only. With `fisher`, the
+    /// Hessian is replaced by the expected (Fisher) information
+    /// `2 sum_b J_b J_b^T / nu_b` plus the constraints' expected curvature:
+    /// positive semi-definite everywhere and cheaper, for scoring steps.
+    pub fn eval_block(
         &self,
         theta: &[f64],
         data: &Dataset,
         s: &mut Scratch,
         grad: Option<&mut [f64]>,
-        hess: Option<&mut [f64]>,
+        hb: Option<&mut [f64]>,
+        fisher: bool,
     ) -> f64 {
-        self.eval_impl(theta, data, s, grad, hess, true)
+        self.eval_impl(theta, data, s, grad, hb, fisher)
     }
 
     fn eval_impl(
@@ -429,8 +470,9 @@ impl HistFactoryModel {
         };
         grad.iter_mut().for_each(|x| *x = 0.0);
         let mut hess = hess;
+        let lay = &st.layout;
         if let Some(h) = hess.as_deref_mut() {
-            h.iter_mut().for_each(|x| *x = 0.0);
+            lay.zero(h);
             s.jac.iter_mut().for_each(|x| *x = 0.0);
         }
         for (j, sb) in self.sb.iter().enumerate() {
@@ -471,22 +513,23 @@ impl HistFactoryModel {
                     let tp = &st.sb_pars[st.sb_ptr[j] as usize..st.sb_ptr[j + 1] as usize];
                     for k in 0..m {
                         let pk = tp[k] as usize;
-                        let hrow = &mut h[pk * p..(pk + 1) * p];
                         let d2 = s.md2[m0 + k];
                         if d2 != 0.0 {
-                            hrow[pk] += 0.5 * w1 * a * f * d2 / s.mval[m0 + k];
+                            h[pk * p + pk] += 0.5 * w1 * a * f * d2 / s.mval[m0 + k];
                         }
                         let ck = w1 * s.pre[k];
                         if ck != 0.0 {
                             for t in k + 1..nt {
-                                hrow[tp[t] as usize] += ck * s.tv[t];
+                                let q = tp[t] as usize;
+                                let (r, c) = if pk >= q { (pk, q) } else { (q, pk) };
+                                h[r * p + c] += ck * s.tv[t];
                             }
                         }
                     }
-                    for q in a0..a1 {
+                    for (k, q) in (a0..a1).enumerate() {
                         let d2 = s.ad2[q];
                         if d2 != 0.0 {
-                            let pq = self.add[q].par as usize;
+                            let pq = tp[m + k] as usize;
                             h[pq * p + pq] += 0.5 * w1 * f * d2;
                         }
                     }
@@ -520,12 +563,17 @@ impl HistFactoryModel {
                 if w1 == 0.0 {
                     continue;
                 }
+                let tp = &st.sb_pars[st.sb_ptr[j] as usize..st.sb_ptr[j + 1] as usize];
+                let mut put = |x: usize, y: usize, v: f64| {
+                    let (r, c) = if x >= y { (x, y) } else { (y, x) };
+                    h[r * p + c] += v;
+                };
                 for k in 0..m {
-                    let pk = self.mult[m0 + k].par as usize;
+                    let pk = tp[k] as usize;
                     let fk = s.pre[k] * s.suf[k + 1];
                     let d2 = s.md2[m0 + k];
                     if d2 != 0.0 {
-                        h[pk * p + pk] += 0.5 * w1 * fk * d2 * a;
+                        put(pk, pk, 0.5 * w1 * fk * d2 * a);
                     }
                     let d1k = s.md1[m0 + k];
                     if d1k != 0.0 {
@@ -533,25 +581,26 @@ impl HistFactoryModel {
                         let mut mid = s.pre[k];
                         for l in k + 1..m {
                             let v = c * mid * s.suf[l + 1] * s.md1[m0 + l] * a;
-                            h[pk * p + self.mult[m0 + l].par as usize] += v;
+                            put(pk, tp[l] as usize, v);
                             mid *= s.mval[m0 + l];
                         }
                         let ck = c * fk;
-                        for q in a0..a1 {
-                            h[pk * p + self.add[q].par as usize] += ck * s.ad1[q];
+                        for (qq, q) in (a0..a1).enumerate() {
+                            put(pk, tp[m + qq] as usize, ck * s.ad1[q]);
                         }
                     }
                 }
-                for q in a0..a1 {
+                for (qq, q) in (a0..a1).enumerate() {
                     let d2 = s.ad2[q];
                     if d2 != 0.0 {
-                        let pq = self.add[q].par as usize;
-                        h[pq * p + pq] += 0.5 * w1 * f * d2;
+                        let pq = tp[m + qq] as usize;
+                        put(pq, pq, 0.5 * w1 * f * d2);
                     }
                 }
             }
         }
-        // outer products: sum_b w2_b J_b J_b^T (one triangle, halves on the diagonal)
+        // outer products: sum_b w2_b J_b J_b^T (bin rows are in descending permuted
+        // order, so pairs land in the lower triangle; halves on the diagonal)
         if let Some(h) = hess.as_deref_mut() {
             for b in 0..self.n_main {
                 let w2 = s.w2[b];
@@ -574,15 +623,8 @@ impl HistFactoryModel {
                     }
                 }
             }
-            // fold: H = A + A^T
-            for i in 0..p {
-                h[i * p + i] *= 2.0;
-                for j in 0..i {
-                    let v = h[i * p + j] + h[j * p + i];
-                    h[i * p + j] = v;
-                    h[j * p + i] = v;
-                }
-            }
+            // every self term was added as a half, every pair once: double the diagonal
+            lay.scale_diagonal(h, 2.0);
         }
         // constraints (derivatives)
         for &(i, a, c) in &st.constrained {
@@ -594,13 +636,15 @@ impl HistFactoryModel {
                     let is2 = 1.0 / (sigma * sigma);
                     grad[i] += 2.0 * (x - aux) * is2;
                     if let Some(h) = hess.as_deref_mut() {
-                        h[i * p + i] += 2.0 * is2;
+                        let k = lay.inv[i];
+                        h[k * p + k] += 2.0 * is2;
                     }
                 }
                 Constraint::Poisson { tau } => {
                     grad[i] += 2.0 * (tau - aux / x);
                     if let Some(h) = hess.as_deref_mut() {
-                        h[i * p + i] += if fisher {
+                        let k = lay.inv[i];
+                        h[k * p + k] += if fisher {
                             2.0 * tau / x
                         } else {
                             2.0 * aux / (x * x)
