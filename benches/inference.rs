@@ -5,13 +5,13 @@
 //! `cargo bench --bench inference`; the toy groups report fits per second
 //! (criterion's "thrpt", elements = fits).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gradfit::fit::FitOptions;
-use gradfit::infer::limits::{upper_limit, LimitMethod};
-use gradfit::infer::toys::{run_toys, ToySettings};
+use gradfit::infer::limits::{LimitMethod, upper_limit};
+use gradfit::infer::toys::{ToySettings, run_toys};
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
 use gradfit::model::{HistFactoryModel, ModelOptions};
-use gradfit::workspace::{load_patch, ReadOptions, Workspace};
+use gradfit::workspace::{ReadOptions, Workspace, load_patch};
 use std::path::{Path, PathBuf};
 
 fn shared() -> PathBuf {
@@ -28,17 +28,36 @@ fn load_shared(name: &str) -> Option<HistFactoryModel> {
         return None;
     }
     let patch = dir.join(format!("{name}.signal-patch.json"));
-    let patches = if patch.exists() { vec![load_patch(&patch).unwrap()] } else { vec![] };
-    Some(HistFactoryModel::load(&ws, &patches, &ReadOptions::default(), &ModelOptions::default()).unwrap())
+    let patches = if patch.exists() {
+        vec![load_patch(&patch).unwrap()]
+    } else {
+        vec![]
+    };
+    Some(
+        HistFactoryModel::load(
+            &ws,
+            &patches,
+            &ReadOptions::default(),
+            &ModelOptions::default(),
+        )
+        .unwrap(),
+    )
 }
 
 fn synthetic() -> HistFactoryModel {
-    let ws = Workspace::from_value(gradfit::synthetic::shapesys_workspace(50, 4), &[], "synthetic", &ReadOptions::default()).unwrap();
+    let ws = Workspace::from_value(
+        gradfit::synthetic::shapesys_workspace(50, 4),
+        &[],
+        "synthetic",
+        &ReadOptions::default(),
+    )
+    .unwrap();
     HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic").unwrap()
 }
 
 fn toys(c: &mut Criterion) {
-    let mut models: Vec<(String, HistFactoryModel, u32)> = vec![("synthetic-50x4".into(), synthetic(), 1024)];
+    let mut models: Vec<(String, HistFactoryModel, u32)> =
+        vec![("synthetic-50x4".into(), synthetic(), 1024)];
     if let Some(m) = load_shared("atlas-susy-2018-31-sbottom-regionA") {
         models.push(("sbottom".into(), m, 128));
     }
@@ -61,7 +80,9 @@ fn toys(c: &mut Criterion) {
         };
         // 2 hypotheses x 2 fits per toy (the 3 fits on the observed data are included in the time)
         g.throughput(Throughput::Elements(4 * *n as u64));
-        g.bench_function(name.as_str(), |b| b.iter(|| run_toys(&p, &s, &FitOptions::default(), &|_, _| {}).unwrap()));
+        g.bench_function(name.as_str(), |b| {
+            b.iter(|| run_toys(&p, &s, &FitOptions::default(), &|_, _| {}).unwrap())
+        });
     }
     g.finish();
 }
@@ -80,8 +101,19 @@ fn limits(c: &mut Criterion) {
         let (lo, hi) = p.poi_bounds();
         g.bench_function(name, |b| {
             b.iter(|| {
-                let calc = AsymptoticCalculator::new(p.clone(), TestStat::QTilde, &FitOptions::default()).unwrap();
-                upper_limit(&calc, 0.95, &LimitMethod::Bracket { lo: lo.max(1e-3), hi, rtol: 1e-9 }).unwrap()
+                let calc =
+                    AsymptoticCalculator::new(p.clone(), TestStat::QTilde, &FitOptions::default())
+                        .unwrap();
+                upper_limit(
+                    &calc,
+                    0.95,
+                    &LimitMethod::Bracket {
+                        lo: lo.max(1e-3),
+                        hi,
+                        rtol: 1e-9,
+                    },
+                )
+                .unwrap()
             })
         });
     }

@@ -42,6 +42,10 @@ pub struct FitArgs {
     /// Iteration limit of the minimiser.
     #[arg(long, default_value_t = 500)]
     max_iter: usize,
+    /// Time the fit: run it N times in this process and add `timing`
+    /// (median, min, max seconds per fit, model loading excluded) to the output.
+    #[arg(long, value_name = "N")]
+    repeat: Option<usize>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -173,8 +177,25 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
         max_iter: a.max_iter,
         ..Default::default()
     };
-    let r = fit::fit(&model, model.observed(), &spec, &opts);
-    let v = fit_json(&model, &r);
+    let mut times = Vec::new();
+    let mut r = fit::fit(&model, model.observed(), &spec, &opts);
+    for _ in 0..a.repeat.unwrap_or(0) {
+        let t0 = std::time::Instant::now();
+        r = fit::fit(&model, model.observed(), &spec, &opts);
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let mut v = fit_json(&model, &r);
+    if !times.is_empty() {
+        times.sort_by(f64::total_cmp);
+        let k = times.len();
+        let median = if k % 2 == 1 {
+            times[k / 2]
+        } else {
+            0.5 * (times[k / 2 - 1] + times[k / 2])
+        };
+        v["timing"] =
+            json!({"repeats": k, "median_s": median, "min_s": times[0], "max_s": times[k - 1]});
+    }
     a.out.emit(&v, || {
         let mut s = format!(
             "twice_nll = {}   converged = {} ({})   iterations = {}\n\n",
