@@ -521,9 +521,11 @@ fn iterate<L: Likelihood>(
             );
         }
         let noise = f_noise(f, mag);
-        // Close to the minimum a full Newton step inside the bounds is accepted
-        // without evaluating twice_nll; the next iteration's evaluation checks it.
-        if !m.checked && exact_pd && lambda == 0.0 && t == 1.0 && m.edm < 1e-4 && pred > 0.0 {
+        // A full Newton step on a positive-definite Hessian that stays inside the
+        // bounds is taken without evaluating twice_nll first: the next
+        // iteration's evaluation checks it, and an uphill step is undone (after
+        // which every step of this fit is checked before it is taken).
+        if !m.checked && exact_pd && lambda == 0.0 && t == 1.0 && pred > 0.0 {
             let inside = w
                 .free
                 .iter()
