@@ -11,7 +11,7 @@ use gradfit::infer::limits::{LimitMethod, upper_limit};
 use gradfit::infer::toys::{ToySettings, run_toys};
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
 use gradfit::model::{HistFactoryModel, ModelOptions};
-use gradfit::workspace::{ReadOptions, Workspace, load_patch};
+use gradfit::workspace::{ReadOptions, load_patch};
 use std::path::{Path, PathBuf};
 
 fn shared() -> PathBuf {
@@ -45,14 +45,7 @@ fn load_shared(name: &str) -> Option<HistFactoryModel> {
 }
 
 fn synthetic() -> HistFactoryModel {
-    let ws = Workspace::from_value(
-        gradfit::synthetic::shapesys_workspace(50, 4),
-        &[],
-        "synthetic",
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic").unwrap()
+    gradfit::synthetic::shapesys_model(50, 4)
 }
 
 fn toys(c: &mut Criterion) {

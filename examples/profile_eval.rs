@@ -1,19 +1,11 @@
 //! Kernel timing on the synthetic 50x4 model: `cargo run --release --example profile_eval -- [N]`.
-use gradfit::model::{HistFactoryModel, Likelihood, ModelOptions};
-use gradfit::workspace::{ReadOptions, Workspace};
+use gradfit::model::Likelihood;
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(20000);
-    let ws = Workspace::from_value(
-        gradfit::synthetic::shapesys_workspace(50, 4),
-        &[],
-        "synthetic",
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    let m = HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic").unwrap();
+    let m = gradfit::synthetic::shapesys_model(50, 4);
     let mut s = m.scratch();
     let p = m.n_pars();
     let mut gr = vec![0.0; p];

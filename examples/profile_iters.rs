@@ -1,17 +1,9 @@
 //! Iterations, evaluations and time per toy fit of the synthetic model (one thread):
 //! `RAYON_NUM_THREADS=1 cargo run --release --example profile_iters -- [REPEATS]`.
 use gradfit::fit::{FitOptions, FitSpec, fit_batch};
-use gradfit::model::{HistFactoryModel, Likelihood, ModelOptions};
-use gradfit::workspace::{ReadOptions, Workspace};
+use gradfit::model::Likelihood;
 fn main() {
-    let ws = Workspace::from_value(
-        gradfit::synthetic::shapesys_workspace(50, 4),
-        &[],
-        "synthetic",
-        &ReadOptions::default(),
-    )
-    .unwrap();
-    let m = HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic").unwrap();
+    let m = gradfit::synthetic::shapesys_model(50, 4);
     let spec = FitSpec::from_model(&m);
     let g = m.generator(&m.init);
     let data: Vec<_> = (0..500).map(|t| m.sample(&g, 1, t, 1)).collect();

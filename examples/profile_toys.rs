@@ -4,7 +4,7 @@ use gradfit::fit::FitOptions;
 use gradfit::infer::toys::{ToySettings, run_toys};
 use gradfit::infer::{Problem, TestStat};
 use gradfit::model::{HistFactoryModel, ModelOptions};
-use gradfit::workspace::{ReadOptions, Workspace, load_patch};
+use gradfit::workspace::{ReadOptions, load_patch};
 use std::path::Path;
 
 fn main() {
@@ -26,15 +26,7 @@ fn main() {
             args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200u32),
         )
     } else {
-        let ws = Workspace::from_value(
-            gradfit::synthetic::shapesys_workspace(50, 4),
-            &[],
-            "synthetic",
-            &ReadOptions::default(),
-        )
-        .unwrap();
-        let m =
-            HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic").unwrap();
+        let m = gradfit::synthetic::shapesys_model(50, 4);
         (
             m,
             args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2000u32),

@@ -39,3 +39,18 @@ pub fn shapesys_workspace(n_channels: usize, n_bins: usize) -> Value {
         "version": "1.0.0"
     })
 }
+
+/// The compiled model of [`shapesys_workspace`].
+pub fn shapesys_model(n_channels: usize, n_bins: usize) -> crate::model::HistFactoryModel {
+    use crate::model::{HistFactoryModel, ModelOptions};
+    use crate::workspace::{ReadOptions, Workspace};
+    let ws = Workspace::from_value(
+        shapesys_workspace(n_channels, n_bins),
+        &[],
+        "synthetic",
+        &ReadOptions::default(),
+    )
+    .expect("the synthetic workspace is valid");
+    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "synthetic")
+        .expect("the synthetic model compiles")
+}

@@ -7,44 +7,7 @@ use gradfit::fit::FitOptions;
 use gradfit::infer::limits::{LimitMethod, upper_limit};
 use gradfit::infer::toys::{ToySettings, run_toys, toy_cls};
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
-use gradfit::model::{HistFactoryModel, InterpCode, ModelOptions};
-use gradfit::workspace::{ReadOptions, Workspace};
-use serde_json::Value;
-
-fn validation_cases(shared: &std::path::Path) -> Vec<(String, Value, HistFactoryModel)> {
-    let mut out = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(shared.join("validation"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for path in paths {
-        let fname = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !(fname.starts_with("root-") && fname.ends_with(".json")) {
-            continue;
-        }
-        let v = read(&path);
-        let code = |k: &str| {
-            v["interpolation"][k]
-                .as_str()
-                .unwrap()
-                .parse::<InterpCode>()
-                .unwrap()
-        };
-        let opts = ModelOptions {
-            normsys_code: code("normsys"),
-            histosys_code: code("histosys"),
-            ..Default::default()
-        };
-        let ws =
-            Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default())
-                .unwrap();
-        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname).unwrap();
-        out.push((fname, v, m));
-    }
-    assert!(out.len() >= 9, "expected the nine ROOT validation cases");
-    out
-}
+use gradfit::model::ModelOptions;
 
 /// The ROOT values were produced with fits that stop at Minuit's/SLSQP's
 /// tolerance; pyhf 0.7 reproduces them *including* that imprecision (its Asimov

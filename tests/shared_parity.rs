@@ -197,17 +197,9 @@ fn graph_matches_fused_kernel_on_shared_workspaces() {
 #[test]
 #[ignore = "needs ../shared: GRADFIT_SHARED=../shared cargo test --test shared_parity -- --ignored"]
 fn root_validation_workspaces_load_with_their_interpolation_codes() {
-    use gradfit::model::{HistFactoryModel, InterpCode};
-    use gradfit::workspace::{ReadOptions, Workspace};
+    use gradfit::model::InterpCode;
     let shared = shared_dir();
-    let mut n = 0;
-    for e in std::fs::read_dir(shared.join("validation")).unwrap() {
-        let path = e.unwrap().path();
-        let fname = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !(fname.starts_with("root-") && fname.ends_with(".json")) {
-            continue;
-        }
-        let v = read(&path);
+    for (fname, v, m) in validation_cases(&shared) {
         let code = |k: &str| {
             v["interpolation"][k]
                 .as_str()
@@ -215,22 +207,10 @@ fn root_validation_workspaces_load_with_their_interpolation_codes() {
                 .parse::<InterpCode>()
                 .unwrap()
         };
-        let opts = ModelOptions {
-            normsys_code: code("normsys"),
-            histosys_code: code("histosys"),
-            ..Default::default()
-        };
-        let ws =
-            Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default())
-                .unwrap();
-        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname)
-            .unwrap_or_else(|e| panic!("{fname}: {e}"));
-        assert_eq!(m.normsys_code, opts.normsys_code);
-        assert_eq!(m.histosys_code, opts.histosys_code);
+        assert_eq!(m.normsys_code, code("normsys"), "{fname}");
+        assert_eq!(m.histosys_code, code("histosys"), "{fname}");
         assert!(m.poi.is_some(), "{fname}: POI");
         let f = m.twice_nll(&m.init, m.observed());
         assert!(f.is_finite(), "{fname}: twice_nll at init");
-        n += 1;
     }
-    assert!(n >= 9, "expected the nine ROOT validation cases, found {n}");
 }

@@ -188,3 +188,58 @@ pub fn check_graph_vs_kernel(
         }
     }
 }
+
+/// Run the gradfit binary: (exit code, parsed JSON stdout or Null, stderr). Fails on a panic.
+pub fn run_gradfit(args: &[&str]) -> (i32, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradfit"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+/// The ROOT validation cases: (file name, JSON, model with the file's interpolation codes).
+pub fn validation_cases(shared: &Path) -> Vec<(String, Value, HistFactoryModel)> {
+    use gradfit::model::InterpCode;
+    use gradfit::workspace::Workspace;
+    let mut paths: Vec<_> = std::fs::read_dir(shared.join("validation"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let fname = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(fname.starts_with("root-") && fname.ends_with(".json")) {
+            continue;
+        }
+        let v = read(&path);
+        let code = |k: &str| {
+            v["interpolation"][k]
+                .as_str()
+                .unwrap()
+                .parse::<InterpCode>()
+                .unwrap()
+        };
+        let opts = ModelOptions {
+            normsys_code: code("normsys"),
+            histosys_code: code("histosys"),
+            ..Default::default()
+        };
+        let ws =
+            Workspace::from_value(v["workspace"].clone(), &[], &fname, &ReadOptions::default())
+                .unwrap();
+        let m = HistFactoryModel::from_workspace(&ws, &opts, &fname)
+            .unwrap_or_else(|e| panic!("{fname}: {e}"));
+        out.push((fname, v, m));
+    }
+    assert!(
+        out.len() >= 9,
+        "expected the nine ROOT validation cases, found {}",
+        out.len()
+    );
+    out
+}
