@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod fit;
 pub mod model;
+pub mod report;
 pub mod util;
 pub mod workspace;
 

@@ -1,6 +1,7 @@
 //! The `gradfit` command line.
 
 mod core_cmds;
+mod report_cmds;
 pub mod table;
 
 use crate::error::{Error, Result};
@@ -32,6 +33,14 @@ enum Command {
     Fit(core_cmds::FitArgs),
     /// Describe a workspace: channels, samples, modifiers, parameters.
     Inspect(core_cmds::InspectArgs),
+    /// Pulls of the parameters at the best fit: (fitted - nominal) / pre-fit width.
+    Pulls(report_cmds::PullsArgs),
+    /// Impacts of the nuisance parameters on the POI (Hessian and refit ranking).
+    Impacts(report_cmds::ImpactsArgs),
+    /// Pre- and post-fit yields per channel, sample and bin, with uncertainties.
+    Yields(report_cmds::YieldsArgs),
+    /// Correlation matrix of the parameters at the best fit.
+    Corr(report_cmds::CorrArgs),
 }
 
 /// Options shared by every command that reads a workspace.
@@ -174,6 +183,10 @@ pub fn main() -> i32 {
         Command::Eval(a) => core_cmds::eval(a),
         Command::Fit(a) => core_cmds::fit(a),
         Command::Inspect(a) => core_cmds::inspect(a),
+        Command::Pulls(a) => report_cmds::pulls(a),
+        Command::Impacts(a) => report_cmds::impacts(a),
+        Command::Yields(a) => report_cmds::yields(a),
+        Command::Corr(a) => report_cmds::corr(a),
     };
     match r {
         Ok(code) => code,
