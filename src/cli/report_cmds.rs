@@ -339,20 +339,21 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         refit_time = Some(t0.elapsed().as_secs_f64());
         Some(r)
     };
+    let all_shifts: Vec<report::RefitShift> = refit
+        .iter()
+        .flatten()
+        .flat_map(|r| r.shifts.iter().copied())
+        .filter(|s| s.fitted)
+        .collect();
+    let n_refits = all_shifts.len();
+    let failed = all_shifts.iter().filter(|s| !s.converged).count();
+    let clipped = all_shifts.iter().filter(|s| s.clipped).count();
     let mut rows = report::rank(hess, refit);
     let n_all = rows.len();
     if let Some(n) = a.top {
         rows.truncate(n as usize);
     }
     let pulls = report::pulls(&model, &post);
-    let shifts: Vec<&report::RefitShift> = rows
-        .iter()
-        .filter_map(|r| r.refit.as_ref())
-        .flat_map(|r| r.shifts.iter())
-        .filter(|s| s.fitted)
-        .collect();
-    let failed = shifts.iter().filter(|s| !s.converged).count();
-    let clipped = shifts.iter().filter(|s| s.clipped).count();
     let poi_name = model.par_names[poi].clone();
     let mut v = fit_header(&post);
     v["poi"] = json!(poi_name);
@@ -366,7 +367,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
     v["n_parameters_ranked"] = json!(n_all);
     if let Some(t) = refit_time {
         v["refits"] = json!({
-            "count": shifts.len(),
+            "count": n_refits,
             "not_converged": failed,
             "clipped_at_bound": clipped,
             "seconds": t,
@@ -426,7 +427,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         if let Some(tm) = refit_time {
             s.push_str(&format!(
                 "\n{} refits in {:.2} s ({} not converged); * = shift clipped at a parameter bound, ! = refit not converged\n",
-                shifts.len(),
+                n_refits,
                 tm,
                 failed
             ));

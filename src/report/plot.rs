@@ -140,8 +140,9 @@ const LIGHT: RGBColor = RGBColor(225, 225, 225);
 const BAND1: RGBColor = RGBColor(140, 210, 140);
 const BAND2: RGBColor = RGBColor(250, 235, 130);
 
-/// Colours of stacked samples (matplotlib's tab10 without grey).
-const PALETTE: [RGBColor; 9] = [
+/// Colours of stacked samples: matplotlib's tab10 without grey, then their light
+/// variants and a few more, so that up to 20 samples get distinct colours.
+const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -151,6 +152,17 @@ const PALETTE: [RGBColor; 9] = [
     RGBColor(227, 119, 194),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
+    RGBColor(99, 99, 160),
+    RGBColor(0, 90, 60),
 ];
 
 fn font(size: f64) -> FontDesc<'static> {
