@@ -244,6 +244,46 @@ fn quadratic_model_refit_impacts_equal_hessian_impacts() {
 }
 
 #[test]
+fn ranking_ties_follow_the_hessian_impacts() {
+    use report::{HessianImpact, RefitImpact, RefitShift};
+    let h = |par: usize, x: f64| HessianImpact {
+        par,
+        hessian: x,
+        hessian_prefit: x,
+        nsbi_gamma: x,
+    };
+    let shift = |impact: f64| RefitShift {
+        target: 0.0,
+        value: 0.0,
+        clipped: false,
+        fitted: true,
+        converged: true,
+        poi: impact,
+        impact,
+        twice_nll: 0.0,
+    };
+    let r = |par: usize, up: f64, down: f64| RefitImpact {
+        par,
+        shifts: [shift(0.0), shift(0.0), shift(up), shift(down)],
+    };
+    // refit impacts: par 3 largest (by its down shift), then 0, 1, 2 tied at 0
+    let rows = report::rank(
+        vec![h(0, 0.1), h(1, -0.3), h(2, 0.2), h(3, 0.01)],
+        Some(vec![
+            r(0, 0.0, 0.0),
+            r(1, 0.0, 0.0),
+            r(2, 0.0, 0.0),
+            r(3, 0.01, -0.5),
+        ]),
+    );
+    let order: Vec<usize> = rows.iter().map(|x| x.par()).collect();
+    assert_eq!(order, vec![3, 1, 2, 0]);
+    let rows = report::rank(vec![h(0, 0.1), h(1, -0.3), h(2, 0.2)], None);
+    let order: Vec<usize> = rows.iter().map(|x| x.par()).collect();
+    assert_eq!(order, vec![1, 2, 0]);
+}
+
+#[test]
 fn shifts_across_a_bound_are_clipped_and_marked() {
     let p = 5;
     let mut q = Quadratic::new(p, 5);

@@ -355,6 +355,12 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
     }
     let pulls = report::pulls(&model, &post);
     let poi_name = model.par_names[poi].clone();
+    let bound_note = post.at_bound(poi).then(|| {
+        format!(
+            "{poi_name} = {} sits at its bound: refits that would push it beyond do not move it (linearised impacts ignore the bound)",
+            fmt(post.x[poi])
+        )
+    });
     let mut v = fit_header(&post);
     v["poi"] = json!(poi_name);
     v["poi_value"] = num(post.x[poi]);
@@ -365,6 +371,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         Method::Both => "both",
     });
     v["n_parameters_ranked"] = json!(n_all);
+    v["poi_at_bound"] = json!(post.at_bound(poi));
     if let Some(t) = refit_time {
         v["refits"] = json!({
             "count": n_refits,
@@ -380,7 +387,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
     );
     if let Some(path) = &a.plot {
         let top = a.top.map(|n| n as usize).unwrap_or(20);
-        let pl = RankingPlot::new(
+        let mut pl = RankingPlot::new(
             &model.par_names,
             &poi_name,
             &rows,
@@ -388,6 +395,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
             top,
             &format!("Impacts on {poi_name} ({})", model.measurement),
         );
+        pl.note = bound_note.clone();
         plot::write(&pl, path)?;
     }
     a.out.emit(&v, || {
@@ -424,6 +432,9 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
             t.row(cells);
         }
         s.push_str(&t.render());
+        if let Some(n) = &bound_note {
+            s.push_str(&format!("\nnote: {n}\n"));
+        }
         if let Some(tm) = refit_time {
             s.push_str(&format!(
                 "\n{} refits in {:.2} s ({} not converged); * = shift clipped at a parameter bound, ! = refit not converged\n",

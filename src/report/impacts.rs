@@ -315,7 +315,8 @@ impl ImpactRow {
     }
 }
 
-/// Join Hessian and refit impacts (same parameters) and sort by the largest post-fit impact.
+/// Join Hessian and refit impacts (same parameters) and sort by the largest post-fit
+/// impact (ties by the size of the Hessian impact, then by parameter index).
 pub fn rank(hessian: Vec<HessianImpact>, refit: Option<Vec<RefitImpact>>) -> Vec<ImpactRow> {
     let mut rows: Vec<ImpactRow> = match refit {
         Some(r) => {
@@ -337,9 +338,11 @@ pub fn rank(hessian: Vec<HessianImpact>, refit: Option<Vec<RefitImpact>>) -> Vec
             })
             .collect(),
     };
+    // ties (e.g. every refit impact 0 with the POI held at a bound) follow the Hessian impacts
     rows.sort_by(|a, b| {
         b.postfit_size()
             .total_cmp(&a.postfit_size())
+            .then(b.hessian.hessian.abs().total_cmp(&a.hessian.hessian.abs()))
             .then(a.par().cmp(&b.par()))
     });
     rows

@@ -460,6 +460,8 @@ pub struct RankingPlot {
     pub refit: bool,
     /// Title.
     pub title: String,
+    /// A remark shown under the title (e.g. that the POI sits at a bound).
+    pub note: Option<String>,
 }
 
 impl RankingPlot {
@@ -506,6 +508,7 @@ impl RankingPlot {
                 .collect(),
             refit,
             title: title.to_string(),
+            note: None,
         }
     }
 
@@ -531,6 +534,14 @@ impl Plot for RankingPlot {
             anchored(20.0, HPos::Center, VPos::Top),
         ))
         .m()?;
+        if let Some(note) = &self.note {
+            head.draw(&Text::new(
+                note.clone(),
+                (w as i32 / 2, 34),
+                anchored(12.0, HPos::Center, VPos::Top).color(&RGBColor(180, 30, 30)),
+            ))
+            .m()?;
+        }
         let how = if self.refit {
             "refit, parameter fixed at its fitted value"
         } else {
@@ -575,7 +586,7 @@ impl Plot for RankingPlot {
         ];
         for (k, (text, sw)) in rows.iter().enumerate() {
             let text = text.replace("{how}", how);
-            legend_row(&head, (lx, 48 + 20 * k as i32), &text, *sw)?;
+            legend_row(&head, (lx, 58 + 17 * k as i32), &text, *sw)?;
         }
         let imax = self
             .prefit_up
