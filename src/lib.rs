@@ -9,6 +9,7 @@ pub mod error;
 pub mod fit;
 pub mod infer;
 pub mod model;
+pub mod report;
 pub mod rng;
 pub mod synthetic;
 pub mod util;

@@ -2,6 +2,7 @@
 
 mod core_cmds;
 mod infer_cmds;
+mod report_cmds;
 pub mod table;
 
 use crate::error::{Error, Result};
@@ -45,6 +46,14 @@ enum Command {
     Toys(infer_cmds::ToysArgs),
     /// Merge toy shards into one run.
     Merge(infer_cmds::MergeArgs),
+    /// Pulls of the parameters at the best fit: (fitted - nominal) / pre-fit width.
+    Pulls(report_cmds::PullsArgs),
+    /// Impacts of the nuisance parameters on the POI (Hessian and refit ranking).
+    Impacts(report_cmds::ImpactsArgs),
+    /// Pre- and post-fit yields per channel, sample and bin, with uncertainties.
+    Yields(report_cmds::YieldsArgs),
+    /// Correlation matrix of the parameters at the best fit.
+    Corr(report_cmds::CorrArgs),
 }
 
 /// Options shared by every command that reads a workspace.
@@ -219,6 +228,10 @@ pub fn main() -> i32 {
         Command::Scan(a) => infer_cmds::scan(a),
         Command::Toys(a) => infer_cmds::toys_cmd(a),
         Command::Merge(a) => infer_cmds::merge_cmd(a),
+        Command::Pulls(a) => report_cmds::pulls(a),
+        Command::Impacts(a) => report_cmds::impacts(a),
+        Command::Yields(a) => report_cmds::yields(a),
+        Command::Corr(a) => report_cmds::corr(a),
     };
     match r {
         Ok(code) => code,

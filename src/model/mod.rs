@@ -61,7 +61,9 @@ pub trait Likelihood: Send + Sync {
     }
     /// twice_nll with the Hessian in block form (`layout()`), or, with
     /// `fisher`, a positive semi-definite approximation of it (the expected
-    /// information) for steps far from the minimum.
+    /// information) for steps far from the minimum. The default, for models
+    /// with a dense layout ([`HessianLayout::dense`]), writes the full Hessian
+    /// (whose lower triangle is the block form) and ignores `fisher`.
     fn eval_block(
         &self,
         theta: &[f64],
@@ -70,7 +72,10 @@ pub trait Likelihood: Send + Sync {
         grad: Option<&mut [f64]>,
         hb: Option<&mut [f64]>,
         fisher: bool,
-    ) -> f64;
+    ) -> f64 {
+        let _ = fisher;
+        self.eval(theta, data, scratch, grad, hb)
+    }
 }
 
 impl Likelihood for HistFactoryModel {

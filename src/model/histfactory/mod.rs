@@ -13,10 +13,12 @@ pub mod graph;
 pub mod interp;
 pub mod kernel;
 pub mod op;
+pub mod yields;
 
 pub use generate::ToyGenerator;
 pub use interp::{Interp, InterpCode};
 pub use kernel::Scratch;
+pub use yields::YieldJacobian;
 
 use crate::error::{Error, Result};
 use crate::workspace::{ReadOptions, Workspace};

@@ -1,0 +1,1120 @@
+//! Plots of pulls, the impact ranking, the correlation matrix and pre-/post-fit
+//! stacked distributions, as SVG or PNG.
+//!
+//! Drawn with plotters; text is laid out (and, for PNG, rasterised) with the
+//! DejaVu Sans font shipped in `assets/fonts`, so no system font or library is
+//! needed. Files are written atomically.
+
+use super::impacts::{ImpactRow, ShiftKind};
+use super::pulls::Pull;
+use super::yields::ChannelYields;
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+fn register_fonts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for style in [
+            FontStyle::Normal,
+            FontStyle::Bold,
+            FontStyle::Italic,
+            FontStyle::Oblique,
+        ] {
+            // the font is compiled in and known to parse; a failure would only drop text
+            let _ = plotters::style::register_font(FAMILY, style, FONT);
+        }
+    });
+}
+
+/// Output format of a plot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Scalable vector graphics.
+    Svg,
+    /// Portable network graphics (rasterised).
+    Png,
+}
+
+impl Format {
+    /// The format named by a file's extension (`.svg` or `.png`).
+    pub fn from_path(path: &Path) -> Result<Format> {
+        match path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => Err(Error::input(format!(
+                "{}: plot files must end in .svg or .png",
+                path.display()
+            ))),
+        }
+    }
+
+    /// File extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Svg => "svg",
+            Format::Png => "png",
+        }
+    }
+}
+
+type DrawResult = std::result::Result<(), String>;
+
+trait OrMsg<T> {
+    fn m(self) -> std::result::Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> OrMsg<T> for std::result::Result<T, E> {
+    fn m(self) -> std::result::Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// A figure that can be drawn on any plotters backend.
+pub trait Plot {
+    /// Size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draw on `root` (covers the whole figure).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+/// Render a plot to bytes in the given format.
+pub fn render<P: Plot>(plot: &P, format: Format) -> std::result::Result<Vec<u8>, String> {
+    register_fonts();
+    let (w, h) = plot.size();
+    match format {
+        Format::Svg => {
+            let mut s = String::new();
+            {
+                let root = SVGBackend::with_string(&mut s, (w, h)).into_drawing_area();
+                plot.draw(&root)?;
+                root.present().m()?;
+            }
+            Ok(s.into_bytes())
+        }
+        Format::Png => {
+            let mut buf = vec![255u8; w as usize * h as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+                plot.draw(&root)?;
+                root.present().m()?;
+            }
+            let mut out = Vec::new();
+            {
+                let mut enc = png::Encoder::new(&mut out, w, h);
+                enc.set_color(png::ColorType::Rgb);
+                enc.set_depth(png::BitDepth::Eight);
+                let mut wr = enc.write_header().m()?;
+                wr.write_image_data(&buf).m()?;
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Render a plot and write it atomically to `path` (format from the extension).
+pub fn write<P: Plot>(plot: &P, path: &Path) -> Result<()> {
+    let format = Format::from_path(path)?;
+    let bytes = render(plot, format).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!("drawing the plot failed: {e}")),
+    })?;
+    crate::util::write_atomic(path, &bytes)
+}
+
+// ---------------------------------------------------------------- helpers
+
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREY: RGBColor = RGBColor(150, 150, 150);
+const LIGHT: RGBColor = RGBColor(225, 225, 225);
+const BAND1: RGBColor = RGBColor(140, 210, 140);
+const BAND2: RGBColor = RGBColor(250, 235, 130);
+
+/// Colours of stacked samples: matplotlib's tab10 without grey, then their light
+/// variants and a few more, so that up to 20 samples get distinct colours.
+const PALETTE: [RGBColor; 20] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
+    RGBColor(99, 99, 160),
+    RGBColor(0, 90, 60),
+];
+
+fn font(size: f64) -> FontDesc<'static> {
+    (FAMILY, size).into_font()
+}
+
+/// Width in pixels of `text` in the plot font.
+fn text_width(text: &str, size: f64) -> u32 {
+    register_fonts();
+    font(size)
+        .box_size(text)
+        .map(|(w, _)| w)
+        .unwrap_or((text.chars().count() as f64 * size * 0.6) as u32)
+}
+
+fn max_text_width<'a>(texts: impl IntoIterator<Item = &'a str>, size: f64) -> u32 {
+    texts
+        .into_iter()
+        .map(|t| text_width(t, size))
+        .max()
+        .unwrap_or(0)
+}
+
+fn anchored(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
+    TextStyle::from(font(size)).pos(Pos::new(h, v))
+}
+
+/// A symmetric axis limit that contains `m` with some room.
+fn nice_limit(m: f64) -> f64 {
+    if !(m > 0.0) || !m.is_finite() {
+        return 1.0;
+    }
+    let m = m * 1.15;
+    let e = 10f64.powf(m.log10().floor());
+    for f in [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0] {
+        if f * e >= m {
+            return f * e;
+        }
+    }
+    10.0 * e
+}
+
+/// A short number for tick labels.
+fn tick(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    let s = if !(1e-3..1e4).contains(&a) {
+        format!("{v:.1e}")
+    } else if a >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    s.replace('-', "\u{2212}")
+}
+
+/// Diagonal hatching (lines rising to the right, 6 px apart) over the pixel
+/// rectangle spanned by `a` and `b`, clipped to `clip` (x range, y range), on an
+/// area whose origin is the backend's.
+fn hatch<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    a: (i32, i32),
+    b: (i32, i32),
+    clip: &(std::ops::Range<i32>, std::ops::Range<i32>),
+) -> DrawResult {
+    let x0 = a.0.min(b.0).max(clip.0.start);
+    let x1 = a.0.max(b.0).min(clip.0.end);
+    let y0 = a.1.min(b.1).max(clip.1.start);
+    let y1 = a.1.max(b.1).min(clip.1.end);
+    if x0 >= x1 || y0 >= y1 {
+        return Ok(());
+    }
+    let style = RGBColor(60, 60, 60).stroke_width(1);
+    // lines x + y = c, from the top-left corner to the bottom-right one
+    let mut c = x0 + y0 + 3;
+    while c < x1 + y1 {
+        let xa = x0.max(c - y1);
+        let xb = x1.min(c - y0);
+        if xa < xb {
+            area.draw(&PathElement::new(vec![(xa, c - xa), (xb, c - xb)], style))
+                .m()?;
+        }
+        c += 6;
+    }
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x1, y1)],
+        RGBColor(60, 60, 60).stroke_width(1),
+    ))
+    .m()
+}
+
+/// Draws a legend swatch centred vertically at a point.
+type Swatch<'a, DB> = &'a dyn Fn(&DrawingArea<DB, Shift>, (i32, i32)) -> DrawResult;
+
+/// A legend row: a sample of the style drawn by `swatch` and its text.
+fn legend_row<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    text: &str,
+    swatch: Swatch<DB>,
+) -> DrawResult {
+    swatch(area, (x, y))?;
+    area.draw(&Text::new(
+        text.to_string(),
+        (x + 30, y),
+        anchored(13.0, HPos::Left, VPos::Center),
+    ))
+    .m()
+}
+
+// ---------------------------------------------------------------- pulls
+
+/// Pulls of the constrained, non-fixed parameters: `(theta_hat - theta_0) / sigma_prefit`
+/// with error bars `sigma_postfit / sigma_prefit`, over the +-1 and +-2 bands.
+#[derive(Debug, Clone)]
+pub struct PullsPlot {
+    /// Parameter names, top to bottom.
+    pub names: Vec<String>,
+    /// Pulls.
+    pub pulls: Vec<f64>,
+    /// Post-fit / pre-fit widths.
+    pub errors: Vec<f64>,
+    /// Title.
+    pub title: String,
+}
+
+impl PullsPlot {
+    /// The parameters of `pulls` that have a pull (constrained and free), in model order.
+    pub fn new(par_names: &[String], pulls: &[Pull], title: &str) -> Self {
+        let keep: Vec<&Pull> = pulls.iter().filter(|p| p.pull.is_some()).collect();
+        PullsPlot {
+            names: keep.iter().map(|p| par_names[p.par].clone()).collect(),
+            pulls: keep.iter().map(|p| p.pull.unwrap_or(0.0)).collect(),
+            errors: keep.iter().map(|p| p.pull_error.unwrap_or(0.0)).collect(),
+            title: title.to_string(),
+        }
+    }
+
+    fn label_width(&self) -> u32 {
+        max_text_width(self.names.iter().map(|s| s.as_str()), 13.0) + 16
+    }
+
+    fn row_height(&self) -> u32 {
+        20
+    }
+}
+
+impl Plot for PullsPlot {
+    fn size(&self) -> (u32, u32) {
+        let n = self.names.len().max(1) as u32;
+        (
+            (self.label_width() + 620).max(700),
+            120 + 70 + n * self.row_height(),
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).m()?;
+        let n = self.names.len();
+        let (w, _) = self.size();
+        let (head, body) = root.split_vertically(90);
+        head.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 12),
+            anchored(20.0, HPos::Center, VPos::Top),
+        ))
+        .m()?;
+        // legend
+        let lx = self.label_width() as i32 + 20;
+        legend_row(
+            &head,
+            (lx, 55),
+            "fit result (error bar: post-fit / pre-fit uncertainty)",
+            &|a, (x, y)| {
+                a.draw(&PathElement::new(
+                    vec![(x, y), (x + 22, y)],
+                    BLACK.stroke_width(2),
+                ))
+                .m()?;
+                a.draw(&Circle::new((x + 11, y), 4, BLACK.filled())).m()
+            },
+        )?;
+        legend_row(&head, (lx + 420, 45), "\u{00b1}1", &|a, (x, y)| {
+            a.draw(&Rectangle::new(
+                [(x, y - 6), (x + 22, y + 6)],
+                BAND1.filled(),
+            ))
+            .m()
+        })?;
+        legend_row(&head, (lx + 420, 68), "\u{00b1}2", &|a, (x, y)| {
+            a.draw(&Rectangle::new(
+                [(x, y - 6), (x + 22, y + 6)],
+                BAND2.filled(),
+            ))
+            .m()
+        })?;
+        let m = self
+            .pulls
+            .iter()
+            .zip(&self.errors)
+            .map(|(p, e)| p.abs() + e)
+            .fold(3.0f64, f64::max);
+        let xmax = if m > 3.0 { (m + 0.3).ceil() } else { 3.0 };
+        let ny = n.max(1) as f64;
+        let mut chart = ChartBuilder::on(&body)
+            .margin_right(30)
+            .margin_bottom(10)
+            .x_label_area_size(55)
+            .y_label_area_size(self.label_width())
+            .build_cartesian_2d(-xmax..xmax, -0.5..ny - 0.5)
+            .m()?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_labels(2 * xmax as usize + 1)
+            .x_label_formatter(&|v| tick(*v))
+            .x_desc("pull = (fitted value \u{2212} nominal) / pre-fit uncertainty")
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(WHITE)
+            .draw()
+            .m()?;
+        chart
+            .draw_series([
+                Rectangle::new([(-2.0, -0.5), (2.0, ny - 0.5)], BAND2.filled()),
+                Rectangle::new([(-1.0, -0.5), (1.0, ny - 0.5)], BAND1.filled()),
+            ])
+            .m()?;
+        chart
+            .draw_series((0..n).map(|i| {
+                let y = (n - 1 - i) as f64;
+                PathElement::new(vec![(-xmax, y), (xmax, y)], LIGHT.stroke_width(1))
+            }))
+            .m()?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, -0.5), (0.0, ny - 0.5)],
+                GREY.stroke_width(1),
+            )))
+            .m()?;
+        for i in 0..n {
+            let y = (n - 1 - i) as f64;
+            let (p, e) = (self.pulls[i], self.errors[i]);
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                    y,
+                    p - e,
+                    p,
+                    p + e,
+                    BLACK.stroke_width(2),
+                    8,
+                )))
+                .m()?;
+            chart
+                .draw_series(std::iter::once(Circle::new((p, y), 4, BLACK.filled())))
+                .m()?;
+            let (px, py) = chart.backend_coord(&(-xmax, y));
+            root.draw(&Text::new(
+                self.names[i].clone(),
+                (px - 8, py),
+                anchored(13.0, HPos::Right, VPos::Center),
+            ))
+            .m()?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- ranking
+
+/// The impact ranking: the top parameters by post-fit impact on the POI, with
+/// pre-fit (hollow) and post-fit (filled) impact bars on the top axis and the
+/// pulls on the bottom axis.
+#[derive(Debug, Clone)]
+pub struct RankingPlot {
+    /// Parameter names, top (largest impact) to bottom.
+    pub names: Vec<String>,
+    /// POI name (axis title).
+    pub poi: String,
+    /// POI shift for theta + sigma_prefit.
+    pub prefit_up: Vec<f64>,
+    /// POI shift for theta - sigma_prefit.
+    pub prefit_down: Vec<f64>,
+    /// POI shift for theta + sigma_postfit.
+    pub postfit_up: Vec<f64>,
+    /// POI shift for theta - sigma_postfit.
+    pub postfit_down: Vec<f64>,
+    /// Pull and its error (None for unconstrained parameters).
+    pub pulls: Vec<Option<(f64, f64)>>,
+    /// True for refit impacts, false for linearised (Hessian) ones.
+    pub refit: bool,
+    /// Title.
+    pub title: String,
+    /// A remark shown under the title (e.g. that the POI sits at a bound).
+    pub note: Option<String>,
+}
+
+impl RankingPlot {
+    /// The first `top` rows of a ranking (refit impacts where present, else Hessian ones).
+    pub fn new(
+        par_names: &[String],
+        poi: &str,
+        rows: &[ImpactRow],
+        pulls: &[Pull],
+        top: usize,
+        title: &str,
+    ) -> Self {
+        let rows = &rows[..top.min(rows.len())];
+        let refit = rows.iter().all(|r| r.refit.is_some()) && !rows.is_empty();
+        let pick = |k: ShiftKind| -> Vec<f64> {
+            rows.iter()
+                .map(|r| match (&r.refit, refit) {
+                    (Some(x), true) => x.get(k).impact,
+                    _ => {
+                        let h = &r.hessian;
+                        match k {
+                            ShiftKind::PrefitUp => h.hessian_prefit,
+                            ShiftKind::PrefitDown => -h.hessian_prefit,
+                            ShiftKind::PostfitUp => h.hessian,
+                            ShiftKind::PostfitDown => -h.hessian,
+                        }
+                    }
+                })
+                .collect()
+        };
+        RankingPlot {
+            names: rows.iter().map(|r| par_names[r.par()].clone()).collect(),
+            poi: poi.to_string(),
+            prefit_up: pick(ShiftKind::PrefitUp),
+            prefit_down: pick(ShiftKind::PrefitDown),
+            postfit_up: pick(ShiftKind::PostfitUp),
+            postfit_down: pick(ShiftKind::PostfitDown),
+            pulls: rows
+                .iter()
+                .map(|r| {
+                    let p = &pulls[r.par()];
+                    p.pull.zip(p.pull_error)
+                })
+                .collect(),
+            refit,
+            title: title.to_string(),
+            note: None,
+        }
+    }
+
+    fn label_width(&self) -> u32 {
+        max_text_width(self.names.iter().map(|s| s.as_str()), 13.0) + 16
+    }
+}
+
+impl Plot for RankingPlot {
+    fn size(&self) -> (u32, u32) {
+        let n = self.names.len().max(1) as u32;
+        ((self.label_width() + 640).max(760), 150 + 130 + n * 26)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).m()?;
+        let n = self.names.len();
+        let (w, _) = self.size();
+        let (head, body) = root.split_vertically(130);
+        head.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 10),
+            anchored(20.0, HPos::Center, VPos::Top),
+        ))
+        .m()?;
+        if let Some(note) = &self.note {
+            head.draw(&Text::new(
+                note.clone(),
+                (w as i32 / 2, 34),
+                anchored(12.0, HPos::Center, VPos::Top).color(&RGBColor(180, 30, 30)),
+            ))
+            .m()?;
+        }
+        let how = if self.refit {
+            "refit, parameter fixed at its fitted value"
+        } else {
+            "linearised (Hessian), parameter moved to its fitted value"
+        };
+        let lx = self.label_width() as i32 + 10;
+        let hollow = |c: RGBColor| {
+            move |a: &DrawingArea<DB, Shift>, (x, y): (i32, i32)| -> DrawResult {
+                a.draw(&Rectangle::new(
+                    [(x, y - 6), (x + 22, y + 6)],
+                    c.stroke_width(2),
+                ))
+                .m()
+            }
+        };
+        let filled = |c: RGBColor| {
+            move |a: &DrawingArea<DB, Shift>, (x, y): (i32, i32)| -> DrawResult {
+                a.draw(&Rectangle::new(
+                    [(x, y - 6), (x + 22, y + 6)],
+                    c.mix(0.75).filled(),
+                ))
+                .m()
+            }
+        };
+        let rows: [(&str, Swatch<DB>); 4] = [
+            (
+                "pre-fit impact: {how} + its pre-fit uncertainty",
+                &hollow(BLUE),
+            ),
+            (
+                "pre-fit impact: {how} \u{2212} its pre-fit uncertainty",
+                &hollow(ORANGE),
+            ),
+            (
+                "post-fit impact: {how} + its post-fit uncertainty",
+                &filled(BLUE),
+            ),
+            (
+                "post-fit impact: {how} \u{2212} its post-fit uncertainty",
+                &filled(ORANGE),
+            ),
+        ];
+        for (k, (text, sw)) in rows.iter().enumerate() {
+            let text = text.replace("{how}", how);
+            legend_row(&head, (lx, 58 + 17 * k as i32), &text, *sw)?;
+        }
+        let imax = self
+            .prefit_up
+            .iter()
+            .chain(&self.prefit_down)
+            .chain(&self.postfit_up)
+            .chain(&self.postfit_down)
+            .fold(0.0f64, |a, v| a.max(v.abs()));
+        let ilim = nice_limit(imax);
+        let pm = self
+            .pulls
+            .iter()
+            .flatten()
+            .map(|(p, e)| p.abs() + e)
+            .fold(2.0f64, f64::max);
+        let plim = if pm > 2.0 { (pm + 0.3).ceil() } else { 2.0 };
+        let ny = n.max(1) as f64;
+        let mut chart = ChartBuilder::on(&body)
+            .margin_right(30)
+            .margin_bottom(10)
+            .x_label_area_size(55)
+            .top_x_label_area_size(55)
+            .y_label_area_size(self.label_width())
+            .build_cartesian_2d(-plim..plim, -0.5..ny - 0.5)
+            .m()?
+            .set_secondary_coord(-ilim..ilim, -0.5..ny - 0.5);
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_x_mesh()
+            .y_labels(0)
+            .x_labels(2 * plim as usize + 1)
+            .x_label_formatter(&|v| tick(*v))
+            .x_desc("pull = (fitted value \u{2212} nominal) / pre-fit uncertainty   (black points)")
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .draw()
+            .m()?;
+        let poi_desc = format!("\u{0394}{} (impact on the parameter of interest)", self.poi);
+        chart
+            .configure_secondary_axes()
+            .x_labels(9)
+            .x_label_formatter(&|v| tick(*v))
+            .x_desc(poi_desc)
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .draw()
+            .m()?;
+        chart
+            .draw_secondary_series((0..n).map(|i| {
+                let y = (n - 1 - i) as f64;
+                PathElement::new(vec![(-ilim, y), (ilim, y)], LIGHT.stroke_width(1))
+            }))
+            .m()?;
+        chart
+            .draw_secondary_series(std::iter::once(PathElement::new(
+                vec![(0.0, -0.5), (0.0, ny - 0.5)],
+                GREY.stroke_width(1),
+            )))
+            .m()?;
+        for i in 0..n {
+            let y = (n - 1 - i) as f64;
+            let bars = [
+                (self.postfit_up[i], BLUE, true),
+                (self.postfit_down[i], ORANGE, true),
+                (self.prefit_up[i], BLUE, false),
+                (self.prefit_down[i], ORANGE, false),
+            ];
+            for (v, c, fill) in bars {
+                if v == 0.0 {
+                    continue;
+                }
+                let style = if fill {
+                    c.mix(0.75).filled()
+                } else {
+                    c.stroke_width(2)
+                };
+                let hh = if fill { 0.3 } else { 0.38 };
+                chart
+                    .draw_secondary_series(std::iter::once(Rectangle::new(
+                        [(0.0, y - hh), (v, y + hh)],
+                        style,
+                    )))
+                    .m()?;
+            }
+            if let Some((p, e)) = self.pulls[i] {
+                chart
+                    .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                        y,
+                        p - e,
+                        p,
+                        p + e,
+                        BLACK.stroke_width(2),
+                        8,
+                    )))
+                    .m()?;
+                chart
+                    .draw_series(std::iter::once(Circle::new((p, y), 4, BLACK.filled())))
+                    .m()?;
+            }
+            let (px, py) = chart.backend_coord(&(-plim, y));
+            root.draw(&Text::new(
+                self.names[i].clone(),
+                (px - 8, py),
+                anchored(13.0, HPos::Right, VPos::Center),
+            ))
+            .m()?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- correlations
+
+/// Correlation matrix of the parameters that have a correlation of at least
+/// `threshold` in size with some other parameter.
+#[derive(Debug, Clone)]
+pub struct CorrelationPlot {
+    /// Parameter names in matrix order.
+    pub names: Vec<String>,
+    /// Correlations, row-major n x n.
+    pub corr: Vec<f64>,
+    /// Pruning threshold used (for the title).
+    pub threshold: f64,
+    /// Title.
+    pub title: String,
+}
+
+impl CorrelationPlot {
+    fn cell(&self) -> u32 {
+        let n = self.names.len().max(1) as u32;
+        (900 / n).clamp(14, 44)
+    }
+
+    fn label_width(&self) -> u32 {
+        max_text_width(self.names.iter().map(|s| s.as_str()), self.label_size()) + 12
+    }
+
+    fn label_size(&self) -> f64 {
+        (self.cell() as f64 * 0.75).clamp(10.0, 13.0)
+    }
+}
+
+fn corr_color(r: f64) -> RGBColor {
+    let t = r.clamp(-1.0, 1.0);
+    let (end, t) = if t >= 0.0 {
+        ((178.0, 24.0, 43.0), t)
+    } else {
+        ((33.0, 102.0, 172.0), -t)
+    };
+    let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    RGBColor(mix(255.0, end.0), mix(255.0, end.1), mix(255.0, end.2))
+}
+
+impl Plot for CorrelationPlot {
+    fn size(&self) -> (u32, u32) {
+        let n = self.names.len().max(1) as u32;
+        let side = n * self.cell();
+        let lw = self.label_width();
+        (lw + side + 130, 70 + side + lw + 20)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).m()?;
+        let n = self.names.len();
+        let cell = self.cell() as i32;
+        let lw = self.label_width() as i32;
+        let (w, _) = self.size();
+        root.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 12),
+            anchored(18.0, HPos::Center, VPos::Top),
+        ))
+        .m()?;
+        let x0 = lw + 10;
+        let y0 = 60;
+        let ls = self.label_size();
+        let show_numbers = cell >= 30;
+        for i in 0..n {
+            for j in 0..n {
+                let r = self.corr[i * n + j];
+                let (cx, cy) = (x0 + j as i32 * cell, y0 + i as i32 * cell);
+                root.draw(&Rectangle::new(
+                    [(cx, cy), (cx + cell, cy + cell)],
+                    corr_color(r).filled(),
+                ))
+                .m()?;
+                if show_numbers {
+                    let c = if r.abs() > 0.6 { WHITE } else { BLACK };
+                    let txt = if r.abs() < 0.005 {
+                        "0.00".to_string()
+                    } else {
+                        format!("{r:.2}").replace('-', "\u{2212}")
+                    };
+                    root.draw(&Text::new(
+                        txt,
+                        (cx + cell / 2, cy + cell / 2),
+                        anchored(10.0, HPos::Center, VPos::Center).color(&c),
+                    ))
+                    .m()?;
+                }
+            }
+        }
+        let side = n as i32 * cell;
+        root.draw(&Rectangle::new(
+            [(x0, y0), (x0 + side, y0 + side)],
+            BLACK.stroke_width(1),
+        ))
+        .m()?;
+        for (i, name) in self.names.iter().enumerate() {
+            let c = i as i32 * cell + cell / 2;
+            root.draw(&Text::new(
+                name.clone(),
+                (x0 - 6, y0 + c),
+                anchored(ls, HPos::Right, VPos::Center),
+            ))
+            .m()?;
+            root.draw(&Text::new(
+                name.clone(),
+                (x0 + c, y0 + side + 6),
+                anchored(ls, HPos::Right, VPos::Center).transform(FontTransform::Rotate270),
+            ))
+            .m()?;
+        }
+        // colour bar
+        let bx = x0 + side + 30;
+        let bh = side.clamp(120, 400);
+        let by = y0;
+        let steps = 100;
+        for k in 0..steps {
+            let r = 1.0 - 2.0 * (k as f64 + 0.5) / steps as f64;
+            let ya = by + k * bh / steps;
+            let yb = by + (k + 1) * bh / steps;
+            root.draw(&Rectangle::new(
+                [(bx, ya), (bx + 18, yb)],
+                corr_color(r).filled(),
+            ))
+            .m()?;
+        }
+        root.draw(&Rectangle::new(
+            [(bx, by), (bx + 18, by + bh)],
+            BLACK.stroke_width(1),
+        ))
+        .m()?;
+        for (v, t) in [
+            (1.0, "+1"),
+            (0.5, "+0.5"),
+            (0.0, "0"),
+            (-0.5, "\u{2212}0.5"),
+            (-1.0, "\u{2212}1"),
+        ] {
+            let y = by + ((1.0 - v) / 2.0 * bh as f64).round() as i32;
+            root.draw(&PathElement::new(vec![(bx + 18, y), (bx + 23, y)], BLACK))
+                .m()?;
+            root.draw(&Text::new(
+                t.to_string(),
+                (bx + 26, y),
+                anchored(12.0, HPos::Left, VPos::Center),
+            ))
+            .m()?;
+        }
+        root.draw(&Text::new(
+            "correlation".to_string(),
+            (bx + 9, by + bh + 10),
+            anchored(12.0, HPos::Center, VPos::Top),
+        ))
+        .m()?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- stacked yields
+
+/// Stacked expected yields of one channel with data and the uncertainty band,
+/// and a data / model ratio panel.
+#[derive(Debug, Clone)]
+pub struct StackPlot {
+    /// Title, e.g. "SR: post-fit".
+    pub title: String,
+    /// Samples (name, yield per bin), stacked bottom to top in this order.
+    pub samples: Vec<(String, Vec<f64>)>,
+    /// Total expected yield per bin.
+    pub total: Vec<f64>,
+    /// Its uncertainty per bin.
+    pub total_errors: Vec<f64>,
+    /// Observed counts per bin.
+    pub data: Vec<f64>,
+}
+
+impl StackPlot {
+    /// The stacked distribution of one channel; `stage` is "pre-fit" or "post-fit".
+    pub fn new(ch: &ChannelYields, stage: &str) -> Self {
+        StackPlot {
+            title: format!("{}: {stage}", ch.name),
+            samples: ch
+                .samples
+                .iter()
+                .map(|s| (s.name.clone(), s.yields.clone()))
+                .collect(),
+            total: ch.total.clone(),
+            total_errors: ch.total_errors.clone(),
+            data: ch.data.clone(),
+        }
+    }
+
+    fn legend_width(&self) -> u32 {
+        max_text_width(
+            self.samples
+                .iter()
+                .map(|s| s.0.as_str())
+                .chain(["uncertainty"]),
+            13.0,
+        ) + 70
+    }
+}
+
+impl Plot for StackPlot {
+    fn size(&self) -> (u32, u32) {
+        let nb = self.total.len().max(1) as u32;
+        let main = (nb * 60).clamp(480, 1400);
+        (main + self.legend_width() + 40, 640)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).m()?;
+        let (w, h) = self.size();
+        let nb = self.total.len();
+        let nbf = nb.max(1) as f64;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 10),
+            anchored(20.0, HPos::Center, VPos::Top),
+        ))
+        .m()?;
+        let (plots, legend) = root.split_horizontally(w - self.legend_width());
+        let (_, plots) = plots.split_vertically(40);
+        let (top, bottom) = plots.split_vertically((h - 40) * 68 / 100);
+        let ymax = (0..nb)
+            .map(|b| (self.total[b] + self.total_errors[b]).max(self.data[b] + self.data[b].sqrt()))
+            .fold(0.0f64, f64::max);
+        let ymax = if ymax > 0.0 { ymax * 1.25 } else { 1.0 };
+        let ylab = 80;
+        let mut chart = ChartBuilder::on(&top)
+            .margin_left(10)
+            .margin_right(10)
+            .x_label_area_size(10)
+            .y_label_area_size(ylab)
+            .build_cartesian_2d(0.0..nbf, 0.0..ymax)
+            .m()?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_labels(8)
+            .y_label_formatter(&|v| tick(*v))
+            .y_desc("events")
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(WHITE)
+            .draw()
+            .m()?;
+        let mut base = vec![0.0; nb];
+        for (k, (_, y)) in self.samples.iter().enumerate() {
+            let c = PALETTE[k % PALETTE.len()];
+            for b in 0..nb {
+                let (lo, hi) = (base[b], base[b] + y[b]);
+                if hi > lo {
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(b as f64, lo), (b as f64 + 1.0, hi)],
+                            c.mix(0.85).filled(),
+                        )))
+                        .m()?;
+                }
+                base[b] = hi;
+            }
+        }
+        let clip = chart.plotting_area().get_pixel_range();
+        for b in 0..nb {
+            let (t, e) = (self.total[b], self.total_errors[b]);
+            if e > 0.0 {
+                hatch(
+                    root,
+                    chart.backend_coord(&(b as f64, (t - e).max(0.0))),
+                    chart.backend_coord(&(b as f64 + 1.0, t + e)),
+                    &clip,
+                )?;
+            }
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(b as f64, t), (b as f64 + 1.0, t)],
+                    BLACK.stroke_width(1),
+                )))
+                .m()?;
+            let d = self.data[b];
+            let x = b as f64 + 0.5;
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_vertical(
+                    x,
+                    (d - d.sqrt()).max(0.0),
+                    d,
+                    d + d.sqrt(),
+                    BLACK.stroke_width(2),
+                    0,
+                )))
+                .m()?;
+            chart
+                .draw_series(std::iter::once(Circle::new((x, d), 4, BLACK.filled())))
+                .m()?;
+        }
+        // ratio panel
+        let mut rmax: f64 = 0.0;
+        for b in 0..nb {
+            let t = self.total[b];
+            if t > 0.0 {
+                let d = self.data[b];
+                rmax = rmax.max(((d + d.sqrt()) / t - 1.0).abs());
+                rmax = rmax.max(((d - d.sqrt()) / t - 1.0).abs());
+                rmax = rmax.max(self.total_errors[b] / t);
+            }
+        }
+        let rl = if rmax > 0.45 {
+            (rmax * 1.2).min(3.0)
+        } else {
+            0.5
+        };
+        let mut rc = ChartBuilder::on(&bottom)
+            .margin_left(10)
+            .margin_right(10)
+            .margin_bottom(5)
+            .x_label_area_size(50)
+            .y_label_area_size(ylab)
+            .build_cartesian_2d(0.0..nbf, (1.0 - rl).max(0.0)..1.0 + rl)
+            .m()?;
+        rc.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_labels(5)
+            .y_label_formatter(&|v| tick(*v))
+            .x_desc("bin (pyhf workspaces carry no bin edges)")
+            .y_desc("data / model")
+            .label_style(font(13.0))
+            .axis_desc_style(font(14.0))
+            .light_line_style(WHITE)
+            .draw()
+            .m()?;
+        let rclip = rc.plotting_area().get_pixel_range();
+        for b in 0..nb {
+            let (t, e) = (self.total[b], self.total_errors[b]);
+            if !(t > 0.0) {
+                continue;
+            }
+            if e > 0.0 {
+                hatch(
+                    root,
+                    rc.backend_coord(&(b as f64, 1.0 - e / t)),
+                    rc.backend_coord(&(b as f64 + 1.0, 1.0 + e / t)),
+                    &rclip,
+                )?;
+            }
+            let d = self.data[b];
+            let x = b as f64 + 0.5;
+            rc.draw_series(std::iter::once(ErrorBar::new_vertical(
+                x,
+                (d - d.sqrt()) / t,
+                d / t,
+                (d + d.sqrt()) / t,
+                BLACK.stroke_width(2),
+                0,
+            )))
+            .m()?;
+            rc.draw_series(std::iter::once(Circle::new((x, d / t), 4, BLACK.filled())))
+                .m()?;
+        }
+        // bin numbers under the bin centres (every k-th when there are many)
+        let every = nb.div_ceil(30).max(1);
+        for b in (0..nb).step_by(every) {
+            let (px, py) = rc.backend_coord(&(b as f64 + 0.5, (1.0 - rl).max(0.0)));
+            root.draw(&Text::new(
+                b.to_string(),
+                (px, py + 8),
+                anchored(13.0, HPos::Center, VPos::Top),
+            ))
+            .m()?;
+        }
+        rc.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, 1.0), (nbf, 1.0)],
+            GREY.stroke_width(1),
+        )))
+        .m()?;
+        // legend: data, uncertainty, then samples from the top of the stack down
+        let mut y = 70;
+        legend_row(&legend, (10, y), "data", &|a, (x, y)| {
+            a.draw(&PathElement::new(
+                vec![(x + 11, y - 8), (x + 11, y + 8)],
+                BLACK.stroke_width(2),
+            ))
+            .m()?;
+            a.draw(&Circle::new((x + 11, y), 4, BLACK.filled())).m()
+        })?;
+        let (lx0, ly0) = legend.get_base_pixel();
+        let lclip = (lx0..lx0 + 10_000, ly0..ly0 + 10_000);
+        let uy = y + 24;
+        hatch(
+            root,
+            (lx0 + 10, ly0 + uy - 7),
+            (lx0 + 32, ly0 + uy + 7),
+            &lclip,
+        )?;
+        y = uy;
+        legend
+            .draw(&Text::new(
+                "uncertainty".to_string(),
+                (40, y),
+                anchored(13.0, HPos::Left, VPos::Center),
+            ))
+            .m()?;
+        for (k, (name, _)) in self.samples.iter().enumerate().rev() {
+            y += 24;
+            let c = PALETTE[k % PALETTE.len()];
+            legend_row(&legend, (10, y), name, &|a, (x, y)| {
+                a.draw(&Rectangle::new(
+                    [(x, y - 7), (x + 22, y + 7)],
+                    c.mix(0.85).filled(),
+                ))
+                .m()
+            })?;
+        }
+        Ok(())
+    }
+}
