@@ -1,6 +1,7 @@
 //! The `gradfit` command line.
 
 mod core_cmds;
+mod gpu_cmds;
 mod infer_cmds;
 pub mod table;
 
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 
 /// Exit status for a run whose results were written but a fit did not converge.
 pub const EXIT_NOT_CONVERGED: i32 = 3;
+
+pub use gpu_cmds::EXIT_SELFTEST_FAILED;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +48,8 @@ enum Command {
     Toys(infer_cmds::ToysArgs),
     /// Merge toy shards into one run.
     Merge(infer_cmds::MergeArgs),
+    /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
+    Selftest(gpu_cmds::SelftestArgs),
 }
 
 /// Options shared by every command that reads a workspace.
@@ -219,6 +224,7 @@ pub fn main() -> i32 {
         Command::Scan(a) => infer_cmds::scan(a),
         Command::Toys(a) => infer_cmds::toys_cmd(a),
         Command::Merge(a) => infer_cmds::merge_cmd(a),
+        Command::Selftest(a) => gpu_cmds::selftest(a),
     };
     match r {
         Ok(code) => code,
