@@ -2,8 +2,9 @@
 //!
 //! - feature `cuda`: compiles kernels/gradfit.cu to PTX with nvcc (found as
 //!   `$NVCC`, `$CUDA_HOME/bin/nvcc` or `nvcc` on the PATH) for compute
-//!   capability `$CUDA_COMPUTE_CAP` (default 90: H100/H200), into
-//!   `$OUT_DIR/gradfit.ptx`, which src/gpu/cuda.rs embeds.
+//!   capability `$CUDA_COMPUTE_CAP` (default 90: H100/H200): a fatbin with
+//!   that GPU's machine code and the PTX, `$OUT_DIR/gradfit.fatbin`, which
+//!   src/gpu/cuda.rs embeds (with ptxas's resource report, `ptxas.txt`).
 //! - feature `cuda-emu`: compiles kernels/emu.cpp (the kernel bodies for the
 //!   host) with the C++ compiler, for the tests that run the GPU code on the CPU.
 
@@ -88,21 +89,38 @@ fn build_ptx(kernels: &std::path::Path) {
             nvcc.display()
         )),
     };
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it")).join("gradfit.ptx");
-    let status = Command::new(&nvcc)
-        .arg("-ptx")
-        .arg(format!("-arch=sm_{cap}"))
-        .args(["-O3", "-std=c++17", "-lineinfo"])
+    // A fatbin with machine code for the target (no JIT at start) and its PTX
+    // (which the driver can JIT for newer GPUs).
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it"));
+    let out = out_dir.join("gradfit.fatbin");
+    let output = Command::new(&nvcc)
+        .arg("-fatbin")
+        .arg(format!("-gencode=arch=compute_{cap},code=sm_{cap}"))
+        .arg(format!("-gencode=arch=compute_{cap},code=compute_{cap}"))
+        .args(["-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v"])
         .arg("-I")
         .arg(kernels)
         .arg(kernels.join("gradfit.cu"))
         .arg("-o")
         .arg(&out)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => fail(&format!("nvcc failed on kernels/gradfit.cu ({s})")),
+        .output();
+    let output = match output {
+        Ok(o) => o,
         Err(e) => fail(&format!("could not run nvcc: {e}")),
+    };
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        eprintln!("{log}");
+        fail(&format!(
+            "nvcc failed on kernels/gradfit.cu ({})",
+            output.status
+        ));
     }
+    // ptxas's register and spill report per kernel, for selftest and docs/gpu.md
+    let report: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Compiling entry") || l.contains("registers") || l.contains("spill"))
+        .collect();
+    std::fs::write(out_dir.join("ptxas.txt"), report.join("\n")).expect("write ptxas.txt");
     println!("cargo:rustc-env=GRADFIT_CUDA_BUILD={version}, sm_{cap}");
 }

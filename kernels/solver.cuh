@@ -41,9 +41,67 @@ GF_HD void gf_small_solve(SV<double> f, u64 off, u32 l, SV<double> b, u64 boff) 
     }
 }
 
+// Solve L L^T X = B in place for the l x n row-major B at b[boff ...] (row
+// stride n), four columns at a time; column by column this is gf_small_solve.
+GF_HD void gf_solve_columns(SV<double> f, u64 off, u32 l, SV<double> b, u64 boff, u32 n) {
+    u32 c = 0;
+    for (; c + 4 <= n; c += 4) {
+        u64 bc = boff + c;
+        for (u32 i = 0; i < l; i++) {
+            u64 bi = bc + (u64)i * n;
+            double v0 = b[bi], v1 = b[bi + 1], v2 = b[bi + 2], v3 = b[bi + 3];
+            for (u32 k = 0; k < i; k++) {
+                double fk = f[off + i * l + k];
+                u64 bk = bc + (u64)k * n;
+                v0 -= fk * b[bk];
+                v1 -= fk * b[bk + 1];
+                v2 -= fk * b[bk + 2];
+                v3 -= fk * b[bk + 3];
+            }
+            double di = f[off + i * l + i];
+            b[bi] = v0 / di;
+            b[bi + 1] = v1 / di;
+            b[bi + 2] = v2 / di;
+            b[bi + 3] = v3 / di;
+        }
+        for (u32 i = l; i-- > 0;) {
+            u64 bi = bc + (u64)i * n;
+            double v0 = b[bi], v1 = b[bi + 1], v2 = b[bi + 2], v3 = b[bi + 3];
+            for (u32 k = i + 1; k < l; k++) {
+                double fk = f[off + k * l + i];
+                u64 bk = bc + (u64)k * n;
+                v0 -= fk * b[bk];
+                v1 -= fk * b[bk + 1];
+                v2 -= fk * b[bk + 2];
+                v3 -= fk * b[bk + 3];
+            }
+            double di = f[off + i * l + i];
+            b[bi] = v0 / di;
+            b[bi + 1] = v1 / di;
+            b[bi + 2] = v2 / di;
+            b[bi + 3] = v3 / di;
+        }
+    }
+    for (; c < n; c++) {
+        u64 bc = boff + c;
+        for (u32 i = 0; i < l; i++) {
+            double v = b[bc + (u64)i * n];
+            for (u32 k = 0; k < i; k++) v -= f[off + i * l + k] * b[bc + (u64)k * n];
+            b[bc + (u64)i * n] = v / f[off + i * l + i];
+        }
+        for (u32 i = l; i-- > 0;) {
+            double v = b[bc + (u64)i * n];
+            for (u32 k = i + 1; k < l; k++) v -= f[off + k * l + i] * b[bc + (u64)k * n];
+            b[bc + (u64)i * n] = v / f[off + i * l + i];
+        }
+    }
+}
+
 GF_HD u64 gf_tri(u32 a, u32 c) { return (u64)a * (a + 1) / 2 + c; }
 
 // Packed Cholesky of the n x n matrix s (row-major lower triangle, entry (a, c) at a(a+1)/2 + c).
+// Rows below the pivot are updated four at a time, sharing the loads of the
+// pivot row (the arithmetic of each entry is that of the one-row loop).
 GF_HD bool gf_packed_cholesky(SV<double> s, u32 n) {
     for (u64 e = 0; e < (u64)n * (n + 1) / 2; e++)
         if (!gf_finite(s[e])) return false;
@@ -54,7 +112,23 @@ GF_HD bool gf_packed_cholesky(SV<double> s, u32 n) {
         if (!(d > 0.0) || !gf_finite(d)) return false;
         d = sqrt(d);
         s[rj + j] = d;
-        for (u32 i = j + 1; i < n; i++) {
+        u32 i = j + 1;
+        for (; i + 4 <= n; i += 4) {
+            u64 r0 = gf_tri(i, 0), r1 = gf_tri(i + 1, 0), r2 = gf_tri(i + 2, 0), r3 = gf_tri(i + 3, 0);
+            double v0 = s[r0 + j], v1 = s[r1 + j], v2 = s[r2 + j], v3 = s[r3 + j];
+            for (u32 k = 0; k < j; k++) {
+                double l = s[rj + k];
+                v0 -= s[r0 + k] * l;
+                v1 -= s[r1 + k] * l;
+                v2 -= s[r2 + k] * l;
+                v3 -= s[r3 + k] * l;
+            }
+            s[r0 + j] = v0 / d;
+            s[r1 + j] = v1 / d;
+            s[r2 + j] = v2 / d;
+            s[r3 + j] = v3 / d;
+        }
+        for (; i < n; i++) {
             u64 ri = gf_tri(i, 0);
             double v = s[ri + j];
             for (u32 k = 0; k < j; k++) v -= s[ri + k] * s[rj + k];
@@ -155,13 +229,13 @@ GF_HD bool gf_factor(const GfParams& p, const GfSolver& sl, SV<double> h, SV<u32
             }
         }
         if (!gf_small_cholesky(sl.dfac, d0, l)) return false;
-        // W_b = D_b^-1 C_b, row-major l x gf (y[0..l) as a column buffer)
-        for (u32 c = 0; c < gf; c++) {
-            u32 gc = sl.gfree[c];
-            for (u32 a = 0; a < l; a++) sl.y[a] = h[p.m_row_off[sl.lfree[start + a]] + gc];
-            gf_small_solve(sl.dfac, d0, l, sl.y, 0);
-            for (u32 a = 0; a < l; a++) sl.w[w0 + a * gf + c] = sl.y[a];
+        // W_b = D_b^-1 C_b, row-major l x gf, solved in place four columns at a
+        // time (each column's arithmetic is gf_small_solve's)
+        for (u32 a = 0; a < l; a++) {
+            u64 ro = p.m_row_off[sl.lfree[start + a]];
+            for (u32 c = 0; c < gf; c++) sl.w[w0 + a * gf + c] = h[ro + sl.gfree[c]];
         }
+        gf_solve_columns(sl.dfac, d0, l, sl.w, w0, gf);
     }
     if (gf == 0) return true;
     // Schur complement on the free globals (packed lower triangle)
@@ -173,18 +247,47 @@ GF_HD bool gf_factor(const GfParams& p, const GfSolver& sl, SV<double> h, SV<u32
             sl.s[gf_tri(a, c)] = a == c ? gf_damp(v, lambda) : v;
         }
     }
-    for (u32 bi = 0; bi < nblk; bi++) {
-        u32 start = sl.blk_s[bi], end = sl.blk_e[bi];
-        u32 w0 = sl.woff[bi];
-        for (u32 k = 0; k < end - start; k++) {
-            u64 ro = p.m_row_off[sl.lfree[start + k]];
-            u64 wk = w0 + (u64)k * gf;
-            for (u32 a = 0; a < gf; a++) {
-                double ca = h[ro + sl.gfree[a]];
-                if (ca == 0.0) continue;
-                u64 ra = gf_tri(a, 0);
-                for (u32 c = 0; c <= a; c++) sl.s[ra + c] -= ca * sl.w[wk + c];
+    // S -= sum over the free local rows r of C_r^T W_r, four rows at a time
+    // (each entry receives the rows' updates in the same order as one at a
+    // time). Blocks are stored one after the other, so row r of W starts at r gf.
+    const u32 nlf_ = nlf;
+    u32 r = 0;
+    for (; r + 4 <= nlf_; r += 4) {
+        u64 ro[4], wk[4];
+        for (u32 q = 0; q < 4; q++) {
+            ro[q] = p.m_row_off[sl.lfree[r + q]];
+            wk[q] = (u64)(r + q) * gf;
+        }
+        for (u32 a = 0; a < gf; a++) {
+            u32 ga = sl.gfree[a];
+            double c0 = h[ro[0] + ga], c1 = h[ro[1] + ga], c2 = h[ro[2] + ga], c3 = h[ro[3] + ga];
+            u64 ra = gf_tri(a, 0);
+            if (c0 != 0.0 && c1 != 0.0 && c2 != 0.0 && c3 != 0.0) {
+                for (u32 c = 0; c <= a; c++) {
+                    double v = sl.s[ra + c];
+                    v -= c0 * sl.w[wk[0] + c];
+                    v -= c1 * sl.w[wk[1] + c];
+                    v -= c2 * sl.w[wk[2] + c];
+                    v -= c3 * sl.w[wk[3] + c];
+                    sl.s[ra + c] = v;
+                }
+            } else {
+                double cq[4] = {c0, c1, c2, c3};
+                for (u32 q = 0; q < 4; q++) {
+                    if (cq[q] == 0.0) continue;
+                    for (u32 c = 0; c <= a; c++) sl.s[ra + c] -= cq[q] * sl.w[wk[q] + c];
+                }
             }
+        }
+    }
+    for (; r < nlf_; r++) {
+        u64 ro = p.m_row_off[sl.lfree[r]];
+        u64 wk = (u64)r * gf;
+        for (u32 a = 0; a < gf; a++) {
+            double ca = h[ro + sl.gfree[a]];
+            if (ca == 0.0) continue;
+            u64 ra = gf_tri(a, 0);
+            for (u32 c = 0; c <= a; c++) sl.s[ra + c] -= ca * sl.w[wk + c];
         }
     }
     return gf_packed_cholesky(sl.s, gf);

@@ -102,9 +102,9 @@ impl Device {
 enum Inner {
     Cpu,
     #[cfg(feature = "cuda")]
-    Cuda(crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>),
+    Cuda(Box<crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>>),
     #[cfg(feature = "cuda-emu")]
-    Emu(crate::gpu::Gpu<crate::gpu::emu::EmuBackend>),
+    Emu(Box<crate::gpu::Gpu<crate::gpu::emu::EmuBackend>>),
 }
 
 /// A model on a device.
@@ -121,13 +121,15 @@ impl<'m> Session<'m> {
         let inner = match device {
             Device::Cpu => Inner::Cpu,
             #[cfg(feature = "cuda")]
-            Device::Cuda(n) => {
-                Inner::Cuda(crate::gpu::Gpu::new(crate::gpu::cuda::backend(*n)?, model)?)
-            }
+            Device::Cuda(n) => Inner::Cuda(Box::new(crate::gpu::Gpu::new(
+                crate::gpu::cuda::backend(*n)?,
+                model,
+            )?)),
             #[cfg(feature = "cuda-emu")]
-            Device::CudaEmu => {
-                Inner::Emu(crate::gpu::Gpu::new(crate::gpu::emu::EmuBackend, model)?)
-            }
+            Device::CudaEmu => Inner::Emu(Box::new(crate::gpu::Gpu::new(
+                crate::gpu::emu::EmuBackend,
+                model,
+            )?)),
             #[allow(unreachable_patterns)]
             _ => return Err(Error::input(NO_CUDA)),
         };
@@ -216,7 +218,7 @@ impl<'m> Session<'m> {
         grad: bool,
     ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
         let p = self.model.n_pars();
-        if p == 0 || thetas.len() % p != 0 {
+        if p == 0 || !thetas.len().is_multiple_of(p) {
             return Err(Error::input(format!(
                 "parameter batch has {} numbers, not a multiple of {p}",
                 thetas.len()

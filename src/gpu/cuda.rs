@@ -1,4 +1,4 @@
-//! The CUDA backend (feature `cuda`): the PTX that build.rs compiled from
+//! The CUDA backend (feature `cuda`): the fatbin that build.rs compiled from
 //! kernels/gradfit.cu with nvcc, loaded through the CUDA driver API (cudarc,
 //! which opens libcuda at run time: the binary needs no CUDA library to
 //! start, only the driver to run on a GPU).
@@ -15,11 +15,15 @@ use cudarc::driver::{
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// PTX of kernels/gradfit.cu for the compute capability the build targeted.
-pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gradfit.ptx"));
+/// kernels/gradfit.cu compiled by nvcc: machine code for the compute
+/// capability the build targeted, plus its PTX for newer GPUs.
+pub const FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gradfit.fatbin"));
 
-/// `nvcc --version` of the compiler that built [`PTX`], and the target architecture.
+/// `nvcc --version` of the compiler that built [`FATBIN`], and the target architecture.
 pub const BUILD_INFO: &str = env!("GRADFIT_CUDA_BUILD");
+
+/// ptxas's report of registers, stack and spills per kernel.
+pub const PTXAS_REPORT: &str = include_str!(concat!(env!("OUT_DIR"), "/ptxas.txt"));
 
 /// Threads per block of every launch (the kernels' `__launch_bounds__`).
 pub const BLOCK: u32 = 128;
@@ -67,7 +71,7 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(PTX))
+            .load_module(cudarc::nvrtc::Ptx::from_binary(FATBIN.to_vec()))
             .map_err(|e| cu(format!("loading the kernels ({BUILD_INFO}) failed: {e}; the driver may be older than the CUDA compiler")))?;
         let funcs = Kernel::ALL
             .iter()
@@ -176,9 +180,12 @@ impl Backend for CudaBackend {
     }
 }
 
-/// Backends opened so far, by ordinal (opening one costs a context and a module load).
-fn registry() -> &'static Mutex<Vec<(usize, Arc<CudaBackend>)>> {
-    static R: OnceLock<Mutex<Vec<(usize, Arc<CudaBackend>)>>> = OnceLock::new();
+/// Backends opened so far, by ordinal.
+type Registry = Mutex<Vec<(usize, Arc<CudaBackend>)>>;
+
+/// The open backends (opening one costs a context and a module load).
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| Mutex::new(Vec::new()))
 }
 

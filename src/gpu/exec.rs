@@ -455,7 +455,7 @@ impl<B: Backend> Gpu<B> {
     /// dataset for all members or one per member.
     pub fn eval_batch(&self, thetas: &[f64], data: &[&Dataset], mode: EvalMode) -> Result<EvalOut> {
         let p = self.dm.n_pars;
-        if p == 0 || thetas.len() % p != 0 {
+        if p == 0 || !thetas.len().is_multiple_of(p) {
             return Err(Error::input(format!(
                 "parameter batch has {} numbers, not a multiple of {p}",
                 thetas.len()
