@@ -193,6 +193,9 @@ pub struct Gpu<B: Backend> {
     _tables: Vec<B::Buf>,
     base: GfParams,
     max_members: usize,
+    /// Batch buffers of earlier calls, by field, reused by later ones (a
+    /// device allocation per buffer and call would dominate small batches).
+    cache: std::sync::Mutex<HashMap<&'static str, (B::Buf, usize)>>,
 }
 
 /// Buffers of one batch (named by their `GfParams` field).
@@ -200,6 +203,15 @@ struct Work<'a, B: Backend> {
     gpu: &'a Gpu<B>,
     p: GfParams,
     bufs: HashMap<&'static str, (B::Buf, usize)>,
+}
+
+impl<B: Backend> Drop for Work<'_, B> {
+    fn drop(&mut self) {
+        let mut c = self.gpu.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, v) in self.bufs.drain() {
+            c.insert(name, v);
+        }
+    }
 }
 
 impl<'a, B: Backend> Work<'a, B> {
@@ -211,10 +223,30 @@ impl<'a, B: Backend> Work<'a, B> {
         }
     }
 
-    /// Allocate (zeroed) `n` elements for field `name`.
+    /// Room for `n` elements for field `name`: a buffer of an earlier call
+    /// when one is large enough (contents left over), else a new zeroed one.
+    /// No kernel reads an entry that the same call did not write first.
     fn alloc(&mut self, name: &'static str, n: usize, ty: Ty) -> Result<()> {
         let bytes = n.max(1) * ty.size();
-        let buf = self.gpu.backend.alloc_zeroed(bytes)?;
+        let cached = {
+            let mut c = self.gpu.cache.lock().unwrap_or_else(|e| e.into_inner());
+            match c.get(name) {
+                Some((_, b)) if *b >= bytes => c.remove(name),
+                _ => None,
+            }
+        };
+        let (buf, bytes) = match cached {
+            Some(x) => x,
+            None => {
+                // drop a smaller cached buffer of this field before allocating
+                self.gpu
+                    .cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                (self.gpu.backend.alloc_zeroed(bytes)?, bytes)
+            }
+        };
         let a = self.gpu.backend.addr(&buf);
         if !self.p.set_u64(name, a) {
             return Err(Error::Numerical(format!(
@@ -430,6 +462,7 @@ impl<B: Backend> Gpu<B> {
             _tables: tables,
             base,
             max_members,
+            cache: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -446,7 +479,14 @@ impl<B: Backend> Gpu<B> {
     /// Members that fit in device memory at once (half the free memory), at most `want`.
     fn capacity(&self, want: usize, fit: bool, hess: bool) -> usize {
         let per = member_bytes(&self.dm, fit, hess).max(1);
-        let free = self.backend.free_memory().unwrap_or(8 << 30);
+        let cached: usize = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(_, b)| *b)
+            .sum();
+        let free = self.backend.free_memory().unwrap_or(8 << 30) + cached;
         let by_mem = (free / 2) / per;
         want.min(by_mem).min(self.max_members).max(MIN_MEMBERS)
     }
