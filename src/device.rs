@@ -161,8 +161,16 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Fit one problem, as [`crate::fit::fit`].
+    pub fn fit(&self, data: &Dataset, spec: &FitSpec, opts: &FitOptions) -> Result<FitResult> {
+        let mut r = self.fit_batch(&[data], std::slice::from_ref(spec), opts)?;
+        r.pop()
+            .ok_or_else(|| Error::Numerical("no fit result".into()))
+    }
+
     /// Fit a batch, as [`crate::fit::fit_batch`]: `data` holds one dataset
-    /// for all members or one per member.
+    /// for all members or one per member. On a GPU, `opts.chunk` is ignored:
+    /// the batch is split by device memory instead.
     pub fn fit_batch(
         &self,
         data: &[&Dataset],

@@ -633,3 +633,42 @@ fn reused_device_buffers_give_the_same_results_as_fresh_ones() {
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn device_sessions_dispatch_to_the_emulated_gpu_and_the_cpu() {
+    use gradfit::device::{Device, Session};
+    let m = load(
+        "examples/workspaces/two-channel.json",
+        &ModelOptions::default(),
+    );
+    let spec = FitSpec::from_model(&m);
+    let opts = FitOptions::default();
+    let cpu = Session::new(&Device::Cpu, &m).unwrap();
+    let emu = Session::new(&Device::CudaEmu, &m).unwrap();
+    assert!(emu.describe().contains("emulation"));
+    let a = cpu.fit(m.observed(), &spec, &opts).unwrap();
+    let b = emu.fit(m.observed(), &spec, &opts).unwrap();
+    assert_eq!(a.status, b.status);
+    assert!((a.twice_nll - b.twice_nll).abs() < 1e-10);
+    let th: Vec<f64> = m.init().repeat(3);
+    let (fa, ga) = cpu.eval_batch(&th, &[m.observed()], true).unwrap();
+    let (fb, gb) = emu.eval_batch(&th, &[m.observed()], true).unwrap();
+    assert!(rel_dev(&fb, &fa) < 1e-12 && rel_dev(&gb.unwrap(), &ga.unwrap()) < 1e-12);
+    assert!(
+        emu.fit_batch(
+            &[m.observed(), m.observed()],
+            std::slice::from_ref(&spec),
+            &opts
+        )
+        .is_err()
+    );
+    let p = Problem::new(&m, m.observed()).unwrap();
+    let s = toy_settings(5, None, TestStat::QTilde, 1.0);
+    let ra = gradfit::device::run_toys(&Device::Cpu, &p, &s, &opts, &|_, _| {}).unwrap();
+    let rb = gradfit::device::run_toys(&Device::CudaEmu, &p, &s, &opts, &|_, _| {}).unwrap();
+    assert_eq!(ra.sig_bkg.len(), rb.sig_bkg.len());
+    // a problem on another model is refused
+    let other = m.clone();
+    let q = Problem::new(&other, other.observed()).unwrap();
+    assert!(emu.run_toys(&q, &s, &opts, &|_, _| {}).is_err());
+}
