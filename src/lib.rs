@@ -5,8 +5,11 @@
 //! [`fit`] (batched bounded Newton minimiser, covariance) -> [`cli`].
 
 pub mod cli;
+pub mod device;
 pub mod error;
 pub mod fit;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub mod gpu;
 pub mod infer;
 pub mod model;
 pub mod report;

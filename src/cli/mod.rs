@@ -1,6 +1,7 @@
 //! The `gradfit` command line.
 
 mod core_cmds;
+mod gpu_cmds;
 mod infer_cmds;
 mod report_cmds;
 pub mod table;
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 
 /// Exit status for a run whose results were written but a fit did not converge.
 pub const EXIT_NOT_CONVERGED: i32 = 3;
+
+pub use gpu_cmds::EXIT_SELFTEST_FAILED;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +57,8 @@ enum Command {
     Yields(report_cmds::YieldsArgs),
     /// Correlation matrix of the parameters at the best fit.
     Corr(report_cmds::CorrArgs),
+    /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
+    Selftest(gpu_cmds::SelftestArgs),
 }
 
 /// Options shared by every command that reads a workspace.
@@ -232,6 +237,7 @@ pub fn main() -> i32 {
         Command::Impacts(a) => report_cmds::impacts(a),
         Command::Yields(a) => report_cmds::yields(a),
         Command::Corr(a) => report_cmds::corr(a),
+        Command::Selftest(a) => gpu_cmds::selftest(a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,291 @@
+// The batched bounded projected-Newton minimiser for one member, one
+// iteration per call: src/fit/mod.rs `iterate` and `finish` for a GPU thread.
+// The member's state lives in device memory between launches; members that
+// finished are skipped (masked) by the launch.
+#pragma once
+#include "solver.cuh"
+
+// FitStatus codes (src/gpu/exec.rs maps them back).
+#define GF_CONVERGED 0u
+#define GF_NOTHING_TO_FIT 1u
+#define GF_MAX_ITERATIONS 2u
+#define GF_NON_FINITE_START 3u
+#define GF_STALLED 4u
+
+// Member flags.
+#define GF_F_DONE 1u
+#define GF_F_FAR 2u
+#define GF_F_STOP 4u
+#define GF_F_UNVERIFIED 8u
+#define GF_F_CHECKED 16u
+#define GF_F_HFISHER 32u
+
+struct GfMember {
+    u64 t;
+    SV<double> x, xt, xp, g, h, d, step;
+    SV<u32> free_new, free_list;
+    const u32* fixed;
+    const double* lo;
+    const double* hi;
+    GfData data;
+};
+
+GF_HD GfMember gf_member(const GfParams& p, u64 t) {
+    GfMember m;
+    u64 ms = p.ms;
+    m.t = t;
+    m.x = sv(p.st_x, t, ms);
+    m.xt = sv(p.st_xt, t, ms);
+    m.xp = sv(p.st_xp, t, ms);
+    m.g = sv(p.st_g, t, ms);
+    m.h = sv(p.st_h, t, ms);
+    m.d = sv(p.st_d, t, ms);
+    m.step = sv(p.st_step, t, ms);
+    m.free_new = sv(p.st_free_new, t, ms);
+    m.free_list = sv(p.st_free_list, t, ms);
+    u64 sp = (u64)p.mb_spec[t] * p.n_pars;
+    m.fixed = p.spec_fixed + sp;
+    m.lo = p.spec_lo + sp;
+    m.hi = p.spec_hi + sp;
+    m.data = gf_data(p, p.mb_data[t]);
+    return m;
+}
+
+// Scale of rounding noise in twice_nll near f.
+GF_HD double gf_noise(double f, double mag) { return 1e-13 * fmax(fmax(fabs(f), mag), 1.0); }
+
+GF_HD double gf_raise(double lambda) { return lambda == 0.0 ? 1e-4 : lambda * 10.0; }
+
+// Reset member t to the start of a fit from x (already clamped into the bounds).
+GF_HD void gf_reset_member(const GfParams& p, u64 t) {
+    p.mb_f[t] = GF_NAN;
+    p.mb_lambda[t] = 0.0;
+    p.mb_edm[t] = GF_INF;
+    p.mb_fprev[t] = GF_NAN;
+    p.mb_iter[t] = 0;
+    p.mb_evals[t] = 0;
+    p.mb_status[t] = GF_MAX_ITERATIONS;
+    p.mb_flags[t] = GF_F_FAR;
+}
+
+// Start member t at its specification's initial values.
+GF_HD void gf_fit_init(const GfParams& p, u64 t) {
+    GfMember m = gf_member(p, t);
+    u64 sp = (u64)p.mb_spec[t] * p.n_pars;
+    for (u32 i = 0; i < (u32)p.n_pars; i++) m.x[i] = gf_clamp(p.spec_init[sp + i], m.lo[i], m.hi[i]);
+    gf_reset_member(p, t);
+}
+
+GF_HD void gf_newton_step(const GfParams& p, const GfMember& m, const GfSolver& sl, u32 nf) {
+    for (u32 i = 0; i < (u32)p.n_pars; i++) m.d[i] = 0.0;
+    for (u32 k = 0; k < nf; k++) {
+        u32 i = m.free_list[k];
+        m.d[p.m_inv[i]] = -m.g[i];
+    }
+    gf_solve(p, sl, m.h, m.d);
+}
+
+// Mark done; with want_hess, leave the exact Hessian at x in h (the host
+// computes the covariance from it).
+GF_HD void gf_finish(const GfParams& p, const GfMember& m, const GfScratch& s) {
+    u64 t = m.t;
+    p.mb_flags[t] |= GF_F_DONE;
+    if (!p.want_hess || !gf_finite(p.mb_f[t])) return;
+    if (p.mb_flags[t] & GF_F_HFISHER) {
+        gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
+        p.mb_evals[t] += 1;
+        p.mb_flags[t] &= ~GF_F_HFISHER;
+    }
+}
+
+// One minimiser iteration of member t: evaluate, test convergence, find an accepted step.
+GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
+    u32 flags = p.mb_flags[t];
+    if (flags & GF_F_DONE) return;
+    const GfMember m = gf_member(p, t);
+    const GfScratch s = gf_scratch(p, t);
+    const GfSolver sl = gf_solver(p, t);
+    const u32 np = (u32)p.n_pars;
+    const double mag = fabs(m.data.constant);
+
+    double f = gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
+    p.mb_evals[t] += 1;
+    flags &= ~GF_F_HFISHER;
+    if (flags & GF_F_UNVERIFIED) {
+        flags &= ~GF_F_UNVERIFIED;
+        double fprev = p.mb_fprev[t];
+        if (!(f <= fprev + gf_noise(fprev, mag))) {
+            // the unchecked Newton step went uphill: go back and damp
+            for (u32 i = 0; i < np; i++) m.x[i] = m.xp[i];
+            p.mb_f[t] = fprev;
+            p.mb_flags[t] = flags | GF_F_CHECKED;
+            return;
+        }
+    }
+    if (!gf_finite(f)) {
+        p.mb_f[t] = f;
+        p.mb_status[t] = p.mb_iter[t] == 0 ? GF_NON_FINITE_START : GF_STALLED;
+        p.mb_flags[t] = flags | GF_F_DONE;
+        return;
+    }
+    p.mb_f[t] = f;
+    p.mb_flags[t] = flags;
+    if (flags & GF_F_STOP) {
+        gf_finish(p, m, s);
+        return;
+    }
+    u32 nf = 0;
+    for (u32 i = 0; i < np; i++) {
+        if (m.fixed[i]) continue;
+        double xi = m.x[i], gi = m.g[i];
+        if ((xi <= m.lo[i] && gi > 0.0) || (xi >= m.hi[i] && gi < 0.0)) continue;
+        m.free_list[nf++] = i;
+    }
+    if (nf == 0) {
+        p.mb_edm[t] = 0.0;
+        p.mb_status[t] = p.spec_allfixed[p.mb_spec[t]] ? GF_NOTHING_TO_FIT : GF_CONVERGED;
+        gf_finish(p, m, s);
+        return;
+    }
+    for (u32 i = 0; i < np; i++) m.free_new[i] = 0;
+    for (u32 k = 0; k < nf; k++) m.free_new[p.m_inv[m.free_list[k]]] = 1;
+    // undamped Newton on the exact Hessian: edm and convergence test
+    const bool exact_pd = gf_factor(p, sl, m.h, m.free_new, 0.0);
+    double edm = GF_INF;
+    if (exact_pd) {
+        gf_newton_step(p, m, sl, nf);
+        double acc = 0.0;
+        for (u32 k = 0; k < nf; k++) {
+            u32 i = m.free_list[k];
+            acc += m.g[i] * m.d[p.m_inv[i]];
+        }
+        edm = -0.5 * acc;
+        p.mb_edm[t] = edm;
+        if (edm >= 0.0 && edm < fmax(p.edm_tol, 0.01 * gf_noise(f, mag))) {
+            p.mb_status[t] = GF_CONVERGED;
+            gf_finish(p, m, s);
+            return;
+        }
+    } else {
+        p.mb_edm[t] = edm;
+    }
+    if (p.mb_iter[t] >= p.max_iter) {
+        p.mb_status[t] = GF_MAX_ITERATIONS;
+        gf_finish(p, m, s);
+        return;
+    }
+    p.mb_iter[t] += 1;
+    // the step matrix: exact Hessian where positive definite; far from the
+    // minimum the expected information (scoring); near it, the damped exact Hessian
+    double lambda = exact_pd ? 0.0 : p.mb_lambda[t];
+    bool undamped_ready = exact_pd;
+    if (!exact_pd) {
+        if (p.mb_flags[t] & GF_F_FAR) {
+            gf_eval(p, m.x, m.data, s, GF_EVAL_FISHER, m.g, m.h);
+            p.mb_evals[t] += 1;
+            p.mb_flags[t] |= GF_F_HFISHER;
+            lambda = 0.0;
+        } else {
+            lambda = fmax(lambda, 1e-3);
+        }
+    }
+    // rejected steps are first shortened along the same direction, then damped further
+    double tstep = 1.0;
+    for (int attempt = 0; attempt < 60; attempt++) {
+        if (!undamped_ready) {
+            if (!gf_factor(p, sl, m.h, m.free_new, lambda)) {
+                lambda = gf_raise(lambda);
+                continue;
+            }
+            gf_newton_step(p, m, sl, nf);
+        }
+        undamped_ready = true;
+        // clip to the bounds and predict the decrease of the quadratic model
+        for (u32 i = 0; i < np; i++) {
+            m.xt[i] = m.x[i];
+            m.step[i] = 0.0;
+        }
+        double gs = 0.0;
+        for (u32 k = 0; k < nf; k++) {
+            u32 i = m.free_list[k];
+            double xi = gf_clamp(m.x[i] + tstep * m.d[p.m_inv[i]], m.lo[i], m.hi[i]);
+            m.xt[i] = xi;
+            m.step[i] = xi - m.x[i];
+            gs += m.g[i] * m.step[i];
+        }
+        double shs = gf_quad_form(p, m.h, m.step);
+        double pred = -(gs + 0.5 * shs);
+        double noise = gf_noise(f, mag);
+        // close to the minimum a full Newton step inside the bounds is accepted
+        // without evaluating twice_nll; the next iteration's evaluation checks it
+        u32 fl = p.mb_flags[t];
+        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm < 1e-4 && pred > 0.0) {
+            bool inside = true;
+            for (u32 k = 0; k < nf; k++) {
+                u32 i = m.free_list[k];
+                if (m.xt[i] != m.x[i] + m.d[p.m_inv[i]]) {
+                    inside = false;
+                    break;
+                }
+            }
+            if (inside) {
+                for (u32 i = 0; i < np; i++) {
+                    m.xp[i] = m.x[i];
+                    m.x[i] = m.xt[i];
+                }
+                p.mb_fprev[t] = f;
+                p.mb_flags[t] = (fl | GF_F_UNVERIFIED) & ~GF_F_FAR;
+                p.mb_lambda[t] = 0.0;
+                return;
+            }
+        }
+        if (!(pred > 0.0)) {
+            if (fabs(pred) <= noise && edm < 1e-6) {
+                p.mb_status[t] = GF_CONVERGED;
+                gf_finish(p, m, s);
+                return;
+            }
+            lambda = gf_raise(lambda);
+            undamped_ready = false;
+            tstep = 1.0;
+            continue;
+        }
+        double ft = gf_eval(p, m.xt, m.data, s, GF_EVAL_VALUE, m.g, m.h);
+        p.mb_evals[t] += 1;
+        double actual = f - ft;
+        if (gf_finite(ft) && actual > -noise && (actual >= 1e-4 * pred || pred < noise)) {
+            double rho = actual / pred;
+            for (u32 i = 0; i < np; i++) m.x[i] = m.xt[i];
+            p.mb_f[t] = ft;
+            if (actual > 1.0)
+                p.mb_flags[t] |= GF_F_FAR;
+            else
+                p.mb_flags[t] &= ~GF_F_FAR;
+            double nl;
+            if (rho > 0.75)
+                nl = lambda < 1e-9 ? 0.0 : lambda * 0.1;
+            else if (rho < 0.25)
+                nl = fmax(lambda * 4.0, 1e-6);
+            else
+                nl = lambda;
+            p.mb_lambda[t] = nl;
+            return;
+        }
+        if (pred < noise && edm < 1e-6) {
+            // nothing measurable left to gain: this point is the minimum
+            p.mb_status[t] = GF_CONVERGED;
+            p.mb_flags[t] |= GF_F_STOP;
+            return;
+        }
+        if (tstep > 0.1) {
+            tstep *= 0.5;
+        } else {
+            lambda = gf_raise(lambda);
+            undamped_ready = false;
+            tstep = 1.0;
+        }
+    }
+    p.mb_lambda[t] = lambda;
+    p.mb_status[t] = GF_STALLED;
+    gf_finish(p, m, s);
+}

@@ -1,0 +1,344 @@
+//! Where likelihoods are evaluated and fitted: the CPU (always) or a CUDA GPU
+//! (builds with the `cuda` feature, see scripts/build-cuda.sh).
+//!
+//! [`Device`] is what `--device` parses to. [`Session`] holds a model on a
+//! device (for the GPU: its tables uploaded once) and runs batched
+//! evaluations, batched fits and toy runs there with the same inputs and
+//! outputs as the CPU functions ([`crate::fit::fit_batch`],
+//! [`crate::infer::toys::run_toys`]); the free functions here open a session
+//! for one call.
+
+use crate::error::{Error, Result};
+use crate::fit::{self, FitOptions, FitResult, FitSpec};
+use crate::infer::Problem;
+use crate::infer::toys::{self, ToyRun, ToySettings};
+use crate::model::{Dataset, HistFactoryModel};
+use std::fmt;
+use std::str::FromStr;
+
+/// The message for a GPU device in a build without CUDA support.
+pub const NO_CUDA: &str = "built without the cuda feature; see scripts/build-cuda.sh";
+
+/// A compute device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU (all cores, through rayon).
+    #[default]
+    Cpu,
+    /// CUDA GPU with this ordinal.
+    Cuda(usize),
+    /// The host emulation of the CUDA kernels (for tests; slow). Parses only
+    /// in builds with the `cuda-emu` feature.
+    CudaEmu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(0) => f.write_str("cuda"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::CudaEmu => f.write_str("cuda-emu"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// `cpu`, `cuda` (device 0), `cuda:N`, or `cuda-emu`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            "cuda-emu" => Ok(Device::CudaEmu),
+            _ => {
+                if let Some(n) = t.strip_prefix("cuda:") {
+                    n.parse::<usize>().map(Device::Cuda).map_err(|_| {
+                        format!("'{s}': the device ordinal after 'cuda:' must be a number")
+                    })
+                } else {
+                    Err(format!(
+                        "unknown device '{s}' (expected cpu, cuda or cuda:N)"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Device {
+    /// Whether this build can run on the device at all (CUDA needs the
+    /// `cuda` feature, the emulation the `cuda-emu` feature); the error says why not.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(_) => {
+                if cfg!(feature = "cuda") {
+                    Ok(())
+                } else {
+                    Err(Error::input(NO_CUDA))
+                }
+            }
+            Device::CudaEmu => {
+                if cfg!(feature = "cuda-emu") {
+                    Ok(())
+                } else {
+                    Err(Error::input(
+                        "built without the cuda-emu feature (the host emulation of the GPU kernels, for tests)",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether this is a GPU (or its emulation).
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Device::Cpu)
+    }
+}
+
+enum Inner {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(Box<crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>>),
+    #[cfg(feature = "cuda-emu")]
+    Emu(Box<crate::gpu::Gpu<crate::gpu::emu::EmuBackend>>),
+}
+
+/// A model on a device.
+pub struct Session<'m> {
+    model: &'m HistFactoryModel,
+    device: Device,
+    inner: Inner,
+}
+
+impl<'m> Session<'m> {
+    /// Put `model` on `device` (for a GPU: open it and upload the model).
+    pub fn new(device: &Device, model: &'m HistFactoryModel) -> Result<Self> {
+        device.check()?;
+        let inner = match device {
+            Device::Cpu => Inner::Cpu,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => Inner::Cuda(Box::new(crate::gpu::Gpu::new(
+                crate::gpu::cuda::backend(*n)?,
+                model,
+            )?)),
+            #[cfg(feature = "cuda-emu")]
+            Device::CudaEmu => Inner::Emu(Box::new(crate::gpu::Gpu::new(
+                crate::gpu::emu::EmuBackend,
+                model,
+            )?)),
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::input(NO_CUDA)),
+        };
+        Ok(Session {
+            model,
+            device: *device,
+            inner,
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m HistFactoryModel {
+        self.model
+    }
+
+    /// A description of the device (name, memory, driver) for reports.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(g) => crate::gpu::Backend::describe(g.backend()),
+            #[cfg(feature = "cuda-emu")]
+            Inner::Emu(g) => crate::gpu::Backend::describe(g.backend()),
+        }
+    }
+
+    /// Fit one problem, as [`crate::fit::fit`].
+    pub fn fit(&self, data: &Dataset, spec: &FitSpec, opts: &FitOptions) -> Result<FitResult> {
+        let mut r = self.fit_batch(&[data], std::slice::from_ref(spec), opts)?;
+        r.pop()
+            .ok_or_else(|| Error::Numerical("no fit result".into()))
+    }
+
+    /// Fit a batch, as [`crate::fit::fit_batch`]: `data` holds one dataset
+    /// for all members or one per member. On a GPU, `opts.chunk` is ignored:
+    /// the batch is split by device memory instead.
+    pub fn fit_batch(
+        &self,
+        data: &[&Dataset],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> Result<Vec<FitResult>> {
+        if !(data.len() == 1 || data.len() == specs.len()) {
+            return Err(Error::input(format!(
+                "{} datasets for {} fits (need 1 or {})",
+                data.len(),
+                specs.len(),
+                specs.len()
+            )));
+        }
+        match &self.inner {
+            Inner::Cpu => Ok(fit::fit_batch(self.model, data, specs, opts)),
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(g) => g.fit_batch(data, specs, opts),
+            #[cfg(feature = "cuda-emu")]
+            Inner::Emu(g) => g.fit_batch(data, specs, opts),
+        }
+    }
+
+    /// Generate and fit toys, as [`crate::infer::toys::run_toys`] (the
+    /// problem's model must be this session's model).
+    pub fn run_toys(
+        &self,
+        p: &Problem<HistFactoryModel>,
+        settings: &ToySettings,
+        opts: &FitOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<ToyRun> {
+        if !std::ptr::eq(p.model, self.model) {
+            return Err(Error::input(
+                "the problem's model is not the session's model",
+            ));
+        }
+        match &self.inner {
+            Inner::Cpu => toys::run_toys(p, settings, opts, progress),
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(g) => crate::gpu::run_toys(g, p, settings, opts, progress),
+            #[cfg(feature = "cuda-emu")]
+            Inner::Emu(g) => crate::gpu::run_toys(g, p, settings, opts, progress),
+        }
+    }
+
+    /// twice_nll at `thetas` (row-major `T x P`), with the gradient (row-major
+    /// `T x P`) when `grad`; one dataset for all members or one per member.
+    pub fn eval_batch(
+        &self,
+        thetas: &[f64],
+        data: &[&Dataset],
+        grad: bool,
+    ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        let p = self.model.n_pars();
+        if p == 0 || !thetas.len().is_multiple_of(p) {
+            return Err(Error::input(format!(
+                "parameter batch has {} numbers, not a multiple of {p}",
+                thetas.len()
+            )));
+        }
+        let t = thetas.len() / p;
+        if !(data.len() == 1 || data.len() == t) {
+            return Err(Error::input(format!(
+                "{} datasets for {t} parameter vectors (need 1 or {t})",
+                data.len()
+            )));
+        }
+        match &self.inner {
+            Inner::Cpu => {
+                let mut f = vec![0.0; t];
+                if grad {
+                    let mut g = vec![0.0; t * p];
+                    self.model
+                        .eval_batch(thetas, data, &mut f, Some(&mut g), None);
+                    Ok((f, Some(g)))
+                } else {
+                    self.model.eval_batch(thetas, data, &mut f, None, None);
+                    Ok((f, None))
+                }
+            }
+            #[cfg(feature = "cuda")]
+            Inner::Cuda(g) => {
+                let out = g.eval_batch(thetas, data, gpu_mode(grad))?;
+                Ok((out.f, out.grad))
+            }
+            #[cfg(feature = "cuda-emu")]
+            Inner::Emu(g) => {
+                let out = g.eval_batch(thetas, data, gpu_mode(grad))?;
+                Ok((out.f, out.grad))
+            }
+        }
+    }
+
+    /// The GPU behind the session, for callers that need its own functions
+    /// (Hessians, toy sampling); `None` on the CPU and the emulation.
+    #[cfg(feature = "cuda")]
+    pub fn cuda(&self) -> Option<&crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>> {
+        match &self.inner {
+            Inner::Cuda(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The emulated GPU behind the session (`None` otherwise).
+    #[cfg(feature = "cuda-emu")]
+    pub fn emu(&self) -> Option<&crate::gpu::Gpu<crate::gpu::emu::EmuBackend>> {
+        match &self.inner {
+            Inner::Emu(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+fn gpu_mode(grad: bool) -> crate::gpu::EvalMode {
+    if grad {
+        crate::gpu::EvalMode::Grad
+    } else {
+        crate::gpu::EvalMode::Value
+    }
+}
+
+/// Fit a batch on `device` (see [`Session::fit_batch`]).
+pub fn fit_batch(
+    device: &Device,
+    model: &HistFactoryModel,
+    data: &[&Dataset],
+    specs: &[FitSpec],
+    opts: &FitOptions,
+) -> Result<Vec<FitResult>> {
+    Session::new(device, model)?.fit_batch(data, specs, opts)
+}
+
+/// Generate and fit toys on `device` (see [`Session::run_toys`]).
+pub fn run_toys(
+    device: &Device,
+    p: &Problem<HistFactoryModel>,
+    settings: &ToySettings,
+    opts: &FitOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ToyRun> {
+    Session::new(device, p.model)?.run_toys(p, settings, opts, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("CUDA".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
+        assert!("cuda:x".parse::<Device>().is_err());
+        assert!("tpu".parse::<Device>().is_err());
+        assert_eq!(Device::Cuda(2).to_string(), "cuda:2");
+        assert_eq!(Device::Cuda(0).to_string(), "cuda");
+    }
+
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        let r = Device::Cuda(0).check();
+        if cfg!(feature = "cuda") {
+            assert!(r.is_ok());
+        } else {
+            assert_eq!(r.unwrap_err().to_string(), NO_CUDA);
+        }
+        assert!(Device::Cpu.check().is_ok());
+    }
+}
