@@ -316,6 +316,21 @@ pub fn run_toys(
     Session::new(device, p.model)?.run_toys(p, settings, opts, progress)
 }
 
+impl fit::BatchFitter<HistFactoryModel> for Session<'_> {
+    fn fit_batch(
+        &self,
+        model: &HistFactoryModel,
+        data: &[&Dataset],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> Result<Vec<FitResult>> {
+        if !std::ptr::eq(model, self.model) {
+            return Err(Error::input("the model is not the session's model"));
+        }
+        Session::fit_batch(self, data, specs, opts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,6 +167,7 @@ fn profile_scan_is_parabolic_near_the_minimum() {
     let poi = m.poi.unwrap();
     let (mu_hat, sigma) = (free.x[poi], free.errors[poi]);
     let s = profile_scan(
+        &gradfit::fit::Cpu,
         &m,
         m.observed(),
         &spec,

@@ -52,7 +52,7 @@ fn root_validation_asymptotic_cls() {
         }
         // (a) our Asimov parameters: the conditional fit at mu' on the observed data is a true minimum
         let mu_prime = if kind == TestStat::Q0 { 1.0 } else { 0.0 };
-        let fit = fixed_poi_fit(&p, mu_prime, None, &FitOptions::default());
+        let fit = fixed_poi_fit(&p, mu_prime, None, &FitOptions::default()).unwrap();
         let (_, g, hess) = m.twice_nll_hessian(&fit.x, m.observed());
         let np = m.n_pars();
         for i in 0..np {

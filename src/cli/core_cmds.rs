@@ -88,12 +88,18 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
     let pars = read_pars(&a.pars, &model)?;
     let data = model.observed();
     let p = model.n_pars();
-    let (f, g, h) = if a.hessian {
-        let (f, g, h) = model.twice_nll_hessian(&pars, data);
-        (f, g, Some(h))
+    let session = crate::device::Session::new(&a.model.device, &model)?;
+    let (f, g) = {
+        let (f, g) = session.eval_batch(&pars, &[data], true)?;
+        (f[0], g.unwrap_or_default())
+    };
+    let h = if a.hessian {
+        if a.model.device.is_gpu() {
+            eprintln!("note: the Hessian is computed by the CPU kernel");
+        }
+        Some(model.twice_nll_hessian(&pars, data).2)
     } else {
-        let (f, g) = model.twice_nll_grad(&pars, data);
-        (f, g, None)
+        None
     };
     if !f.is_finite() {
         return Err(Error::Numerical(
@@ -178,10 +184,11 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
         ..Default::default()
     };
     let mut times = Vec::new();
-    let mut r = fit::fit(&model, model.observed(), &spec, &opts);
+    let session = crate::device::Session::new(&a.model.device, &model)?;
+    let mut r = session.fit(model.observed(), &spec, &opts)?;
     for _ in 0..a.repeat.unwrap_or(0) {
         let t0 = std::time::Instant::now();
-        r = fit::fit(&model, model.observed(), &spec, &opts);
+        r = session.fit(model.observed(), &spec, &opts)?;
         times.push(t0.elapsed().as_secs_f64());
     }
     let mut v = fit_json(&model, &r);

@@ -2,11 +2,12 @@
 
 use super::table::{Table, fmt};
 use super::{ModelArgs, OutputArgs, num, nums, par_index};
+use crate::device::Session;
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
 use crate::infer::scan::{parse_range, profile_scan};
-use crate::infer::toys::{self, ToyRun, ToySettings, merge, run_toys, toy_cls};
+use crate::infer::toys::{self, ToyRun, ToySettings, merge, toy_cls};
 use crate::infer::{AsymptoticCalculator, Problem, TestStat};
 use crate::model::HistFactoryModel;
 use clap::Args;
@@ -217,7 +218,11 @@ fn print_warnings(ws: &[String]) {
 }
 
 /// Run the toys of `settings`, with a progress bar.
-fn toys_for(p: &Problem<HistFactoryModel>, settings: &ToySettings) -> Result<ToyRun> {
+fn toys_for(
+    session: &Session,
+    p: &Problem<HistFactoryModel>,
+    settings: &ToySettings,
+) -> Result<ToyRun> {
     let pb = progress_bar(&format!("toys mu={}", settings.mu));
     let report = |done: u64, total: u64| {
         if let Some(pb) = &pb {
@@ -225,7 +230,7 @@ fn toys_for(p: &Problem<HistFactoryModel>, settings: &ToySettings) -> Result<Toy
             pb.set_position(done);
         }
     };
-    let run = run_toys(p, settings, &FitOptions::default(), &report);
+    let run = session.run_toys(p, settings, &FitOptions::default(), &report);
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -268,10 +273,15 @@ fn opt(x: Option<f64>) -> String {
 /// `gradfit cls`.
 pub fn cls(a: &ClsArgs) -> Result<i32> {
     let (model, digest) = a.model.load_with_digest()?;
-    let p = Problem::new(&model, model.observed())?;
+    let session = Session::new(&a.model.device, &model)?;
+    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
     let v = if let Some(n) = a.toys.toys {
         print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
-        let run = toys_for(&p, &a.toys.settings(a.mu, a.test_stat, n, &digest))?;
+        let run = toys_for(
+            &session,
+            &p,
+            &a.toys.settings(a.mu, a.test_stat, n, &digest),
+        )?;
         let c = toy_cls(&run)?;
         if c.n_failed > 0 {
             eprintln!(
@@ -334,7 +344,8 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
 /// `gradfit limit`.
 pub fn limit(a: &LimitArgs) -> Result<i32> {
     let (model, digest) = a.model.load_with_digest()?;
-    let p = Problem::new(&model, model.observed())?;
+    let session = Session::new(&a.model.device, &model)?;
+    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
     let (plo, phi) = p.poi_bounds();
     let v = if let Some(n) = a.toys.toys {
         // toys: CLs on a grid, crossing by linear interpolation
@@ -363,7 +374,7 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
         let alpha = 1.0 - a.cl;
         let mut rows = Vec::new();
         for &mu in &grid {
-            let run = toys_for(&p, &a.toys.settings(mu, a.test_stat, n, &digest))?;
+            let run = toys_for(&session, &p, &a.toys.settings(mu, a.test_stat, n, &digest))?;
             rows.push((mu, toy_cls(&run)?));
         }
         let cross = |f: &dyn Fn(&toys::ToyCls) -> Option<f64>| -> Option<f64> {
@@ -446,10 +457,15 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
 /// `gradfit discovery`.
 pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
     let (model, digest) = a.model.load_with_digest()?;
-    let p = Problem::new(&model, model.observed())?;
+    let session = Session::new(&a.model.device, &model)?;
+    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
     let z = |p: f64| -crate::infer::normal_quantile(p);
     let v = if let Some(n) = a.toys.toys {
-        let run = toys_for(&p, &a.toys.settings(0.0, TestStat::Q0, n, &digest))?;
+        let run = toys_for(
+            &session,
+            &p,
+            &a.toys.settings(0.0, TestStat::Q0, n, &digest),
+        )?;
         let c = toy_cls(&run)?;
         let p0 = c.clsb_obs;
         let p0e = c.cls_exp[2];
@@ -491,7 +507,9 @@ pub fn scan(a: &ScanArgs) -> Result<i32> {
             .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
     };
     let grid = parse_range(&a.range).map_err(Error::Input)?;
+    let session = Session::new(&a.model.device, &model)?;
     let s = profile_scan(
+        &session,
         &model,
         model.observed(),
         &crate::fit::FitSpec::from_model(&model),
@@ -590,9 +608,11 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
 /// `gradfit toys`.
 pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
     let (model, digest) = a.model.load_with_digest()?;
-    let p = Problem::new(&model, model.observed())?;
+    let session = Session::new(&a.model.device, &model)?;
+    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
     print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
     let run = toys_for(
+        &session,
         &p,
         &ToySettings {
             mu: a.mu,

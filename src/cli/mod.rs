@@ -84,6 +84,10 @@ pub struct ModelArgs {
     /// Accept negative nominal yields (pyhf does silently; refused by default).
     #[arg(long)]
     pub allow_negative_yields: bool,
+    /// Where fits and toys run: cpu, cuda or cuda:N (the GPU needs the cuda
+    /// build, see scripts/build-cuda.sh).
+    #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<crate::device::Device>())]
+    pub device: crate::device::Device,
 }
 
 fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {

@@ -8,6 +8,7 @@
 
 use super::table::{Table, fmt};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums};
+use crate::device::Session;
 use crate::error::{Error, Result};
 use crate::fit::FitSpec;
 use crate::model::HistFactoryModel;
@@ -139,10 +140,17 @@ fn check_plot_path(path: &Path) -> Result<()> {
 }
 
 /// Free fit on the observed data with the Hessian and covariance at the minimum.
-fn best_fit(model: &HistFactoryModel, a: &BestFitArgs) -> Result<PostFit> {
+fn best_fit(session: &Session, a: &BestFitArgs) -> Result<PostFit> {
+    let model = session.model();
     let mut opts = report::best_fit_options();
     opts.max_iter = a.max_iter;
-    PostFit::fit(model, model.observed(), &FitSpec::from_model(model), &opts)
+    PostFit::fit_with(
+        session,
+        model,
+        model.observed(),
+        &FitSpec::from_model(model),
+        &opts,
+    )
 }
 
 fn warn_not_converged(post: &PostFit) {
@@ -190,7 +198,8 @@ pub fn pulls(a: &PullsArgs) -> Result<i32> {
         check_plot_path(p)?;
     }
     let model = a.model.load()?;
-    let post = best_fit(&model, &a.fit)?;
+    let session = Session::new(&a.model.device, &model)?;
+    let post = best_fit(&session, &a.fit)?;
     let pulls = report::pulls(&model, &post);
     let mut v = fit_header(&post);
     v["parameters"] = Value::Array(pulls.iter().map(|p| pull_json(&model, p)).collect());
@@ -305,6 +314,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         check_plot_path(p)?;
     }
     let model = a.model.load()?;
+    let session = Session::new(&a.model.device, &model)?;
     let poi = model.poi.ok_or_else(|| {
         Error::input(format!(
             "impacts: the model has no parameter of interest (measurement '{}' names none in the model; \
@@ -312,7 +322,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
             model.measurement
         ))
     })?;
-    let post = best_fit(&model, &a.fit)?;
+    let post = best_fit(&session, &a.fit)?;
     let sig = report::prefit_sigmas(&model, &post.fixed);
     let hess = report::hessian_impacts(&post, poi, &sig);
     let mut refit_time = None;
@@ -324,7 +334,8 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         refit_opts.fit.max_iter = a.fit.max_iter;
         let t0 = std::time::Instant::now();
         let mut progress = refit_progress();
-        let r = report::refit_impacts(
+        let r = report::refit_impacts_with(
+            &session,
             &model,
             model.observed(),
             &post,
@@ -335,7 +346,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
             },
             &refit_opts,
             &mut progress,
-        );
+        )?;
         refit_time = Some(t0.elapsed().as_secs_f64());
         Some(r)
     };
@@ -563,6 +574,7 @@ fn write_stacks(dir: &Path, y: &Yields, stage: &str, png: bool) -> Result<Vec<Pa
 /// `gradfit yields`.
 pub fn yields(a: &YieldsArgs) -> Result<i32> {
     let model = a.model.load()?;
+    let session = Session::new(&a.model.device, &model)?;
     if let Some(d) = &a.plot
         && !d.is_dir()
     {
@@ -575,7 +587,7 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
     let want_post = !a.prefit;
     let pre = want_pre.then(|| report::prefit_yields(&model));
     let post = if want_post {
-        Some(best_fit(&model, &a.fit)?)
+        Some(best_fit(&session, &a.fit)?)
     } else {
         None
     };
@@ -625,7 +637,8 @@ pub fn corr(a: &CorrArgs) -> Result<i32> {
         check_plot_path(p)?;
     }
     let model = a.model.load()?;
-    let post = best_fit(&model, &a.fit)?;
+    let session = Session::new(&a.model.device, &model)?;
+    let post = best_fit(&session, &a.fit)?;
     let p = model.n_pars();
     let c = post.correlation();
     let keep = report::correlated_parameters(&post, &c, a.threshold);

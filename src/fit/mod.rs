@@ -218,6 +218,49 @@ impl<S> Work<S> {
     }
 }
 
+/// Runs batches of fits: the CPU minimiser ([`Cpu`]) or a device session
+/// (`device::Session`). Every fit in gradfit's inference and report code goes
+/// through one, so `--device` moves them all.
+pub trait BatchFitter<L: Likelihood> {
+    /// Fit `specs` (one dataset for all, or one per member), as [`fit_batch`].
+    fn fit_batch(
+        &self,
+        model: &L,
+        data: &[&L::Data],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> crate::Result<Vec<FitResult>>;
+
+    /// Fit one problem.
+    fn fit(
+        &self,
+        model: &L,
+        data: &L::Data,
+        spec: &FitSpec,
+        opts: &FitOptions,
+    ) -> crate::Result<FitResult> {
+        let mut r = self.fit_batch(model, &[data], std::slice::from_ref(spec), opts)?;
+        r.pop()
+            .ok_or_else(|| crate::Error::Numerical("no fit result".into()))
+    }
+}
+
+/// The CPU minimiser of this module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu;
+
+impl<L: Likelihood> BatchFitter<L> for Cpu {
+    fn fit_batch(
+        &self,
+        model: &L,
+        data: &[&L::Data],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> crate::Result<Vec<FitResult>> {
+        Ok(fit_batch(model, data, specs, opts))
+    }
+}
+
 /// Fit one problem.
 pub fn fit<L: Likelihood>(
     model: &L,

@@ -841,7 +841,7 @@ pub fn run_toys<B: Backend>(
     let obs = evaluate(p, kind, mu, None, &opts)?;
     let pars_sb = obs.fixed.x.clone();
     let mu_b = if kind == TestStat::Q0 { 1.0 } else { 0.0 };
-    let fb = fixed_poi_fit(p, mu_b, Some(&obs.free.x), &opts);
+    let fb = fixed_poi_fit(p, mu_b, Some(&obs.free.x), &opts)?;
     crate::infer::require_converged(
         &fb,
         &format!("the fit with the POI fixed at {mu_b} (background toys)"),

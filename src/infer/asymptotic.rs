@@ -81,10 +81,10 @@ impl<'a, L: Likelihood> AsymptoticCalculator<'a, L> {
             covariance: false,
             ..opts.clone()
         };
-        let free_obs = free_fit(&problem, &opts);
+        let free_obs = free_fit(&problem, &opts)?;
         require_converged(&free_obs, "the free fit to the observed data")?;
         let mu_prime = if kind == TestStat::Q0 { 1.0 } else { 0.0 };
-        let at_prime = fixed_poi_fit(&problem, mu_prime, Some(&free_obs.x), &opts);
+        let at_prime = fixed_poi_fit(&problem, mu_prime, Some(&free_obs.x), &opts)?;
         require_converged(
             &at_prime,
             &format!("the fit with the POI fixed at {mu_prime} (Asimov parameters)"),
@@ -111,7 +111,7 @@ impl<'a, L: Likelihood> AsymptoticCalculator<'a, L> {
             let pa = problem.with_data(&asimov_data);
             let mut spec = pa.spec.clone();
             spec.init.copy_from_slice(pars);
-            crate::fit::fit(pa.model, pa.data, &spec, &opts)
+            pa.fit(&spec, &opts)?
         };
         require_converged(&free_asimov, "the free fit to the Asimov data")?;
         let warnings = kind.warnings(
@@ -149,8 +149,7 @@ impl<'a, L: Likelihood> AsymptoticCalculator<'a, L> {
         let mut s_asi = p.spec.clone();
         s_asi.init.copy_from_slice(&self.free_asimov.x);
         let specs = [s_obs.fix(p.poi, mu), s_asi.fix(p.poi, mu)];
-        let mut fits =
-            crate::fit::fit_batch(p.model, &[p.data, &self.asimov_data], &specs, &self.opts);
+        let mut fits = p.fit_batch(&[p.data, &self.asimov_data], &specs, &self.opts)?;
         let fixed_asi = fits.pop().expect("two fits");
         let fixed_obs = fits.pop().expect("two fits");
         let obs = finish_pair(

@@ -12,11 +12,12 @@ pub use asymptotic::{AsymptoticCalculator, Discovery, HypoTest};
 pub use teststat::{ProfileFits, TestStat};
 
 use crate::error::{Error, Result};
-use crate::fit::{FitResult, FitSpec};
+use crate::fit::{BatchFitter, Cpu, FitOptions, FitResult, FitSpec};
 use crate::model::Likelihood;
 
 /// The problem every calculator works on: a model, its data and the base fit
-/// configuration (start values, bounds, fixed parameters) with a POI.
+/// configuration (start values, bounds, fixed parameters) with a POI, and the
+/// fitter that runs its fits (the CPU minimiser unless a device session is set).
 #[derive(Clone)]
 pub struct Problem<'a, L: Likelihood> {
     /// The model.
@@ -27,6 +28,8 @@ pub struct Problem<'a, L: Likelihood> {
     pub spec: FitSpec,
     /// Index of the POI.
     pub poi: usize,
+    /// Where the fits run.
+    pub fitter: &'a dyn BatchFitter<L>,
 }
 
 impl<'a, L: Likelihood> Problem<'a, L> {
@@ -40,7 +43,29 @@ impl<'a, L: Likelihood> Problem<'a, L> {
             data,
             spec: FitSpec::from_model(model),
             poi,
+            fitter: &Cpu,
         })
+    }
+
+    /// Run the fits of this problem with `fitter` (e.g. a GPU session).
+    pub fn with_fitter(mut self, fitter: &'a dyn BatchFitter<L>) -> Self {
+        self.fitter = fitter;
+        self
+    }
+
+    /// Fit `spec` on the problem's data.
+    pub fn fit(&self, spec: &FitSpec, opts: &FitOptions) -> Result<FitResult> {
+        self.fitter.fit(self.model, self.data, spec, opts)
+    }
+
+    /// Fit a batch (one dataset for all members or one per member).
+    pub fn fit_batch(
+        &self,
+        data: &[&L::Data],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> Result<Vec<FitResult>> {
+        self.fitter.fit_batch(self.model, data, specs, opts)
     }
 
     /// Same problem on other data.
@@ -53,6 +78,7 @@ impl<'a, L: Likelihood> Problem<'a, L> {
             data,
             spec: self.spec.clone(),
             poi: self.poi,
+            fitter: self.fitter,
         }
     }
 

@@ -6,7 +6,7 @@
 //! the scan).
 
 use crate::error::{Error, Result};
-use crate::fit::{self, FitOptions, FitResult, FitSpec};
+use crate::fit::{BatchFitter, FitOptions, FitResult, FitSpec};
 use crate::model::Likelihood;
 use serde::Serialize;
 
@@ -42,8 +42,9 @@ pub struct Scan {
     pub messages: Vec<String>,
 }
 
-/// Scan parameter `index` over `values`.
+/// Scan parameter `index` over `values`, fitting with `fitter` (e.g. `&fit::Cpu`).
 pub fn profile_scan<L: Likelihood>(
+    fitter: &dyn BatchFitter<L>,
     model: &L,
     data: &L::Data,
     base: &FitSpec,
@@ -58,7 +59,7 @@ pub fn profile_scan<L: Likelihood>(
         covariance: false,
         ..opts.clone()
     };
-    let free = fit::fit(model, data, base, &opts);
+    let free = fitter.fit(model, data, base, &opts)?;
     super::require_converged(&free, "the free fit")?;
     let spec_at = |v: f64, start: &[f64]| {
         let mut s = base.clone();
@@ -66,7 +67,7 @@ pub fn profile_scan<L: Likelihood>(
         s.fix(index, v)
     };
     let specs: Vec<FitSpec> = values.iter().map(|&v| spec_at(v, &free.x)).collect();
-    let mut fits: Vec<FitResult> = fit::fit_batch(model, &[data], &specs, &opts);
+    let mut fits: Vec<FitResult> = fitter.fit_batch(model, &[data], &specs, &opts)?;
     let mut messages = Vec::new();
     // retry failures from the nearest converged neighbour
     for k in 0..fits.len() {
@@ -79,7 +80,7 @@ pub fn profile_scan<L: Likelihood>(
             .find(|&j| j < fits.len() && fits[j].converged);
         if let Some(j) = neighbour {
             let start = fits[j].x.clone();
-            let again = fit::fit(model, data, &spec_at(values[k], &start), &opts);
+            let again = fitter.fit(model, data, &spec_at(values[k], &start), &opts)?;
             if again.converged {
                 fits[k] = again;
                 continue;

@@ -8,7 +8,7 @@
 
 use super::Problem;
 use crate::error::{Error, Result};
-use crate::fit::{self, FitOptions, FitResult};
+use crate::fit::{FitOptions, FitResult};
 use crate::model::Likelihood;
 use std::fmt;
 use std::str::FromStr;
@@ -123,8 +123,8 @@ pub struct ProfileFits {
 }
 
 /// Free fit of a problem.
-pub fn free_fit<L: Likelihood>(p: &Problem<L>, opts: &FitOptions) -> FitResult {
-    fit::fit(p.model, p.data, &p.spec, opts)
+pub fn free_fit<L: Likelihood>(p: &Problem<L>, opts: &FitOptions) -> Result<FitResult> {
+    p.fit(&p.spec, opts)
 }
 
 /// Fit with the POI fixed at `mu`, started at `start` (or the problem's start).
@@ -133,13 +133,13 @@ pub fn fixed_poi_fit<L: Likelihood>(
     mu: f64,
     start: Option<&[f64]>,
     opts: &FitOptions,
-) -> FitResult {
+) -> Result<FitResult> {
     let mut spec = p.spec.clone();
     if let Some(s) = start {
         spec.init.copy_from_slice(s);
     }
     let spec = spec.fix(p.poi, mu);
-    fit::fit(p.model, p.data, &spec, opts)
+    p.fit(&spec, opts)
 }
 
 /// Combine a free and a fixed-POI fit into the test statistic.
@@ -174,10 +174,10 @@ pub fn evaluate<L: Likelihood>(
 ) -> Result<ProfileFits> {
     let free = match free {
         Some(f) => f.clone(),
-        None => free_fit(p, opts),
+        None => free_fit(p, opts)?,
     };
     super::require_converged(&free, "the free fit")?;
-    let fixed = fixed_poi_fit(p, mu, Some(&free.x), opts);
+    let fixed = fixed_poi_fit(p, mu, Some(&free.x), opts)?;
     finish_pair(p, kind, mu, free, fixed, opts)
 }
 
@@ -198,7 +198,7 @@ pub fn finish_pair<L: Likelihood>(
     if fixed.twice_nll < free.twice_nll - tol {
         let mut spec = p.spec.clone();
         spec.init.copy_from_slice(&fixed.x);
-        let again = fit::fit(p.model, p.data, &spec, opts);
+        let again = p.fit(&spec, opts)?;
         if again.converged && again.twice_nll < free.twice_nll {
             free = again;
         }

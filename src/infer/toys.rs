@@ -12,7 +12,7 @@
 use super::Problem;
 use super::teststat::{TestStat, evaluate, fixed_poi_fit};
 use crate::error::{Error, Result};
-use crate::fit::{self, FitOptions, FitSpec, FitStatus};
+use crate::fit::{FitOptions, FitSpec, FitStatus};
 use crate::model::Likelihood;
 use crate::rng::purpose;
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,7 @@ pub fn run_toys<L: Likelihood>(
     let obs = evaluate(p, kind, mu, None, &opts)?;
     let pars_sb = obs.fixed.x.clone();
     let mu_b = if kind == TestStat::Q0 { 1.0 } else { 0.0 };
-    let fb = fixed_poi_fit(p, mu_b, Some(&obs.free.x), &opts);
+    let fb = fixed_poi_fit(p, mu_b, Some(&obs.free.x), &opts)?;
     super::require_converged(
         &fb,
         &format!("the fit with the POI fixed at {mu_b} (background toys)"),
@@ -177,7 +177,7 @@ pub fn run_toys<L: Likelihood>(
                 purp,
                 start..end,
                 &toy_opts,
-            ));
+            )?);
             done += (end - start) as u64;
             progress(done, total);
             start = end;
@@ -215,7 +215,7 @@ fn fit_toys<L: Likelihood>(
     purp: u32,
     range: std::ops::Range<u32>,
     opts: &FitOptions,
-) -> Vec<ToyRecord> {
+) -> Result<Vec<ToyRecord>> {
     use rayon::prelude::*;
     let toys: Vec<u32> = range.collect();
     let data: Vec<L::Data> = toys
@@ -233,7 +233,7 @@ fn fit_toys<L: Likelihood>(
         specs.push(fixed.clone());
         dref.push(d);
     }
-    let fits = fit::fit_batch(p.model, &dref, &specs, opts);
+    let fits = p.fit_batch(&dref, &specs, opts)?;
     toys.iter()
         .enumerate()
         .map(|(k, &t)| {
@@ -244,7 +244,7 @@ fn fit_toys<L: Likelihood>(
                 // the free fit stopped in a local minimum: restart it from the fixed fit
                 let mut s = free.clone();
                 s.init.copy_from_slice(&x.x);
-                let again = fit::fit(p.model, &data[k], &s, opts);
+                let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
                 if again.converged && again.twice_nll < free_fit.twice_nll {
                     free_fit = again;
                 }
@@ -252,7 +252,7 @@ fn fit_toys<L: Likelihood>(
             let ok = free_fit.converged && x.converged && x.twice_nll >= free_fit.twice_nll - tol;
             let mu_hat = free_fit.x[p.poi];
             let t_val = (x.twice_nll - free_fit.twice_nll).max(0.0);
-            ToyRecord {
+            Ok(ToyRecord {
                 toy: t,
                 stat: ok.then(|| kind.from_fits(mu, mu_hat, t_val)),
                 mu_hat,
@@ -260,7 +260,7 @@ fn fit_toys<L: Likelihood>(
                 twice_nll_fixed: x.twice_nll,
                 status_free: free_fit.status,
                 status_fixed: x.status,
-            }
+            })
         })
         .collect()
 }

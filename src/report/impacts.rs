@@ -13,6 +13,7 @@
 //!   parameter bound is clipped to the bound and marked.
 
 use super::PostFit;
+use crate::error::Result;
 use crate::fit::{self, FitOptions, FitSpec};
 use crate::model::Likelihood;
 
@@ -212,6 +213,20 @@ pub fn refit_impacts<L: Likelihood>(
     opts: &RefitOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<RefitImpact> {
+    refit_impacts_with(&fit::Cpu, model, data, post, plan, opts, progress)
+        .expect("the CPU minimiser does not fail")
+}
+
+/// [`refit_impacts`] with the refits run by `fitter` (e.g. a GPU session).
+pub fn refit_impacts_with<L: Likelihood>(
+    fitter: &dyn fit::BatchFitter<L>,
+    model: &L,
+    data: &L::Data,
+    post: &PostFit,
+    plan: &RefitPlan,
+    opts: &RefitOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<RefitImpact>> {
     let RefitPlan {
         poi,
         pars,
@@ -271,7 +286,7 @@ pub fn refit_impacts<L: Likelihood>(
             .iter()
             .map(|pl| refit_spec(post, pars[pl.row], pl.value))
             .collect();
-        let res = fit::fit_batch(model, &[data], &specs, &opts.fit);
+        let res = fitter.fit_batch(model, &[data], &specs, &opts.fit)?;
         for (pl, r) in chunk.iter().zip(res) {
             out[pl.row].shifts[pl.kind as usize] = RefitShift {
                 target: pl.target,
@@ -287,7 +302,7 @@ pub fn refit_impacts<L: Likelihood>(
         done += chunk.len();
         progress(done, total);
     }
-    out
+    Ok(out)
 }
 
 /// Hessian and (optionally) refit impacts of one parameter.

@@ -19,7 +19,7 @@ pub mod yields;
 
 pub use impacts::{
     HessianImpact, ImpactRow, RefitImpact, RefitOptions, RefitPlan, RefitShift, ShiftKind,
-    hessian_impacts, rank, refit_impacts,
+    hessian_impacts, rank, refit_impacts, refit_impacts_with,
 };
 pub use pulls::{Pull, constraint_centers, prefit_sigmas, pulls};
 pub use yields::{ChannelYields, SampleYields, Yields, postfit_yields, prefit_yields, yields};
@@ -77,7 +77,18 @@ impl PostFit {
         spec: &FitSpec,
         opts: &FitOptions,
     ) -> Result<PostFit> {
-        let r = fit::fit(model, data, spec, opts);
+        Self::fit_with(&fit::Cpu, model, data, spec, opts)
+    }
+
+    /// [`PostFit::fit`] with the fit run by `fitter` (e.g. a GPU session).
+    pub fn fit_with<L: Likelihood>(
+        fitter: &dyn fit::BatchFitter<L>,
+        model: &L,
+        data: &L::Data,
+        spec: &FitSpec,
+        opts: &FitOptions,
+    ) -> Result<PostFit> {
+        let r = fitter.fit(model, data, spec, opts)?;
         if !r.twice_nll.is_finite() {
             return Err(Error::Numerical(format!(
                 "the best fit failed: {} (twice_nll = {})",
