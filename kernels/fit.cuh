@@ -216,10 +216,11 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         double shs = gf_quad_form(p, m.h, m.step);
         double pred = -(gs + 0.5 * shs);
         double noise = gf_noise(f, mag);
-        // close to the minimum a full Newton step inside the bounds is accepted
-        // without evaluating twice_nll; the next iteration's evaluation checks it
+        // a full Newton step on a positive-definite Hessian that stays inside the
+        // bounds is taken without evaluating twice_nll first; the next
+        // iteration's evaluation checks it (as the CPU minimiser does)
         u32 fl = p.mb_flags[t];
-        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm < 1e-4 && pred > 0.0) {
+        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && pred > 0.0) {
             bool inside = true;
             for (u32 k = 0; k < nf; k++) {
                 u32 i = m.free_list[k];
