@@ -9,6 +9,7 @@
 # cabinetry from PyPI, then writes bench/results.json and bench/results.md
 # (copy the table into docs/benchmarks.md). GRADFIT_SHARED overrides ../shared.
 set -euo pipefail
+START=$(date +%s)
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SHARED="${GRADFIT_SHARED:-$ROOT/../shared}"
@@ -29,11 +30,17 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyhf, jax, cab
     "$VENV/bin/pip" install --quiet "pyhf[jax]==0.7.6" "cabinetry==0.6.0"
 fi
 
-echo "==> measuring (progress on stderr)" >&2
+# the whole run (build and installation included) stays under 30 minutes: the
+# measurements get what is left of 29 minutes (at least 5), and peers that do
+# not fit in it are skipped with a note
+BUDGET=$(( 29 * 60 - ($(date +%s) - START) ))
+[ "$BUDGET" -lt 300 ] && BUDGET=300
+echo "==> measuring for at most ${BUDGET} s (progress on stderr)" >&2
 "$VENV/bin/python" bench/compare.py run \
     --gradfit "$ROOT/target/release/gradfit" \
     --shared "$SHARED" \
     --out-json "$ROOT/bench/results.json" \
     --out-md "$ROOT/bench/results.md" \
+    --budget "$BUDGET" \
     "$@"
 echo "==> table in bench/results.md" >&2
