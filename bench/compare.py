@@ -82,9 +82,20 @@ def worker(args):
     elif args.task == "cls":
         fn = lambda: pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde", return_expected_set=True)  # noqa: E731
     elif args.task == "limit":
-        # plain floats: toms748_scan caches hypotests in a dict keyed by the POI
-        # value, and a JAX array is not hashable
         lo, hi = (float(b) for b in model.config.suggested_bounds()[model.config.poi_index])
+        if args.backend == "jax":
+            # scipy's toms748 computes its next POI value from the returned CLs,
+            # which on JAX are JAX arrays, and pyhf 0.7.6 caches hypotests in a
+            # dict keyed by that value (unhashable): hand it plain floats
+            import pyhf.infer.intervals.upper_limits as ul
+
+            hypotest = ul.hypotest
+
+            def float_hypotest(*a, **k):
+                obs, exp = hypotest(*a, **k)
+                return float(obs), [float(e) for e in exp]
+
+            ul.hypotest = float_hypotest
         fn = lambda: pyhf.infer.intervals.upper_limits.toms748_scan(data, model, max(lo, 1e-3), hi, rtol=1e-5, level=0.05)  # noqa: E731
     elif args.task == "toys":
         fn = lambda: pyhf.infer.hypotest(  # noqa: E731
@@ -184,122 +195,8 @@ def close(a, b, rtol, atol=0.0):
     return abs(a - b) <= rtol * abs(b) + atol
 
 
-def orchestrate(args):
-    binary = os.path.abspath(args.gradfit)
-    budget = Budget(args.budget)
-    quick = args.quick
-    rep = 2 if quick else 5
-    versions = {"gradfit": subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()}
-    for mod in ["pyhf", "jax", "jaxlib", "scipy", "numpy", "cabinetry", "iminuit"]:
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            versions[mod] = "n/a"
-    results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "versions": versions,
-        "command": " ".join(sys.argv),
-        "rows": [],
-    }
-    rows = results["rows"]
-
-    def add(row):
-        rows.append(row)
-        log(json.dumps(row))
-
-    def gargs(name):
-        ws = os.path.join(args.shared, "workspaces", f"{name}.json")
-        patch = os.path.join(args.shared, "workspaces", f"{name}.signal-patch.json")
-        return [ws] + (["-p", patch] if os.path.exists(patch) else [])
-
-    # 1. free fits
-    for name in WORKSPACES:
-        log(f"== free fit: {name}")
-        gv, _ = gradfit(binary, ["fit"] + gargs(name) + ["--json", "--repeat", "20"])
-        t = gv["timing"]
-        row = {
-            "workspace": name, "task": "free fit", "parameters": len(gv["par_names"]),
-            "gradfit_inprocess": {"median": t["median_s"], "min": t["min_s"], "max": t["max_s"], "n": t["repeats"]},
-            "gradfit_twice_nll": gv["twice_nll"],
-        }
-        row["gradfit_command"], _ = gradfit_timed(binary, ["fit"] + gargs(name) + ["--json"], rep)
-        notes = []
-        for backend, timeout, warm in [("numpy", 125, False), ("jax", 300, True)]:
-            r, note = peer(args, budget, "fit", backend, name, timeout, 1 if backend == "numpy" else (2 if quick else 3), warm)
-            if r is None:
-                notes.append(f"pyhf {backend}: {note}")
-                continue
-            if backend == "numpy" and r["times"][0] > 120:
-                notes.append(f"pyhf numpy: skipped, one fit took {r['times'][0]:.0f} s (> 120 s)")
-                continue
-            row[f"pyhf_{backend}"] = stats(r["times"])
-            row[f"pyhf_{backend}_twice_nll"] = r["twice_nll"]
-            if "warmup_s" in r:
-                row["pyhf_jax_first_call_s"] = r["warmup_s"]
-        others = [row[k] for k in ["pyhf_numpy_twice_nll", "pyhf_jax_twice_nll"] if k in row]
-        row["agree"] = all(row["gradfit_twice_nll"] <= o + 1e-3 for o in others) if others else None
-        row["notes"] = notes
-        add(row)
-
-    # 2. asymptotic CLs at mu = 1
-    for name in WORKSPACES:
-        log(f"== CLs: {name}")
-        st, gc = gradfit_timed(binary, ["cls"] + gargs(name) + ["--mu", "1", "--json"], rep)
-        row = {"workspace": name, "task": "CLs at mu=1 (qtilde)", "gradfit_command": st, "gradfit_cls": [gc["cls_obs"]] + gc["cls_exp"], "notes": []}
-        r, note = peer(args, budget, "cls", "jax", name, 400, 1 if quick else 2, True)
-        if r is None:
-            row["notes"].append(f"pyhf jax: {note}")
-            row["agree"] = None
-        else:
-            row["pyhf_jax"] = stats(r["times"])
-            row["pyhf_cls"] = r["cls"]
-            row["agree"] = all(close(a, b, 1e-3, 1e-7) for a, b in zip(row["gradfit_cls"], r["cls"]))
-        add(row)
-
-    # 3. toys: fits per second
-    for name in WORKSPACES:
-        log(f"== toys: {name}")
-        big = name in ("atlas-tttt", "atlas-susy-2019-09-3l-offshell")
-        n_gf = 50 if quick else (200 if big else 1000)
-        n_py = 2 if quick else (4 if big else 20)
-        st, gt = gradfit_timed(binary, ["cls"] + gargs(name) + ["--mu", "1", "--toys", str(n_gf), "--seed", "1", "--json"], 1)
-        row = {
-            "workspace": name, "task": "toys (qtilde, mu=1)", "gradfit_command": st, "gradfit_toys": n_gf,
-            "gradfit_fits_per_s": 4 * n_gf / st["median"], "notes": [], "agree": None,
-            "gradfit_failed_toys": gt.get("n_failed", 0),
-        }
-        if row["gradfit_failed_toys"]:
-            row["notes"].append(f"gradfit: {row['gradfit_failed_toys']} toys with a failed fit, reported and left out")
-        r, note = peer(args, budget, "toys", "jax", name, 420, 1, True, ntoys=n_py)
-        if r is None:
-            row["notes"].append(f"pyhf jax: {note}")
-        else:
-            row["pyhf_jax"] = stats(r["times"])
-            row["pyhf_toys"] = n_py
-            row["pyhf_fits_per_s"] = 4 * n_py / statistics.median(r["times"])
-            # toy CLs of both within 3 combined standard errors (delta method
-            # on CLs = CLs+b / CLb with binomial errors of the two tail counts)
-            g = [gt["cls_obs"], gt["clsb_obs"], gt["clb_obs"]]
-            q = r["cls_clsb_clb"]
-            row["gradfit_toy_cls"], row["pyhf_toy_cls"] = g, q
-
-            def var(v, n):
-                cls, a, b = v
-                if a <= 0 or b <= 0:
-                    return 1.0 / n
-                return cls * cls * (a * (1 - a) / n / a**2 + b * (1 - b) / n / b**2) + 1.0 / n**2
-
-            sigma = (var(g, n_gf) + var(q, n_py)) ** 0.5
-            row["toy_cls_sigma"] = sigma
-            finite = all(v == v and abs(v) != float("inf") for v in g + q)
-            if finite:
-                row["agree"] = abs(g[0] - q[0]) <= 3 * sigma
-            else:
-                row["notes"].append("toy CLs not comparable (0/0 with pyhf's few toys)")
-        add(row)
-
-    # 4. impacts on sbottom: cabinetry's ranking vs gradfit's refit ranking and Hessian impacts
+def impacts_row(args, binary, budget, quick, gargs, add):
+    """cabinetry's ranking vs gradfit's refit ranking and Hessian impacts on sbottom."""
     log("== impacts: sbottom")
     row = {"workspace": SBOTTOM, "task": "impacts (refit ranking)", "notes": []}
     gi = None
@@ -343,14 +240,142 @@ def orchestrate(args):
             row["agree"] = compared > 0 and worst <= max(1e-3, 0.05 * largest)
     add(row)
 
+
+def orchestrate(args):
+    binary = os.path.abspath(args.gradfit)
+    budget = Budget(args.budget)
+    quick = args.quick
+    rep = 2 if quick else 5
+    versions = {"gradfit": subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()}
+    for mod in ["pyhf", "jax", "jaxlib", "scipy", "numpy", "cabinetry", "iminuit"]:
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            versions[mod] = "n/a"
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "versions": versions,
+        "command": " ".join(sys.argv),
+        "rows": [],
+    }
+    rows = results["rows"]
+
+    def add(row):
+        rows.append(row)
+        log(json.dumps(row))
+
+    def gargs(name):
+        ws = os.path.join(args.shared, "workspaces", f"{name}.json")
+        patch = os.path.join(args.shared, "workspaces", f"{name}.signal-patch.json")
+        return [ws] + (["-p", patch] if os.path.exists(patch) else [])
+
+    tasks = set(args.tasks.split(","))
+    unknown = tasks - {"fit", "cls", "toys", "impacts", "limit"}
+    if unknown:
+        raise SystemExit(f"unknown task(s) {sorted(unknown)}: choose from fit,cls,toys,impacts,limit")
+
+    def selected(task, names):
+        return names if task in tasks else []
+
+    # 1. free fits
+    for name in selected("fit", WORKSPACES):
+        log(f"== free fit: {name}")
+        gv, _ = gradfit(binary, ["fit"] + gargs(name) + ["--json", "--repeat", "20"])
+        t = gv["timing"]
+        row = {
+            "workspace": name, "task": "free fit", "parameters": len(gv["par_names"]),
+            "gradfit_inprocess": {"median": t["median_s"], "min": t["min_s"], "max": t["max_s"], "n": t["repeats"]},
+            "gradfit_twice_nll": gv["twice_nll"],
+        }
+        row["gradfit_command"], _ = gradfit_timed(binary, ["fit"] + gargs(name) + ["--json"], rep)
+        notes = []
+        for backend, timeout, warm in [("numpy", 125, False), ("jax", 300, True)]:
+            r, note = peer(args, budget, "fit", backend, name, timeout, 1 if backend == "numpy" else (2 if quick else 3), warm)
+            if r is None:
+                notes.append(f"pyhf {backend}: {note}")
+                continue
+            if backend == "numpy" and r["times"][0] > 120:
+                notes.append(f"pyhf numpy: skipped, one fit took {r['times'][0]:.0f} s (> 120 s)")
+                continue
+            row[f"pyhf_{backend}"] = stats(r["times"])
+            row[f"pyhf_{backend}_twice_nll"] = r["twice_nll"]
+            if "warmup_s" in r:
+                row["pyhf_jax_first_call_s"] = r["warmup_s"]
+        others = [row[k] for k in ["pyhf_numpy_twice_nll", "pyhf_jax_twice_nll"] if k in row]
+        row["agree"] = all(row["gradfit_twice_nll"] <= o + 1e-3 for o in others) if others else None
+        row["notes"] = notes
+        add(row)
+
+    # 2. asymptotic CLs at mu = 1
+    for name in selected("cls", WORKSPACES):
+        log(f"== CLs: {name}")
+        st, gc = gradfit_timed(binary, ["cls"] + gargs(name) + ["--mu", "1", "--json"], rep)
+        row = {"workspace": name, "task": "CLs at mu=1 (qtilde)", "gradfit_command": st, "gradfit_cls": [gc["cls_obs"]] + gc["cls_exp"], "notes": []}
+        r, note = peer(args, budget, "cls", "jax", name, 400, 1 if quick else 2, True)
+        if r is None:
+            row["notes"].append(f"pyhf jax: {note}")
+            row["agree"] = None
+        else:
+            row["pyhf_jax"] = stats(r["times"])
+            row["pyhf_cls"] = r["cls"]
+            row["agree"] = all(close(a, b, 1e-3, 1e-7) for a, b in zip(row["gradfit_cls"], r["cls"]))
+        add(row)
+
+    # 3. toys: fits per second
+    for name in selected("toys", WORKSPACES):
+        log(f"== toys: {name}")
+        big = name in ("atlas-tttt", "atlas-susy-2019-09-3l-offshell")
+        n_gf = 50 if quick else (200 if big else 1000)
+        n_py = 2 if quick else (4 if big else 20)
+        st, gt = gradfit_timed(binary, ["cls"] + gargs(name) + ["--mu", "1", "--toys", str(n_gf), "--seed", "1", "--json"], 1)
+        row = {
+            "workspace": name, "task": "toys (qtilde, mu=1)", "gradfit_command": st, "gradfit_toys": n_gf,
+            "gradfit_fits_per_s": 4 * n_gf / st["median"], "notes": [], "agree": None,
+            "gradfit_failed_toys": gt.get("n_failed", 0),
+        }
+        if row["gradfit_failed_toys"]:
+            row["notes"].append(f"gradfit: {row['gradfit_failed_toys']} toys with a failed fit, reported and left out")
+        r, note = peer(args, budget, "toys", "jax", name, 420, 1, True, ntoys=n_py)
+        if r is None:
+            row["notes"].append(f"pyhf jax: {note}")
+        else:
+            row["pyhf_jax"] = stats(r["times"])
+            row["pyhf_toys"] = n_py
+            row["pyhf_fits_per_s"] = 4 * n_py / statistics.median(r["times"])
+            # toy CLs of both within 3 combined standard errors (delta method
+            # on CLs = CLs+b / CLb with binomial errors of the two tail counts)
+            g = [gt["cls_obs"], gt["clsb_obs"], gt["clb_obs"]]
+            q = r["cls_clsb_clb"]
+            row["gradfit_toy_cls"], row["pyhf_toy_cls"] = g, q
+
+            def var(v, n):
+                cls, a, b = v
+                if a <= 0 or b <= 0:
+                    return 1.0 / n
+                return cls * cls * (a * (1 - a) / n / a**2 + b * (1 - b) / n / b**2) + 1.0 / n**2
+
+            sigma = (var(g, n_gf) + var(q, n_py)) ** 0.5
+            row["toy_cls_sigma"] = sigma
+            finite = all(v == v and abs(v) != float("inf") for v in g + q)
+            if finite:
+                row["agree"] = abs(g[0] - q[0]) <= 3 * sigma
+            else:
+                row["notes"].append("toy CLs not comparable (0/0 with pyhf's few toys)")
+        add(row)
+
+    # 4. impacts on sbottom: cabinetry's ranking vs gradfit's refit ranking and Hessian impacts
+    for _ in selected("impacts", [SBOTTOM]):
+        impacts_row(args, binary, budget, quick, gargs, add)
+
     # 5. upper limits (pyhf's take minutes: run where the reference run finished, while time is left)
-    for name in WORKSPACES:
+    for name in selected("limit", WORKSPACES):
         log(f"== limit: {name}")
         st, gl = gradfit_timed(binary, ["limit"] + gargs(name) + ["--json"], 2 if quick else 3)
         row = {"workspace": name, "task": "95% CL upper limit", "gradfit_command": st, "gradfit_limit": [gl["obs"]] + gl["exp"], "notes": [], "agree": None}
         ref = json.load(open(os.path.join(args.shared, "references", f"{name}.json")))["upper_limit_95"]
         if ref is None:
-            row["notes"].append("pyhf: not run (its reference run did not finish here either)")
+            row["notes"].append("pyhf: not run (its NumPy reference run did not finish here; on JAX about 50 hypotests of 8-10 s)")
         elif quick:
             row["notes"].append(f"pyhf: not run in --quick mode (reference run took {ref['seconds']:.0f} s)")
         else:
@@ -454,6 +479,7 @@ def main():
     o.add_argument("--out-md", required=True)
     o.add_argument("--budget", type=float, default=27 * 60, help="overall time budget in seconds")
     o.add_argument("--quick", action="store_true", help="fewer repeats and toys, no pyhf limits (smoke test)")
+    o.add_argument("--tasks", default="fit,cls,toys,impacts,limit", help="comma-separated subset of fit,cls,toys,impacts,limit")
     args = ap.parse_args()
     if args.mode == "worker":
         worker(args)

@@ -347,19 +347,21 @@ fn fit_chunk<L: Likelihood>(
     let pool: Vec<std::sync::Mutex<Work<L::Scratch>>> = (0..nthreads)
         .map(|_| std::sync::Mutex::new(Work::new(model.scratch(), model.layout())))
         .collect();
-    while members.iter().any(|m| !m.done) {
-        let step = |(i, m): (usize, &mut Member)| {
-            if !m.done {
-                let t = rayon::current_thread_index().unwrap_or(0) % nthreads;
-                let mut w = pool[t].lock().unwrap_or_else(|e| e.into_inner());
-                iterate(model, dat(i), &specs[i], opts, m, &mut w);
-            }
-        };
-        if parallel {
-            members.par_iter_mut().enumerate().for_each(step);
-        } else {
-            members.iter_mut().enumerate().for_each(step);
+    // Members are independent: on the CPU each one is iterated to the end by
+    // one worker (no lockstep rounds, so a few slow members never leave the
+    // other cores idle). The result of a member does not depend on the
+    // schedule.
+    let run = |(i, m): (usize, &mut Member)| {
+        let t = rayon::current_thread_index().unwrap_or(0) % nthreads;
+        let mut w = pool[t].lock().unwrap_or_else(|e| e.into_inner());
+        while !m.done {
+            iterate(model, dat(i), &specs[i], opts, m, &mut w);
         }
+    };
+    if parallel {
+        members.par_iter_mut().enumerate().for_each(run);
+    } else {
+        members.iter_mut().enumerate().for_each(run);
     }
     members
         .into_iter()
