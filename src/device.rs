@@ -226,19 +226,7 @@ impl<'m> Session<'m> {
         grad: bool,
     ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
         let p = self.model.n_pars();
-        if p == 0 || !thetas.len().is_multiple_of(p) {
-            return Err(Error::input(format!(
-                "parameter batch has {} numbers, not a multiple of {p}",
-                thetas.len()
-            )));
-        }
-        let t = thetas.len() / p;
-        if !(data.len() == 1 || data.len() == t) {
-            return Err(Error::input(format!(
-                "{} datasets for {t} parameter vectors (need 1 or {t})",
-                data.len()
-            )));
-        }
+        let t = batch_members(p, thetas.len(), data.len())?;
         match &self.inner {
             Inner::Cpu => {
                 let mut f = vec![0.0; t];
@@ -329,6 +317,23 @@ impl fit::BatchFitter<HistFactoryModel> for Session<'_> {
         }
         Session::fit_batch(self, data, specs, opts)
     }
+}
+
+/// Members of a parameter batch of `n_numbers` numbers for `p` parameters,
+/// checking that it holds whole vectors and that `n_data` is 1 or one per member.
+pub(crate) fn batch_members(p: usize, n_numbers: usize, n_data: usize) -> Result<usize> {
+    if p == 0 || !n_numbers.is_multiple_of(p) {
+        return Err(Error::input(format!(
+            "parameter batch has {n_numbers} numbers, not a multiple of {p}"
+        )));
+    }
+    let t = n_numbers / p;
+    if !(n_data == 1 || n_data == t) {
+        return Err(Error::input(format!(
+            "{n_data} datasets for {t} parameter vectors (need 1 or {t})"
+        )));
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -143,6 +143,42 @@ pub struct FitResult {
 }
 
 impl FitResult {
+    /// Assemble a result from the minimiser's end state; `errors` follow from
+    /// the covariance's diagonal (0 for fixed parameters, NaN without one).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        twice_nll: f64,
+        x: Vec<f64>,
+        covariance: Option<Vec<f64>>,
+        fixed: &[bool],
+        iterations: usize,
+        n_evals: usize,
+        status: FitStatus,
+        edm: f64,
+        hessian_not_pd: bool,
+    ) -> Self {
+        let p = x.len();
+        let errors = (0..p)
+            .map(|i| match (&covariance, fixed[i]) {
+                (_, true) => 0.0,
+                (Some(c), false) => c[i * p + i].max(0.0).sqrt(),
+                (None, false) => f64::NAN,
+            })
+            .collect();
+        FitResult {
+            twice_nll,
+            x,
+            errors,
+            covariance,
+            iterations,
+            n_evals,
+            converged: status.ok(),
+            status,
+            edm,
+            hessian_not_pd,
+        }
+    }
+
     /// Correlation matrix from the covariance (row-major; zero rows for fixed parameters).
     pub fn correlation(&self) -> Option<Vec<f64>> {
         let c = self.covariance.as_ref()?;
@@ -304,7 +340,6 @@ fn fit_chunk<L: Likelihood>(
     specs: &[FitSpec],
     opts: &FitOptions,
 ) -> Vec<FitResult> {
-    let p = model.n_pars();
     let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
     let mut members: Vec<Member> = specs
         .iter()
@@ -367,32 +402,9 @@ fn fit_chunk<L: Likelihood>(
         .into_iter()
         .zip(specs)
         .map(|(m, sp)| {
-            let errors = match &m.cov {
-                Some(c) => (0..p)
-                    .map(|i| {
-                        if sp.fixed[i] {
-                            0.0
-                        } else {
-                            c[i * p + i].max(0.0).sqrt()
-                        }
-                    })
-                    .collect(),
-                None => (0..p)
-                    .map(|i| if sp.fixed[i] { 0.0 } else { f64::NAN })
-                    .collect(),
-            };
-            FitResult {
-                twice_nll: m.f,
-                x: m.x,
-                errors,
-                covariance: m.cov,
-                iterations: m.iter,
-                n_evals: m.evals,
-                converged: m.status.ok(),
-                status: m.status,
-                edm: m.edm,
-                hessian_not_pd: m.not_pd,
-            }
+            FitResult::assemble(
+                m.f, m.x, m.cov, &sp.fixed, m.iter, m.evals, m.status, m.edm, m.not_pd,
+            )
         })
         .collect()
 }

@@ -14,10 +14,9 @@ use super::plan::DeviceModel;
 use crate::error::{Error, Result};
 use crate::fit::linalg::Chol;
 use crate::fit::{FitOptions, FitResult, FitSpec, FitStatus};
-use crate::infer::toys::{TOY_FORMAT, ToyRecord, ToyRun, ToySettings, shard_range};
+use crate::infer::toys::{Chunk, ToyFitter, ToyRecord, ToyRun, ToySettings, drive_toys};
 use crate::infer::{Problem, TestStat};
 use crate::model::{Dataset, HistFactoryModel, Likelihood};
-use crate::rng::purpose;
 use std::collections::HashMap;
 
 /// Iterations launched between two reads of the unfinished-member count.
@@ -495,19 +494,7 @@ impl<B: Backend> Gpu<B> {
     /// dataset for all members or one per member.
     pub fn eval_batch(&self, thetas: &[f64], data: &[&Dataset], mode: EvalMode) -> Result<EvalOut> {
         let p = self.dm.n_pars;
-        if p == 0 || !thetas.len().is_multiple_of(p) {
-            return Err(Error::input(format!(
-                "parameter batch has {} numbers, not a multiple of {p}",
-                thetas.len()
-            )));
-        }
-        let t = thetas.len() / p;
-        if !(data.len() == 1 || data.len() == t) {
-            return Err(Error::input(format!(
-                "{} datasets for {t} parameter vectors (need 1 or {t})",
-                data.len()
-            )));
-        }
+        let t = crate::device::batch_members(p, thetas.len(), data.len())?;
         let mut out = EvalOut {
             f: Vec::with_capacity(t),
             grad: (mode != EvalMode::Value).then(|| Vec::with_capacity(t * p)),
@@ -633,32 +620,17 @@ impl<B: Backend> Gpu<B> {
                         None => not_pd = true,
                     }
                 }
-                let errors = match &cov {
-                    Some(c) => (0..p)
-                        .map(|i| {
-                            if spec.fixed[i] {
-                                0.0
-                            } else {
-                                c[i * p + i].max(0.0).sqrt()
-                            }
-                        })
-                        .collect(),
-                    None => (0..p)
-                        .map(|i| if spec.fixed[i] { 0.0 } else { f64::NAN })
-                        .collect(),
-                };
-                results.push(FitResult {
-                    twice_nll: f[k],
-                    x: xk,
-                    errors,
-                    covariance: cov,
-                    iterations: iter[k] as usize,
-                    n_evals: evals[k] as usize,
-                    converged: st.ok(),
-                    status: st,
-                    edm: edm[k],
-                    hessian_not_pd: not_pd,
-                });
+                results.push(FitResult::assemble(
+                    f[k],
+                    xk,
+                    cov,
+                    &spec.fixed,
+                    iter[k] as usize,
+                    evals[k] as usize,
+                    st,
+                    edm[k],
+                    not_pd,
+                ));
             }
             start += n;
         }
@@ -733,21 +705,15 @@ impl<B: Backend> Gpu<B> {
 
     /// Draw toys `range` of stream `purp` at `pars` and fit each twice
     /// (free, POI fixed at `mu`) on the device; only the records come back.
-    #[allow(clippy::too_many_arguments)]
     fn toy_records(
         &self,
         w: &mut Work<'_, B>,
         p: &Problem<HistFactoryModel>,
-        kind: TestStat,
-        mu: f64,
-        pars: &[f64],
-        seed: u64,
-        purp: u32,
-        range: std::ops::Range<u32>,
-        opts: &FitOptions,
+        c: &Chunk<'_>,
     ) -> Result<Vec<ToyRecord>> {
+        let (kind, mu, opts, range) = (c.kind, c.mu, c.opts, c.range.clone());
         let n = range.len();
-        self.toy_data(w, p.model, pars, seed, purp, range.start, n)?;
+        self.toy_data(w, p.model, c.pars, c.seed, c.purp, range.start, n)?;
         w.p.kind = match kind {
             TestStat::Q0 => 0,
             TestStat::Q => 1,
@@ -831,87 +797,47 @@ pub fn run_toys<B: Backend>(
     opts: &FitOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ToyRun> {
-    use crate::infer::teststat::{evaluate, fixed_poi_fit};
-    let opts = FitOptions {
-        covariance: false,
-        ..opts.clone()
+    let mut dev = GpuToys {
+        gpu,
+        p,
+        w: Work::new(gpu),
     };
-    let kind = settings.test_stat;
-    let mu = settings.mu;
-    let obs = evaluate(p, kind, mu, None, &opts)?;
-    let pars_sb = obs.fixed.x.clone();
-    let mu_b = if kind == TestStat::Q0 { 1.0 } else { 0.0 };
-    let fb = fixed_poi_fit(p, mu_b, Some(&obs.free.x), &opts)?;
-    crate::infer::require_converged(
-        &fb,
-        &format!("the fit with the POI fixed at {mu_b} (background toys)"),
-    )?;
-    let pars_b = fb.x.clone();
-    let (lo, hi) = shard_range(settings.n_toys, settings.shard)?;
-    let toy_opts = FitOptions {
-        max_iter: settings.toy_max_iter.unwrap_or(opts.max_iter),
-        ..opts.clone()
-    };
-    let total = 2 * (hi - lo) as u64;
-    let batch = gpu.toy_batch((hi - lo) as usize);
-    let mut w = Work::new(gpu);
-    w.members(2 * batch, true, true)?;
-    for name in [
-        "tr_stat",
-        "tr_muhat",
-        "tr_ffree",
-        "tr_ffixed",
-        "sv_f",
-        "sv_muhat",
-    ] {
-        w.alloc(name, batch, Ty::F64)?;
-    }
-    for name in ["tr_sfree", "tr_sfixed", "tr_restart", "sv_status"] {
-        w.alloc(name, batch, Ty::U32)?;
-    }
-    let mut done = 0u64;
-    let mut hyps: Vec<Vec<ToyRecord>> = Vec::new();
-    for (pars, purp) in [(&pars_sb, purpose::SIG_BKG), (&pars_b, purpose::BKG)] {
-        let mut free = p.spec.clone();
-        free.init.copy_from_slice(pars);
-        let fixed = free.clone().fix(p.poi, mu);
-        w.specs(&[&free, &fixed])?;
-        let mut recs = Vec::with_capacity((hi - lo) as usize);
-        let mut start = lo;
-        while start < hi {
-            let end = (start + batch as u32).min(hi);
-            recs.extend(gpu.toy_records(
-                &mut w,
-                p,
-                kind,
-                mu,
-                pars,
-                settings.seed,
-                purp,
-                start..end,
-                &toy_opts,
-            )?);
-            done += (end - start) as u64;
-            progress(done, total);
-            start = end;
+    drive_toys(p, settings, opts, progress, &mut dev)
+}
+
+/// Toys on the device: one set of work buffers for the whole run.
+struct GpuToys<'a, 'm, B: Backend> {
+    gpu: &'a Gpu<B>,
+    p: &'a Problem<'m, HistFactoryModel>,
+    w: Work<'a, B>,
+}
+
+impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
+    fn start(&mut self, n: usize) -> Result<usize> {
+        let batch = self.gpu.toy_batch(n);
+        let w = &mut self.w;
+        w.members(2 * batch, true, true)?;
+        for name in [
+            "tr_stat",
+            "tr_muhat",
+            "tr_ffree",
+            "tr_ffixed",
+            "sv_f",
+            "sv_muhat",
+        ] {
+            w.alloc(name, batch, Ty::F64)?;
         }
-        hyps.push(recs);
+        for name in ["tr_sfree", "tr_sfixed", "tr_restart", "sv_status"] {
+            w.alloc(name, batch, Ty::U32)?;
+        }
+        Ok(batch)
     }
-    let bkg = hyps.pop().expect("two hypotheses");
-    let sig_bkg = hyps.pop().expect("two hypotheses");
-    Ok(ToyRun {
-        format: TOY_FORMAT.to_string(),
-        model_digest: settings.model_digest.clone(),
-        test_stat: kind,
-        mu,
-        seed: settings.seed,
-        n_toys: settings.n_toys,
-        shard: settings.shard.map(|(i, n)| [i, n]),
-        range: [lo, hi],
-        test_stat_obs: obs.value,
-        pars_sig_bkg: pars_sb,
-        pars_bkg: pars_b,
-        sig_bkg,
-        bkg,
-    })
+
+    fn hypothesis(&mut self, _pars: &[f64], free: &FitSpec, fixed: &FitSpec) -> Result<()> {
+        self.w.specs(&[free, fixed])
+    }
+
+    fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
+        self.gpu.toy_records(&mut self.w, self.p, c)
+    }
 }

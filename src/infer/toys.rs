@@ -130,12 +130,62 @@ pub fn shard_range(n_toys: u32, shard: Option<(u32, u32)>) -> Result<(u32, u32)>
     }
 }
 
+/// One chunk of toys of one hypothesis for a [`ToyFitter`] to draw and fit.
+pub(crate) struct Chunk<'a> {
+    /// Test statistic.
+    pub kind: TestStat,
+    /// Tested POI value.
+    pub mu: f64,
+    /// Parameters the toys are drawn at (and the free fits start from).
+    pub pars: &'a [f64],
+    /// Free fit (starting at `pars`) and fit with the POI fixed at `mu`.
+    pub free: &'a FitSpec,
+    /// Fit with the POI fixed at `mu`.
+    pub fixed: &'a FitSpec,
+    /// Seed and stream of the toys.
+    pub seed: u64,
+    /// Stream (hypothesis) of the toys.
+    pub purp: u32,
+    /// Global toy indices.
+    pub range: std::ops::Range<u32>,
+    /// Options of the toy fits.
+    pub opts: &'a FitOptions,
+}
+
+/// What draws and fits the toys of a run chunk by chunk: the CPU here, or a
+/// GPU (`gpu::run_toys`); [`drive_toys`] does the rest.
+pub(crate) trait ToyFitter {
+    /// Prepare for `n` toys per hypothesis; returns the chunk size.
+    fn start(&mut self, n: usize) -> Result<usize>;
+    /// Toys of a new hypothesis follow.
+    fn hypothesis(&mut self, pars: &[f64], free: &FitSpec, fixed: &FitSpec) -> Result<()>;
+    /// Draw the toys of `c` and fit each twice.
+    fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>>;
+}
+
 /// Generate and fit the toys of `settings` (progress reported after each batch as (done, total)).
 pub fn run_toys<L: Likelihood>(
     p: &Problem<L>,
     settings: &ToySettings,
     opts: &FitOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ToyRun> {
+    let mut cpu = CpuToys {
+        p,
+        batch: settings.batch.max(1),
+        generator: None,
+    };
+    drive_toys(p, settings, opts, progress, &mut cpu)
+}
+
+/// The fits on the observed data that fix the generation points, then both
+/// hypotheses' toys chunk by chunk through `fitter`.
+pub(crate) fn drive_toys<L: Likelihood>(
+    p: &Problem<L>,
+    settings: &ToySettings,
+    opts: &FitOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    fitter: &mut dyn ToyFitter,
 ) -> Result<ToyRun> {
     let opts = FitOptions {
         covariance: false,
@@ -158,26 +208,29 @@ pub fn run_toys<L: Likelihood>(
         ..opts.clone()
     };
     let total = 2 * (hi - lo) as u64;
+    let batch = fitter.start((hi - lo) as usize)?.max(1) as u32;
     let mut done = 0u64;
     let mut hyps: Vec<Vec<ToyRecord>> = Vec::new();
     for (pars, purp) in [(&pars_sb, purpose::SIG_BKG), (&pars_b, purpose::BKG)] {
-        let generator = p.model.generator(pars);
+        let mut free = p.spec.clone();
+        free.init.copy_from_slice(pars);
+        let fixed = free.clone().fix(p.poi, mu);
+        fitter.hypothesis(pars, &free, &fixed)?;
         let mut recs = Vec::with_capacity((hi - lo) as usize);
-        let batch = settings.batch.max(1) as u32;
         let mut start = lo;
         while start < hi {
             let end = (start + batch).min(hi);
-            recs.extend(fit_toys(
-                p,
+            recs.extend(fitter.fit(&Chunk {
                 kind,
                 mu,
                 pars,
-                &generator,
-                settings.seed,
+                free: &free,
+                fixed: &fixed,
+                seed: settings.seed,
                 purp,
-                start..end,
-                &toy_opts,
-            )?);
+                range: start..end,
+                opts: &toy_opts,
+            })?);
             done += (end - start) as u64;
             progress(done, total);
             start = end;
@@ -203,28 +256,42 @@ pub fn run_toys<L: Likelihood>(
     })
 }
 
+/// Toys on the CPU: sampled in parallel, fitted as one batch per chunk.
+struct CpuToys<'a, 'm, L: Likelihood> {
+    p: &'a Problem<'m, L>,
+    batch: usize,
+    generator: Option<L::Generator>,
+}
+
+impl<L: Likelihood> ToyFitter for CpuToys<'_, '_, L> {
+    fn start(&mut self, _n: usize) -> Result<usize> {
+        Ok(self.batch)
+    }
+
+    fn hypothesis(&mut self, pars: &[f64], _free: &FitSpec, _fixed: &FitSpec) -> Result<()> {
+        self.generator = Some(self.p.model.generator(pars));
+        Ok(())
+    }
+
+    fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
+        let generator = self.generator.as_ref().expect("hypothesis set before fit");
+        fit_toys(self.p, generator, c)
+    }
+}
+
 /// Sample toys `range` of one hypothesis and fit each twice, all as one batch.
-#[allow(clippy::too_many_arguments)]
 fn fit_toys<L: Likelihood>(
     p: &Problem<L>,
-    kind: TestStat,
-    mu: f64,
-    pars: &[f64],
     generator: &L::Generator,
-    seed: u64,
-    purp: u32,
-    range: std::ops::Range<u32>,
-    opts: &FitOptions,
+    c: &Chunk<'_>,
 ) -> Result<Vec<ToyRecord>> {
     use rayon::prelude::*;
-    let toys: Vec<u32> = range.collect();
+    let (kind, mu, free, fixed, opts) = (c.kind, c.mu, c.free, c.fixed, c.opts);
+    let toys: Vec<u32> = c.range.clone().collect();
     let data: Vec<L::Data> = toys
         .par_iter()
-        .map(|&t| p.model.sample(generator, seed, t, purp))
+        .map(|&t| p.model.sample(generator, c.seed, t, c.purp))
         .collect();
-    let mut free = p.spec.clone();
-    free.init.copy_from_slice(pars);
-    let fixed = free.clone().fix(p.poi, mu);
     let mut specs: Vec<FitSpec> = Vec::with_capacity(2 * toys.len());
     let mut dref: Vec<&L::Data> = Vec::with_capacity(2 * toys.len());
     for d in &data {
