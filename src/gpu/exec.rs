@@ -709,11 +709,12 @@ impl<B: Backend> Gpu<B> {
         &self,
         w: &mut Work<'_, B>,
         p: &Problem<HistFactoryModel>,
+        pars: &[f64],
         c: &Chunk<'_>,
     ) -> Result<Vec<ToyRecord>> {
         let (kind, mu, opts, range) = (c.kind, c.mu, c.opts, c.range.clone());
         let n = range.len();
-        self.toy_data(w, p.model, c.pars, c.seed, c.purp, range.start, n)?;
+        self.toy_data(w, p.model, pars, c.seed, c.purp, range.start, n)?;
         w.p.kind = match kind {
             TestStat::Q0 => 0,
             TestStat::Q => 1,
@@ -801,6 +802,7 @@ pub fn run_toys<B: Backend>(
         gpu,
         p,
         w: Work::new(gpu),
+        pars: Vec::new(),
     };
     drive_toys(p, settings, opts, progress, &mut dev)
 }
@@ -810,6 +812,8 @@ struct GpuToys<'a, 'm, B: Backend> {
     gpu: &'a Gpu<B>,
     p: &'a Problem<'m, HistFactoryModel>,
     w: Work<'a, B>,
+    /// Parameters the toys of the current hypothesis are drawn at.
+    pars: Vec<f64>,
 }
 
 impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
@@ -833,11 +837,12 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
         Ok(batch)
     }
 
-    fn hypothesis(&mut self, _pars: &[f64], free: &FitSpec, fixed: &FitSpec) -> Result<()> {
+    fn hypothesis(&mut self, pars: &[f64], free: &FitSpec, fixed: &FitSpec) -> Result<()> {
+        self.pars = pars.to_vec();
         self.w.specs(&[free, fixed])
     }
 
     fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
-        self.gpu.toy_records(&mut self.w, self.p, c)
+        self.gpu.toy_records(&mut self.w, self.p, &self.pars, c)
     }
 }

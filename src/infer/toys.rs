@@ -136,9 +136,7 @@ pub(crate) struct Chunk<'a> {
     pub kind: TestStat,
     /// Tested POI value.
     pub mu: f64,
-    /// Parameters the toys are drawn at (and the free fits start from).
-    pub pars: &'a [f64],
-    /// Free fit (starting at `pars`) and fit with the POI fixed at `mu`.
+    /// Free fit (starting at the parameters the toys are drawn at).
     pub free: &'a FitSpec,
     /// Fit with the POI fixed at `mu`.
     pub fixed: &'a FitSpec,
@@ -157,7 +155,7 @@ pub(crate) struct Chunk<'a> {
 pub(crate) trait ToyFitter {
     /// Prepare for `n` toys per hypothesis; returns the chunk size.
     fn start(&mut self, n: usize) -> Result<usize>;
-    /// Toys of a new hypothesis follow.
+    /// Toys of a new hypothesis follow, drawn at `pars`.
     fn hypothesis(&mut self, pars: &[f64], free: &FitSpec, fixed: &FitSpec) -> Result<()>;
     /// Draw the toys of `c` and fit each twice.
     fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>>;
@@ -223,7 +221,6 @@ pub(crate) fn drive_toys<L: Likelihood>(
             recs.extend(fitter.fit(&Chunk {
                 kind,
                 mu,
-                pars,
                 free: &free,
                 fixed: &fixed,
                 seed: settings.seed,

@@ -10,6 +10,7 @@ use super::pulls::Pull;
 use super::yields::ChannelYields;
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -276,6 +277,50 @@ fn legend_row<DB: DrawingBackend>(
     .m()
 }
 
+/// The chart type of the pulls and ranking panels.
+type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One row of a pulls panel: the pull with its error bar (if any) at height
+/// `y`, and the parameter's name right-aligned left of `x_left`.
+fn pull_row<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut Chart2d<'_, DB>,
+    y: f64,
+    pull: Option<(f64, f64)>,
+    x_left: f64,
+    name: &str,
+) -> DrawResult {
+    if let Some((p, e)) = pull {
+        chart
+            .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                y,
+                p - e,
+                p,
+                p + e,
+                BLACK.stroke_width(2),
+                8,
+            )))
+            .m()?;
+        chart
+            .draw_series(std::iter::once(Circle::new((p, y), 4, BLACK.filled())))
+            .m()?;
+    }
+    let (px, py) = chart.backend_coord(&(x_left, y));
+    root.draw(&Text::new(
+        name.to_string(),
+        (px - 8, py),
+        anchored(13.0, HPos::Right, VPos::Center),
+    ))
+    .m()
+}
+
+/// Half-width of a pulls axis: `floor`, or the largest `|pull| + error`
+/// rounded up (with a margin) when that is larger.
+fn pull_limit(pulls: impl Iterator<Item = (f64, f64)>, floor: f64) -> f64 {
+    let m = pulls.map(|(p, e)| p.abs() + e).fold(floor, f64::max);
+    if m > floor { (m + 0.3).ceil() } else { floor }
+}
+
 // ---------------------------------------------------------------- pulls
 
 /// Pulls of the constrained, non-fixed parameters: `(theta_hat - theta_0) / sigma_prefit`
@@ -362,13 +407,10 @@ impl Plot for PullsPlot {
             ))
             .m()
         })?;
-        let m = self
-            .pulls
-            .iter()
-            .zip(&self.errors)
-            .map(|(p, e)| p.abs() + e)
-            .fold(3.0f64, f64::max);
-        let xmax = if m > 3.0 { (m + 0.3).ceil() } else { 3.0 };
+        let xmax = pull_limit(
+            self.pulls.iter().copied().zip(self.errors.iter().copied()),
+            3.0,
+        );
         let ny = n.max(1) as f64;
         let mut chart = ChartBuilder::on(&body)
             .margin_right(30)
@@ -409,27 +451,8 @@ impl Plot for PullsPlot {
             .m()?;
         for i in 0..n {
             let y = (n - 1 - i) as f64;
-            let (p, e) = (self.pulls[i], self.errors[i]);
-            chart
-                .draw_series(std::iter::once(ErrorBar::new_horizontal(
-                    y,
-                    p - e,
-                    p,
-                    p + e,
-                    BLACK.stroke_width(2),
-                    8,
-                )))
-                .m()?;
-            chart
-                .draw_series(std::iter::once(Circle::new((p, y), 4, BLACK.filled())))
-                .m()?;
-            let (px, py) = chart.backend_coord(&(-xmax, y));
-            root.draw(&Text::new(
-                self.names[i].clone(),
-                (px - 8, py),
-                anchored(13.0, HPos::Right, VPos::Center),
-            ))
-            .m()?;
+            let pull = Some((self.pulls[i], self.errors[i]));
+            pull_row(root, &mut chart, y, pull, -xmax, &self.names[i])?;
         }
         Ok(())
     }
@@ -596,13 +619,7 @@ impl Plot for RankingPlot {
             .chain(&self.postfit_down)
             .fold(0.0f64, |a, v| a.max(v.abs()));
         let ilim = nice_limit(imax);
-        let pm = self
-            .pulls
-            .iter()
-            .flatten()
-            .map(|(p, e)| p.abs() + e)
-            .fold(2.0f64, f64::max);
-        let plim = if pm > 2.0 { (pm + 0.3).ceil() } else { 2.0 };
+        let plim = pull_limit(self.pulls.iter().flatten().copied(), 2.0);
         let ny = n.max(1) as f64;
         let mut chart = ChartBuilder::on(&body)
             .margin_right(30)
@@ -672,28 +689,7 @@ impl Plot for RankingPlot {
                     )))
                     .m()?;
             }
-            if let Some((p, e)) = self.pulls[i] {
-                chart
-                    .draw_series(std::iter::once(ErrorBar::new_horizontal(
-                        y,
-                        p - e,
-                        p,
-                        p + e,
-                        BLACK.stroke_width(2),
-                        8,
-                    )))
-                    .m()?;
-                chart
-                    .draw_series(std::iter::once(Circle::new((p, y), 4, BLACK.filled())))
-                    .m()?;
-            }
-            let (px, py) = chart.backend_coord(&(-plim, y));
-            root.draw(&Text::new(
-                self.names[i].clone(),
-                (px - 8, py),
-                anchored(13.0, HPos::Right, VPos::Center),
-            ))
-            .m()?;
+            pull_row(root, &mut chart, y, self.pulls[i], -plim, &self.names[i])?;
         }
         Ok(())
     }
