@@ -10,39 +10,10 @@ use gradfit::fit::FitOptions;
 use gradfit::infer::limits::{LimitMethod, upper_limit};
 use gradfit::infer::toys::{ToySettings, run_toys};
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
-use gradfit::model::{HistFactoryModel, ModelOptions};
-use gradfit::workspace::{ReadOptions, load_patch};
-use std::path::{Path, PathBuf};
+use gradfit::model::HistFactoryModel;
 
-fn shared() -> PathBuf {
-    std::env::var_os("GRADFIT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-fn load_shared(name: &str) -> Option<HistFactoryModel> {
-    let dir = shared().join("workspaces");
-    let ws = dir.join(format!("{name}.json"));
-    if !ws.exists() {
-        eprintln!("note: {} not found; skipping its benchmarks", ws.display());
-        return None;
-    }
-    let patch = dir.join(format!("{name}.signal-patch.json"));
-    let patches = if patch.exists() {
-        vec![load_patch(&patch).unwrap()]
-    } else {
-        vec![]
-    };
-    Some(
-        HistFactoryModel::load(
-            &ws,
-            &patches,
-            &ReadOptions::default(),
-            &ModelOptions::default(),
-        )
-        .unwrap(),
-    )
-}
+mod common;
+use common::load_shared;
 
 fn synthetic() -> HistFactoryModel {
     gradfit::synthetic::shapesys_model(50, 4)

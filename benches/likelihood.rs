@@ -5,26 +5,18 @@
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gradfit::fit::{self, FitOptions, FitSpec};
-use gradfit::model::{HistFactoryModel, ModelOptions};
-use gradfit::workspace::{ReadOptions, load_patch};
-use std::path::{Path, PathBuf};
+use gradfit::model::HistFactoryModel;
+use std::path::Path;
+
+mod common;
 
 fn models() -> Vec<(String, HistFactoryModel)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = vec![(
         "example".to_string(),
-        HistFactoryModel::load(
-            &root.join("examples/workspaces/two-channel.json"),
-            &[],
-            &ReadOptions::default(),
-            &ModelOptions::default(),
-        )
-        .unwrap(),
+        common::load(&root.join("examples/workspaces/two-channel.json"), &[]),
     )];
-    let shared = std::env::var_os("GRADFIT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"));
-    let wsdir = shared.join("workspaces");
+    let wsdir = common::shared_dir().join("workspaces");
     let Ok(rd) = std::fs::read_dir(&wsdir) else {
         eprintln!(
             "note: {} not found; benchmarking the example only",
@@ -38,22 +30,11 @@ fn models() -> Vec<(String, HistFactoryModel)> {
         .collect();
     names.sort();
     for n in names {
-        let stem = n.trim_end_matches(".json").to_string();
-        let patch = wsdir.join(format!("{stem}.signal-patch.json"));
-        let patches = if patch.exists() {
-            vec![load_patch(&patch).unwrap()]
-        } else {
-            vec![]
-        };
-        let m = HistFactoryModel::load(
-            &wsdir.join(&n),
-            &patches,
-            &ReadOptions::default(),
-            &ModelOptions::default(),
-        )
-        .unwrap();
-        let short = stem.replace("atlas-susy-", "").replace("atlas-", "");
-        out.push((short, m));
+        let stem = n.trim_end_matches(".json");
+        if let Some(m) = common::load_shared(stem) {
+            let short = stem.replace("atlas-susy-", "").replace("atlas-", "");
+            out.push((short, m));
+        }
     }
     out
 }

@@ -7,40 +7,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gradfit::fit::FitSpec;
-use gradfit::model::{HistFactoryModel, ModelOptions};
+use gradfit::model::HistFactoryModel;
 use gradfit::report::{self, PostFit, RefitOptions, RefitPlan};
-use gradfit::workspace::{ReadOptions, load_patch};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn load(stem: &str) -> Option<HistFactoryModel> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = std::env::var_os("GRADFIT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"));
-    let ws = shared.join("workspaces").join(format!("{stem}.json"));
-    if !ws.exists() {
-        eprintln!("note: {} not found; skipping {stem}", ws.display());
-        return None;
-    }
-    let patch = shared
-        .join("workspaces")
-        .join(format!("{stem}.signal-patch.json"));
-    let patches = if patch.exists() {
-        vec![load_patch(&patch).unwrap()]
-    } else {
-        vec![]
-    };
-    Some(
-        HistFactoryModel::load(
-            &ws,
-            &patches,
-            &ReadOptions::default(),
-            &ModelOptions::default(),
-        )
-        .unwrap(),
-    )
-}
+mod common;
+use common::load_shared as load;
 
 fn best(m: &HistFactoryModel) -> PostFit {
     let post = PostFit::fit(
