@@ -153,6 +153,20 @@ fn best_fit(session: &Session, a: &BestFitArgs) -> Result<PostFit> {
     )
 }
 
+/// The end of a report command: name the plot written, warn when the best
+/// fit did not converge, and return the exit code.
+fn finish(post: &PostFit, plot: Option<&std::path::Path>) -> i32 {
+    if let Some(path) = plot {
+        eprintln!("wrote {}", path.display());
+    }
+    warn_not_converged(post);
+    if post.converged {
+        0
+    } else {
+        EXIT_NOT_CONVERGED
+    }
+}
+
 fn warn_not_converged(post: &PostFit) {
     if !post.converged {
         eprintln!(
@@ -238,15 +252,7 @@ pub fn pulls(a: &PullsArgs) -> Result<i32> {
         }
         t.render()
     })?;
-    if let Some(path) = &a.plot {
-        eprintln!("wrote {}", path.display());
-    }
-    warn_not_converged(&post);
-    Ok(if post.converged {
-        0
-    } else {
-        EXIT_NOT_CONVERGED
-    })
+    Ok(finish(&post, a.plot.as_deref()))
 }
 
 fn refit_progress() -> impl FnMut(usize, usize) {
@@ -456,18 +462,12 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         }
         s
     })?;
-    if let Some(path) = &a.plot {
-        eprintln!("wrote {}", path.display());
-    }
-    warn_not_converged(&post);
+    let code = finish(&post, a.plot.as_deref());
     if failed > 0 {
         eprintln!("error: {failed} of the refits did not converge (marked in the output)");
+        return Ok(EXIT_NOT_CONVERGED);
     }
-    Ok(if post.converged && failed == 0 {
-        0
-    } else {
-        EXIT_NOT_CONVERGED
-    })
+    Ok(code)
 }
 
 fn yields_json(y: &Yields) -> Value {
@@ -700,13 +700,5 @@ pub fn corr(a: &CorrArgs) -> Result<i32> {
         s.push_str(&t.render());
         s
     })?;
-    if let Some(path) = &a.plot {
-        eprintln!("wrote {}", path.display());
-    }
-    warn_not_converged(&post);
-    Ok(if post.converged {
-        0
-    } else {
-        EXIT_NOT_CONVERGED
-    })
+    Ok(finish(&post, a.plot.as_deref()))
 }
