@@ -4,17 +4,9 @@
 
 mod common;
 use serde_json::Value;
-use std::process::Command;
 
 fn gradfit(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gradfit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v, stderr)
+    common::run_gradfit(args)
 }
 
 #[test]

@@ -11,7 +11,6 @@ use gradfit::workspace::ReadOptions;
 use report_util::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn example() -> HistFactoryModel {
     HistFactoryModel::load(
@@ -648,14 +647,7 @@ fn postfit_and_prefit_yield_uncertainties_equal_jacobian_times_covariance() {
 // ------------------------------------------------------------ command line and plots
 
 fn gradfit(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gradfit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v, stderr)
+    common::run_gradfit(args)
 }
 
 fn ws() -> String {
