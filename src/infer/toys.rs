@@ -140,7 +140,7 @@ pub(crate) struct Chunk<'a> {
     pub free: &'a FitSpec,
     /// Fit with the POI fixed at `mu`.
     pub fixed: &'a FitSpec,
-    /// Seed and stream of the toys.
+    /// Seed of the toys.
     pub seed: u64,
     /// Stream (hypothesis) of the toys.
     pub purp: u32,
