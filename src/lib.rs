@@ -8,6 +8,8 @@ pub mod cli;
 pub mod device;
 pub mod error;
 pub mod fit;
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;
 pub mod infer;

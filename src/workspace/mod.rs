@@ -7,7 +7,9 @@
 pub mod json;
 mod patch;
 
-pub use patch::{PatchSet, apply_patch, apply_patchset, load_patch, load_patchset};
+pub use patch::{
+    PatchSet, apply_patch, apply_patchset, load_patch, load_patchset, patchset_from_value,
+};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -540,17 +542,22 @@ impl Modifier {
     /// Validate and type the modifier data for a channel with `nbins` bins.
     pub fn parse_data(&self, nbins: usize, src: &str, loc: &str) -> Result<ModifierData> {
         let err = |l: String, msg: String| Error::workspace(src, l, msg);
-        let dloc = format!("{loc}/data");
-        let vec_of = |v: &Value, at: &str| -> Result<Vec<f64>> {
-            let arr = v.as_array().ok_or_else(|| {
-                err(
-                    at.to_string(),
-                    format!("expected an array of {nbins} numbers"),
-                )
-            })?;
+        // locations are formatted only when an error needs them
+        let dloc = || format!("{loc}/data");
+        let vec_of = |v: &Value, key: &str| -> Result<Vec<f64>> {
+            let at = || {
+                if key.is_empty() {
+                    dloc()
+                } else {
+                    format!("{}/{key}", dloc())
+                }
+            };
+            let arr = v
+                .as_array()
+                .ok_or_else(|| err(at(), format!("expected an array of {nbins} numbers")))?;
             if arr.len() != nbins {
                 return Err(err(
-                    at.to_string(),
+                    at(),
                     format!("has {} entries but the sample has {nbins} bins", arr.len()),
                 ));
             }
@@ -559,7 +566,7 @@ impl Modifier {
                 .map(|(i, x)| match x.as_f64() {
                     Some(f) if f.is_finite() => Ok(f),
                     _ => Err(err(
-                        format!("{at}/{i}"),
+                        format!("{}/{i}", at()),
                         format!("expected a finite number, got {x}"),
                     )),
                 })
@@ -570,7 +577,7 @@ impl Modifier {
                 Ok(())
             } else {
                 Err(err(
-                    dloc.clone(),
+                    dloc(),
                     format!("a {} modifier takes \"data\": null", self.kind),
                 ))
             }
@@ -590,15 +597,12 @@ impl Modifier {
             }
             "normsys" => {
                 let obj = self.data.as_object().ok_or_else(|| {
-                    err(
-                        dloc.clone(),
-                        "normsys data must be {\"hi\": x, \"lo\": y}".into(),
-                    )
+                    err(dloc(), "normsys data must be {\"hi\": x, \"lo\": y}".into())
                 })?;
                 for k in obj.keys() {
                     if k != "hi" && k != "lo" {
                         return Err(err(
-                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("{}/{}", dloc(), pointer_token(k)),
                             format!("unknown field '{k}'"),
                         ));
                     }
@@ -608,11 +612,11 @@ impl Modifier {
                         Some(v) => match v.as_f64() {
                             Some(f) if f.is_finite() => Ok(f),
                             _ => Err(err(
-                                format!("{dloc}/{k}"),
+                                format!("{}/{k}", dloc()),
                                 format!("expected a finite number, got {v}"),
                             )),
                         },
-                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                        None => Err(err(dloc(), format!("missing field '{k}'"))),
                     }
                 };
                 ModifierData::NormSys {
@@ -623,22 +627,22 @@ impl Modifier {
             "histosys" => {
                 let obj = self.data.as_object().ok_or_else(|| {
                     err(
-                        dloc.clone(),
+                        dloc(),
                         "histosys data must be {\"hi_data\": [...], \"lo_data\": [...]}".into(),
                     )
                 })?;
                 for k in obj.keys() {
                     if k != "hi_data" && k != "lo_data" {
                         return Err(err(
-                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("{}/{}", dloc(), pointer_token(k)),
                             format!("unknown field '{k}'"),
                         ));
                     }
                 }
                 let get = |k: &str| -> Result<Vec<f64>> {
                     match obj.get(k) {
-                        Some(v) => vec_of(v, &format!("{dloc}/{k}")),
-                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                        Some(v) => vec_of(v, k),
+                        None => Err(err(dloc(), format!("missing field '{k}'"))),
                     }
                 };
                 ModifierData::HistoSys {
@@ -646,8 +650,8 @@ impl Modifier {
                     lo_data: get("lo_data")?,
                 }
             }
-            "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, &dloc)?),
-            "staterror" => ModifierData::StatError(vec_of(&self.data, &dloc)?),
+            "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, "")?),
+            "staterror" => ModifierData::StatError(vec_of(&self.data, "")?),
             other => {
                 return Err(err(
                     format!("{loc}/type"),

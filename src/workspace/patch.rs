@@ -37,6 +37,30 @@ fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
 /// `test` compares numbers by value (RFC 6902: 5 equals 5.0).
 pub fn apply_patch(doc: &mut Value, patch: &Value, name: &str) -> Result<()> {
     let p = parse_patch(patch, name)?;
+    // json-patch applies the whole patch or nothing; only a `test` it fails
+    // (numbers compared by representation) needs the slower path below
+    match json_patch::patch(doc, &p.0) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if !matches!(
+                p.0.get(e.operation),
+                Some(json_patch::PatchOperation::Test(_))
+            ) =>
+        {
+            let op = &p.0[e.operation];
+            return Err(Error::Patch {
+                source_name: name.to_string(),
+                message: format!(
+                    "operation {} ({} at path '{}') failed: {}; the patch does not fit this workspace",
+                    e.operation,
+                    op_name(op),
+                    e.path,
+                    e.kind
+                ),
+            });
+        }
+        Err(_) => {}
+    }
     let mut work = doc.clone();
     for (k, op) in p.0.iter().enumerate() {
         let fail = |path: &str, why: String| Error::Patch {
@@ -142,7 +166,13 @@ pub struct PatchMetadata {
 pub fn load_patchset(path: &Path) -> Result<PatchSet> {
     let name = path.display().to_string();
     let v = read_json(path)?;
-    let ps: PatchSet = from_value_at(&v, &name, "").map_err(|e| match e {
+    patchset_from_value(&v, &name)
+}
+
+/// A pyhf patchset from a parsed document; `name` labels errors.
+pub fn patchset_from_value(v: &Value, name: &str) -> Result<PatchSet> {
+    let name = name.to_string();
+    let ps: PatchSet = from_value_at(v, &name, "").map_err(|e| match e {
         Error::Workspace {
             location, message, ..
         } => Error::Patch {
