@@ -36,7 +36,9 @@ pub struct FitArgs {
     /// Fix a parameter: NAME=VALUE (repeatable).
     #[arg(long = "fix", value_name = "NAME=VALUE", value_parser = parse_fix)]
     fix: Vec<(String, f64)>,
-    /// Print the correlation matrix in the table output too.
+    /// Print the correlation matrix in the table output too, and always
+    /// include it in the JSON (by default only for models of at most
+    /// 200 parameters: it grows as the square of the parameter count).
     #[arg(long)]
     correlation: bool,
     /// Iteration limit of the minimiser.
@@ -181,11 +183,15 @@ pub fn fit_spec<M: Likelihood>(
     Ok(spec)
 }
 
-/// JSON of a fit result.
-pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult) -> Value {
+/// Largest model whose fit JSON includes the correlation matrix by default.
+pub const CORRELATION_JSON_MAX_PARS: usize = 200;
+
+/// JSON of a fit result; the correlation matrix when `correlation` or the
+/// model is small ([`CORRELATION_JSON_MAX_PARS`]).
+pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool) -> Value {
     let p = model.n_pars();
-    let corr = r.correlation();
-    json!({
+    let with_corr = correlation || p <= CORRELATION_JSON_MAX_PARS;
+    let mut v = json!({
         "twice_nll": num(r.twice_nll),
         "converged": r.converged,
         "status": r.status,
@@ -195,9 +201,15 @@ pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult) -> Value {
         "par_names": model.par_names(),
         "values": nums(&r.x),
         "errors": nums(&r.errors),
-        "correlation": corr.map(|c| matrix(&c, p)).unwrap_or(Value::Null),
         "hessian_positive_definite": !r.hessian_not_pd,
-    })
+    });
+    if with_corr {
+        v["correlation"] = r
+            .correlation()
+            .map(|c| matrix(&c, p))
+            .unwrap_or(Value::Null);
+    }
+    v
 }
 
 /// `gradfit fit`.
@@ -220,7 +232,7 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
         r = engine.fit(model, model.observed(), &spec, &opts)?;
         times.push(t0.elapsed().as_secs_f64());
     }
-    let mut v = fit_json(model, &r);
+    let mut v = fit_json(model, &r, a.correlation);
     if !times.is_empty() {
         times.sort_by(f64::total_cmp);
         let k = times.len();

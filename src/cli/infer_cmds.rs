@@ -273,7 +273,7 @@ fn opt(x: Option<f64>) -> String {
 
 /// `gradfit cls`.
 pub fn cls(a: &ClsArgs) -> Result<i32> {
-    let loaded = a.model.load_any()?;
+    let loaded = a.model.load_any_with(a.toys.toys.is_some())?;
     crate::with_model!(&loaded.model, m => cls_model(a, m, &loaded.digest))
 }
 
@@ -344,7 +344,7 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
 
 /// `gradfit limit`.
 pub fn limit(a: &LimitArgs) -> Result<i32> {
-    let loaded = a.model.load_any()?;
+    let loaded = a.model.load_any_with(a.toys.toys.is_some())?;
     crate::with_model!(&loaded.model, m => limit_model(a, m, &loaded.digest))
 }
 
@@ -461,7 +461,7 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
 
 /// `gradfit discovery`.
 pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
-    let loaded = a.model.load_any()?;
+    let loaded = a.model.load_any_with(a.toys.toys.is_some())?;
     crate::with_model!(&loaded.model, m => discovery_model(a, m, &loaded.digest))
 }
 
@@ -615,7 +615,7 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
 
 /// `gradfit toys`.
 pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
-    let loaded = a.model.load_any()?;
+    let loaded = a.model.load_any_with(true)?;
     crate::with_model!(&loaded.model, m => toys_model(a, m, &loaded.digest))
 }
 

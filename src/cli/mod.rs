@@ -133,7 +133,8 @@ fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {
 pub struct Loaded {
     /// The compiled model.
     pub model: AnyModel,
-    /// SHA-256 of the patched input and the model options.
+    /// SHA-256 of the patched input and the model options (empty unless
+    /// asked for: [`ModelArgs::load_any_with`]).
     pub digest: String,
 }
 
@@ -181,10 +182,16 @@ impl ModelArgs {
     /// Read the input (a pyhf workspace, or another format recognised by its
     /// content), apply the patches and compile the model; warnings go to stderr.
     pub fn load_any(&self) -> Result<Loaded> {
+        self.load_any_with(false)
+    }
+
+    /// [`load_any`](Self::load_any), with the model digest when `digest`
+    /// (toy runs record it; computing it costs a pass over the workspace).
+    pub fn load_any_with(&self, digest: bool) -> Result<Loaded> {
         let (value, src, patches) = self.read_patched()?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
-                let (m, digest) = self.compile_pyhf(value, &src).map_err(|e| match e {
+                let (m, digest) = self.compile_pyhf(value, &src, digest).map_err(|e| match e {
                     Error::Workspace {
                         source_name,
                         location,
@@ -220,12 +227,16 @@ impl ModelArgs {
                 for w in &m.warnings {
                     eprintln!("warning: {src}: {w}");
                 }
-                let digest = digest_of(&[
-                    serde_json::to_string(&value)
-                        .map_err(|e| Error::input(e.to_string()))?
-                        .as_bytes(),
-                    b"|combined",
-                ]);
+                let digest = if digest {
+                    digest_of(&[
+                        serde_json::to_string(&value)
+                            .map_err(|e| Error::input(e.to_string()))?
+                            .as_bytes(),
+                        b"|combined",
+                    ])
+                } else {
+                    String::new()
+                };
                 Ok(Loaded {
                     model: AnyModel::Combined(Box::new(m)),
                     digest,
@@ -234,7 +245,12 @@ impl ModelArgs {
         }
     }
 
-    fn compile_pyhf(&self, value: Value, src: &str) -> Result<(HistFactoryModel, String)> {
+    fn compile_pyhf(
+        &self,
+        value: Value,
+        src: &str,
+        digest: bool,
+    ) -> Result<(HistFactoryModel, String)> {
         let read = ReadOptions {
             allow_negative_yields: self.allow_negative_yields,
         };
@@ -259,6 +275,9 @@ impl ModelArgs {
         let model = HistFactoryModel::from_workspace(&ws, &opts, src)?;
         for w in &model.warnings {
             eprintln!("warning: {src}: {w}");
+        }
+        if !digest {
+            return Ok((model, String::new()));
         }
         let digest = digest_of(&[
             serde_json::to_string(&ws)
