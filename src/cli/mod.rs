@@ -154,7 +154,7 @@ impl ModelArgs {
     }
 
     /// The patched input document with a label for messages, and the labels of the patches.
-    fn read_patched(&self) -> Result<(Value, String, Vec<String>)> {
+    fn read_patched(&self, bytes: &[u8]) -> Result<(Value, String, Vec<String>)> {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
@@ -172,11 +172,19 @@ impl ModelArgs {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
         }
-        let mut value = workspace::read_json(&self.workspace)?;
+        let mut value = workspace::json::parse_strict(bytes, &self.source_name())?;
         for (p, label) in patches.iter().zip(&labels) {
             workspace::apply_patch(&mut value, p, label)?;
         }
-        Ok((value, self.workspace.display().to_string(), labels))
+        Ok((value, self.source_name(), labels))
+    }
+
+    fn source_name(&self) -> String {
+        if self.workspace.as_os_str() == "-" {
+            "<standard input>".to_string()
+        } else {
+            self.workspace.display().to_string()
+        }
     }
 
     /// Read the input (a pyhf workspace, or another format recognised by its
@@ -188,7 +196,20 @@ impl ModelArgs {
     /// [`load_any`](Self::load_any), with the model digest when `digest`
     /// (toy runs record it; computing it costs a pass over the workspace).
     pub fn load_any_with(&self, digest: bool) -> Result<Loaded> {
-        let (value, src, patches) = self.read_patched()?;
+        let bytes = workspace::json::read_bytes(&self.workspace)?;
+        if self.patches.is_empty() && self.patchset.is_none() {
+            // fast path: a plain pyhf workspace parsed straight into its types;
+            // anything else (or an error) takes the general path below
+            let src = self.source_name();
+            if let Ok(ws) = workspace::Workspace::from_bytes(&bytes, &src, &self.read_options()) {
+                let (m, digest) = self.compile_ws(&ws, &src, digest)?;
+                return Ok(Loaded {
+                    model: AnyModel::HistFactory(Box::new(m)),
+                    digest,
+                });
+            }
+        }
+        let (value, src, patches) = self.read_patched(&bytes)?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
                 let (m, digest) = self.compile_pyhf(value, &src, digest).map_err(|e| match e {
@@ -245,16 +266,28 @@ impl ModelArgs {
         }
     }
 
+    fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            allow_negative_yields: self.allow_negative_yields,
+        }
+    }
+
     fn compile_pyhf(
         &self,
         value: Value,
         src: &str,
         digest: bool,
     ) -> Result<(HistFactoryModel, String)> {
-        let read = ReadOptions {
-            allow_negative_yields: self.allow_negative_yields,
-        };
-        let ws = workspace::Workspace::from_value(value, &[], src, &read)?;
+        let ws = workspace::Workspace::from_value(value, &[], src, &self.read_options())?;
+        self.compile_ws(&ws, src, digest)
+    }
+
+    fn compile_ws(
+        &self,
+        ws: &workspace::Workspace,
+        src: &str,
+        digest: bool,
+    ) -> Result<(HistFactoryModel, String)> {
         let mut opts = ModelOptions {
             measurement: self.measurement.clone(),
             ..Default::default()
@@ -272,7 +305,7 @@ impl ModelArgs {
                 opts.histosys_code
             );
         }
-        let model = HistFactoryModel::from_workspace(&ws, &opts, src)?;
+        let model = HistFactoryModel::from_workspace(ws, &opts, src)?;
         for w in &model.warnings {
             eprintln!("warning: {src}: {w}");
         }
@@ -280,7 +313,7 @@ impl ModelArgs {
             return Ok((model, String::new()));
         }
         let digest = digest_of(&[
-            serde_json::to_string(&ws)
+            serde_json::to_string(ws)
                 .map_err(|e| Error::input(e.to_string()))?
                 .as_bytes(),
             format!(

@@ -97,6 +97,14 @@ impl Seg<'_> {
     }
 }
 
+/// Deserialize a [`Value`] refusing duplicate keys (for `Value` fields of
+/// typed structures: `#[serde(deserialize_with = "strict_value")]`).
+pub fn strict_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Value, D::Error> {
+    Strict { at: &Seg::Root }.deserialize(d)
+}
+
 /// A [`Value`] builder that knows where it is and refuses duplicate keys.
 struct Strict<'p> {
     at: &'p Seg<'p>,
@@ -162,8 +170,11 @@ impl<'de> Visitor<'de> for Strict<'_> {
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(A::Error::custom(format!(
-                    "duplicate key '{key}' in the object at {} (a later value would silently replace the first)",
-                    self.where_()
+                    "duplicate key '{key}'{} (a later value would silently replace the first)",
+                    match self.at {
+                        Seg::Root => String::new(),
+                        s => format!(" in the object at {}", s.pointer()),
+                    }
                 )));
             }
             let v = {

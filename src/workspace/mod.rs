@@ -62,6 +62,7 @@ pub struct Modifier {
     #[serde(rename = "type")]
     pub kind: String,
     /// Type-dependent data; validated into [`ModifierData`].
+    #[serde(deserialize_with = "json::strict_value")]
     pub data: Value,
 }
 
@@ -204,29 +205,35 @@ pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
     base: &str,
 ) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut loc = base.to_string();
-        for seg in e.path().iter() {
-            match seg {
-                serde_path_to_error::Segment::Seq { index } => {
-                    loc.push('/');
-                    loc.push_str(&index.to_string());
-                }
-                serde_path_to_error::Segment::Map { key } => {
-                    loc.push('/');
-                    loc.push_str(&pointer_token(key));
-                }
-                serde_path_to_error::Segment::Enum { variant } => {
-                    loc.push('/');
-                    loc.push_str(&pointer_token(variant));
-                }
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
+        let mut loc = format!("{base}{}", pointer_of(e.path()));
         if loc.is_empty() {
             loc.push('/');
         }
         Error::workspace(source_name, loc, e.inner().to_string())
     })
+}
+
+/// The JSON pointer of a deserialisation path.
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    let mut loc = String::new();
+    for seg in path.iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => {
+                loc.push('/');
+                loc.push_str(&index.to_string());
+            }
+            serde_path_to_error::Segment::Map { key } => {
+                loc.push('/');
+                loc.push_str(&pointer_token(key));
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                loc.push('/');
+                loc.push_str(&pointer_token(variant));
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    loc
 }
 
 #[derive(Deserialize)]
@@ -263,6 +270,37 @@ impl Workspace {
             apply_patch(&mut value, p, &format!("patch #{}", i + 1))?;
         }
         let raw: RawWorkspace = from_value_at(&value, source_name, "")?;
+        let ws = Workspace {
+            channels: raw.channels,
+            observations: raw.observations,
+            measurements: raw.measurements,
+            version: raw.version,
+        };
+        ws.validate(source_name, opts)?;
+        Ok(ws)
+    }
+
+    /// Parse and validate a workspace straight from JSON bytes (no
+    /// intermediate JSON tree: the fast path when no patch applies).
+    /// Schema errors name their JSON pointer, syntax errors line and column.
+    pub fn from_bytes(bytes: &[u8], source_name: &str, opts: &ReadOptions) -> Result<Self> {
+        let json_err = |e: &serde_json::Error| Error::Json {
+            path: source_name.to_string(),
+            message: e.to_string(),
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawWorkspace = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            if e.inner().is_data() {
+                let mut loc = pointer_of(e.path());
+                if loc.is_empty() {
+                    loc.push('/');
+                }
+                Error::workspace(source_name, loc, e.inner().to_string())
+            } else {
+                json_err(e.inner())
+            }
+        })?;
+        de.end().map_err(|e| json_err(&e))?;
         let ws = Workspace {
             channels: raw.channels,
             observations: raw.observations,
