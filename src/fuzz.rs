@@ -14,10 +14,22 @@ const MAX_FIT_PARS: usize = 64;
 
 /// Read, validate and compile a pyhf workspace; evaluate and briefly fit it
 /// when it is small.
+/// The direct typed parse and the JSON-tree path must agree on what they
+/// accept (panics otherwise, which the fuzzers report).
 pub fn workspace(data: &[u8]) {
+    let fast = Workspace::from_bytes(data, "fuzz", &ReadOptions::default());
     let Ok(v) = workspace::json::parse_strict(data, "fuzz") else {
+        assert!(fast.is_err(), "typed parse accepted what the JSON reader refuses");
         return;
     };
+    let slow = Workspace::from_value(v.clone(), &[], "fuzz", &ReadOptions::default());
+    assert_eq!(
+        fast.is_ok(),
+        slow.is_ok(),
+        "typed parse and JSON tree disagree: {:?} vs {:?}",
+        fast.as_ref().err().map(|e| e.to_string()),
+        slow.as_ref().err().map(|e| e.to_string())
+    );
     compile_and_fit(v);
 }
 
