@@ -168,17 +168,27 @@ pub fn fit_spec<M: Likelihood>(
     fix: &[(String, f64)],
 ) -> Result<FitSpec> {
     let mut spec = FitSpec::from_model(model);
+    let mut fixed_by: Vec<Option<String>> = vec![None; model.n_pars()];
     if let Some(mu) = poi_value {
         let poi = model.poi().ok_or_else(|| {
             Error::input(
                 "--poi-value: the model has no POI (is the signal patch applied?)".to_string(),
             )
         })?;
+        super::check_poi_value(model, poi, mu, "--poi-value")?;
         spec = spec.fix(poi, mu);
+        fixed_by[poi] = Some(format!("--poi-value {mu}"));
     }
     for (name, val) in fix {
         let i = par_index(model, name)?;
+        if let Some(prev) = &fixed_by[i] {
+            return Err(Error::input(format!(
+                "--fix {name}={val} conflicts with {prev}: '{name}' can be fixed once"
+            )));
+        }
+        super::check_poi_value(model, i, *val, &format!("--fix {name}="))?;
         spec = spec.fix(i, *val);
+        fixed_by[i] = Some(format!("--fix {name}={val}"));
     }
     Ok(spec)
 }
@@ -202,6 +212,7 @@ pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool)
         "values": nums(&r.x),
         "errors": nums(&r.errors),
         "hessian_positive_definite": !r.hessian_not_pd,
+        "mle_parameters": super::mle_parameters(model.par_names(), &r.x),
     });
     if with_corr {
         v["correlation"] = r

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod scan;
 pub mod shards;
 pub mod teststat;
+pub mod toy_limit;
 pub mod toys;
 
 pub use asymptotic::{AsymptoticCalculator, Discovery, HypoTest};
