@@ -210,3 +210,22 @@ fn the_workspace_can_come_from_standard_input() {
     let (_, file, _) = run(&["fit", &ws(), "--json"]);
     assert_eq!(v["twice_nll"], json(&file)["twice_nll"]);
 }
+
+#[test]
+fn fit_minos_gives_asymmetric_errors() {
+    let w = ws();
+    let (code, out, err) = run(&["fit", &w, "--minos", "mu", "jes", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    let m = v["minos"].as_object().unwrap();
+    assert_eq!(m.len(), 2);
+    let mu = &m["mu"];
+    let (lo, hi) = (mu["lower"].as_f64().unwrap(), mu["upper"].as_f64().unwrap());
+    assert!(lo < 0.0 && hi > 0.0 && hi > -lo, "{mu}");
+    let (code, out, _) = run(&["fit", &w, "--minos"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("minos -/+"), "{out}");
+    let (code, _, err) = run(&["fit", &w, "--minos", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("'nope'"), "{err}");
+}

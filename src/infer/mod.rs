@@ -4,6 +4,7 @@
 
 pub mod asymptotic;
 pub mod limits;
+pub mod minos;
 pub mod scan;
 pub mod shards;
 pub mod teststat;
