@@ -116,14 +116,14 @@ impl Default for InfernoConfig {
     fn default() -> Self {
         InfernoConfig {
             benchmark: 2,
-            n_train: 20_000,
+            n_train: 10_000,
             n_test: 50_000,
             hidden: vec![100, 100],
             bins: 10,
             temperature: 0.1,
             batch: 1000,
-            epochs: 40,
-            bce_epochs: 20,
+            epochs: 30,
+            bce_epochs: 15,
             optimiser: OptimConfig::adam(1e-3),
             seeds: 10,
             seed: 0,
@@ -325,6 +325,16 @@ impl Inferno {
     /// Train an INFERNO network from `seed`; the curve records the loss
     /// (the POI variance) per epoch.
     pub fn train(&self, seed: u64, data: &(Tensor, Tensor)) -> Result<(Mlp, Curve)> {
+        self.train_with(seed, data, &mut |_, _| {})
+    }
+
+    /// [`Inferno::train`] calling `on_epoch(epoch, mean loss)` after each epoch.
+    pub fn train_with(
+        &self,
+        seed: u64,
+        data: &(Tensor, Tensor),
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> Result<(Mlp, Curve)> {
         let c = &self.cfg;
         let mut sizes = vec![3];
         sizes.extend(&c.hidden);
@@ -365,6 +375,7 @@ impl Inferno {
                 t0.elapsed().as_secs_f64(),
                 &[("sigma_s".into(), c.s * mean.sqrt())],
             );
+            on_epoch(epoch, mean);
         }
         Ok((net, curve))
     }
