@@ -39,6 +39,12 @@ struct Args {
 }
 
 fn main() {
+    // one network per core, each network's small matrix products on one thread
+    // (before any thread starts; candle reads the variable at each product)
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     let a = Args::parse();
     let d = InfernoConfig::default();
     let cfg = InfernoConfig {

@@ -663,18 +663,25 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Train INFERNO and BCE networks for `cfg.seeds` initialisations and compare.
-pub fn run_benchmark(cfg: &InfernoConfig, mut log: impl FnMut(&str)) -> Result<BenchmarkResult> {
+///
+/// Seeds run in parallel, one per worker of a pool as wide as the machine;
+/// each seed's result depends on its seed alone (results are collected in
+/// seed order). For small networks, matrix products on one thread each
+/// (`RAYON_NUM_THREADS=1`, as the `inferno` example sets) use the cores best.
+pub fn run_benchmark(cfg: &InfernoConfig, log: impl Fn(&str) + Sync) -> Result<BenchmarkResult> {
+    use rayon::prelude::*;
     let t0 = Instant::now();
     let inf = Inferno::new(cfg.clone())?;
     let train = generate(cfg.n_train, cfg.seed, 0x7472_6e01)?;
     let test = generate(cfg.n_test, cfg.seed, 0x7473_7401)?;
-    let mut a = Vec::new();
-    let mut bce = Vec::new();
-    let mut epoch_secs = Vec::new();
-    for k in 0..cfg.seeds {
+    let width = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(width)
+        .build()
+        .map_err(|e| Error::input(format!("thread pool: {e}")))?;
+    let one = |k: usize| -> Result<(f64, f64, Vec<f64>)> {
         let seed = cfg.seed + k as u64;
         let (net, curve) = inf.train(seed, &train)?;
-        epoch_secs.extend(&curve.seconds);
         let counts = |x: &Tensor| argmax_hist(&net.forward(x)?, None);
         let si = inf.sigma_s(&counts, &test)?;
         let (bnet, _) = inf.train_bce(seed, &train)?;
@@ -690,8 +697,18 @@ pub fn run_benchmark(cfg: &InfernoConfig, mut log: impl FnMut(&str)) -> Result<B
         log(&format!(
             "seed {seed}: sigma_s inferno {si:.3}, bce {sb:.3}"
         ));
+        Ok((si, sb, curve.seconds))
+    };
+    let results: Vec<Result<(f64, f64, Vec<f64>)>> =
+        pool.install(|| (0..cfg.seeds).into_par_iter().map(one).collect());
+    let mut a = Vec::new();
+    let mut bce = Vec::new();
+    let mut epoch_secs = Vec::new();
+    for r in results {
+        let (si, sb, secs) = r?;
         a.push(si);
         bce.push(sb);
+        epoch_secs.extend(secs);
     }
     let analytic = analytic_sigma_s(&inf.bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)?;
     Ok(BenchmarkResult {
