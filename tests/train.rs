@@ -790,3 +790,42 @@ fn train_command_writes_outputs_and_exports_a_workspace() {
     assert!(err.contains("stepz") && err.contains("bad.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad analysis structures and template numbers are errors that say where.
+#[test]
+fn bad_specs_and_templates_are_located_errors() {
+    let spec = rich_spec();
+    let mut v = rich_values();
+    v.samples[1].nominal.pop();
+    let e = spec.check_values(&v).unwrap_err().to_string();
+    assert!(
+        e.contains("channel 'SR' sample 'bkg'") && e.contains("nominal"),
+        "{e}"
+    );
+    let mut v = rich_values();
+    v.samples[0].sumw2 = None;
+    let e = spec.check_values(&v).unwrap_err().to_string();
+    assert!(e.contains("staterror 'stat'"), "{e}");
+    let mut v = rich_values();
+    v.samples[2].modifiers[1] = Some((vec![-1.0], vec![0.9]));
+    let e = spec.check_values(&v).unwrap_err().to_string();
+    assert!(e.contains("free_norm") && e.contains("positive"), "{e}");
+    let mut bad = rich_spec();
+    bad.poi = "nope".into();
+    let e = Analysis::new(&bad).unwrap_err().to_string();
+    assert!(e.contains("/poi") && e.contains("nope"), "{e}");
+    let e = spec
+        .export_pyhf(&rich_values(), &[vec![1.0; 3], vec![1.0; 2]])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("free_norm"), "{e}");
+    let e = gradfit::train::hist::kde_hist(
+        &Tensor::new(&[0.5f64], &Device::Cpu).unwrap(),
+        None,
+        &[0.0, 0.0, 1.0],
+        0.1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("increase"), "{e}");
+}
