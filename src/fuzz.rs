@@ -19,7 +19,10 @@ const MAX_FIT_PARS: usize = 64;
 pub fn workspace(data: &[u8]) {
     let fast = Workspace::from_bytes(data, "fuzz", &ReadOptions::default());
     let Ok(v) = workspace::json::parse_strict(data, "fuzz") else {
-        assert!(fast.is_err(), "typed parse accepted what the JSON reader refuses");
+        assert!(
+            fast.is_err(),
+            "typed parse accepted what the JSON reader refuses"
+        );
         return;
     };
     let slow = Workspace::from_value(v.clone(), &[], "fuzz", &ReadOptions::default());

@@ -49,6 +49,16 @@ fn read_workspace(path: &Path) -> Result<(Value, String)> {
         None => (wjson::read_bytes(path)?, label_of(path)),
     };
     let v = wjson::parse_strict(&bytes, &label)?;
+    if v.is_array() {
+        return Err(Error::input(format!(
+            "{label}: this is a JSON Patch (a list of operations), not a workspace; apply it to its workspace with -p"
+        )));
+    }
+    if v.get("patches").is_some() {
+        return Err(Error::input(format!(
+            "{label}: this is a pyhf patchset, not a workspace; see `gradfit patchset --help`"
+        )));
+    }
     tools::check(&v, &label)?;
     Ok((v, label))
 }

@@ -62,6 +62,7 @@ pub fn float_repr(x: f64) -> String {
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
+    let (digits, exp) = ties_to_even(x.abs(), digits, exp);
     let sign = if x < 0.0 { "-" } else { "" };
     // decimal point position relative to the digit string (Python's decpt)
     let decpt = exp + 1;
@@ -84,6 +85,58 @@ pub fn float_repr(x: f64) -> String {
         format!("{a}.{b}")
     };
     format!("{sign}{body}")
+}
+
+/// Rust's shortest digits settle an exact decimal tie (x halfway between two
+/// shortest candidates, as 3.68738555908203125 between ...312 and ...313)
+/// upwards; Python's repr (David Gay's dtoa) takes the even one.
+fn ties_to_even(x: f64, digits: String, exp: i32) -> (String, i32) {
+    let n = digits.len();
+    if digits.as_bytes()[n - 1] % 2 == 0 {
+        return (digits, exp); // an even last digit is already Python's choice
+    }
+    let mant_digits = |s: &str| -> (String, i32) {
+        let (m, e) = s.split_once('e').unwrap_or((s, "0"));
+        (
+            m.chars().filter(|c| c.is_ascii_digit()).collect(),
+            e.parse().unwrap_or(0),
+        )
+    };
+    // one more digit than the shortest form: a tie ends in an exact 5
+    let (d, e) = mant_digits(&format!("{:.*e}", n, x));
+    if !d.ends_with('5') || d.len() != n + 1 {
+        return (digits, exp);
+    }
+    // exact: every further digit of the full expansion is 0 (a double has at most 767)
+    let (all, _) = mant_digits(&format!("{:.*e}", 780, x));
+    if all[..n + 1] != d || !all[n + 1..].bytes().all(|b| b == b'0') {
+        return (digits, exp);
+    }
+    let mut t: Vec<u8> = d.as_bytes()[..n].to_vec();
+    let mut e = e;
+    if t[n - 1] % 2 == 1 {
+        // round the truncation up, carrying
+        let mut i = n;
+        loop {
+            if i == 0 {
+                t.insert(0, b'1');
+                t.pop();
+                e += 1;
+                break;
+            }
+            i -= 1;
+            if t[i] == b'9' {
+                t[i] = b'0';
+            } else {
+                t[i] += 1;
+                break;
+            }
+        }
+    }
+    while t.len() > 1 && t.last() == Some(&b'0') {
+        t.pop();
+    }
+    (String::from_utf8(t).unwrap_or(digits), e)
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) {
@@ -197,6 +250,10 @@ mod tests {
             (5e-324, "5e-324"),
             (0.30000000000000004, "0.30000000000000004"),
             (-0.0, "-0.0"),
+            // exact decimal ties between two shortest forms: Python takes the even one
+            (3.687_385_559_082_031_25, "3.6873855590820312"),
+            (1.120_338_439_941_406_25, "1.1203384399414062"),
+            (8.133_560_180_664_062_5, "8.133560180664062"),
             (100.0, "100.0"),
         ] {
             assert_eq!(float_repr(x), want, "{x:e}");
