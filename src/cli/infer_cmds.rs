@@ -1,12 +1,13 @@
 //! `cls`, `limit`, `discovery`, `scan`, `toys` and `merge`.
 
+use super::infer_plots::{self, ClsPoint};
 use super::table::{Table, fmt};
 use super::{ModelArgs, OutputArgs, num, nums, par_index};
 use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
-use crate::infer::scan::{parse_range, profile_scan};
+use crate::infer::scan::{default_grid, parse_range, profile_scan};
 use crate::infer::shards::merge;
 use crate::infer::toys::{self, ToyRun, ToySettings, toy_cls};
 use crate::infer::{AsymptoticCalculator, Problem, TestStat};
@@ -66,6 +67,9 @@ pub struct LimitArgs {
     test_stat: TestStat,
     #[command(flatten)]
     toys: ToyArgs,
+    /// Draw CLs against the POI with the expected band to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -89,9 +93,12 @@ pub struct ScanArgs {
     /// Parameter to scan (default: the POI).
     #[arg(long)]
     par: Option<String>,
-    /// Grid LO:HI:N.
+    /// Grid LO:HI:N (default: the best fit +- 3 of its uncertainties in 11 points, as cabinetry).
     #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
-    range: String,
+    range: Option<String>,
+    /// Draw the scan to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -125,6 +132,9 @@ pub struct ToysArgs {
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Draw the test-statistic distributions against their asymptotic form to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
 }
 
 /// Arguments of `gradfit merge`.
@@ -349,9 +359,12 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
 }
 
 fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let (plo, phi) = p.poi_bounds();
+    let poi_name = model.par_names()[p.poi].clone();
+    let mut plot_points: Vec<ClsPoint> = Vec::new();
     let v = if let Some(n) = a.toys.toys {
         // toys: CLs on a grid, crossing by linear interpolation
         let grid = match &a.scan {
@@ -391,6 +404,10 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
                 .find(|w| w[0].1 >= 0.0 && w[1].1 < 0.0)
                 .map(|w| w[0].0 + (w[1].0 - w[0].0) * w[0].1 / (w[0].1 - w[1].1))
         };
+        plot_points = rows
+            .iter()
+            .map(|(mu, c)| (*mu, c.cls_obs, c.cls_exp))
+            .collect();
         let obs = cross(&|c| c.cls_obs);
         let exp: Vec<Value> = (0..5)
             .map(|k| cross(&|c| c.cls_exp[k]).map(num).unwrap_or(Value::Null))
@@ -422,6 +439,17 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
         };
         let ul = upper_limit(&calc, a.cl, &method)?;
         print_warnings(&ul.messages);
+        if a.plot.is_some() {
+            plot_points = if a.scan.is_some() {
+                ul.points
+                    .iter()
+                    .map(|h| (h.mu, Some(h.cls_obs), h.cls_exp.map(Some)))
+                    .collect()
+            } else {
+                let top = ul.exp[4].into_iter().chain(ul.obs).fold(1.0f64, f64::max);
+                infer_plots::cls_grid(&calc, plo.max(0.0), (1.5 * top).min(phi), 31)?
+            };
+        }
         json!({
             "obs": ul.obs.map(num).unwrap_or(Value::Null),
             "exp": ul.exp.iter().map(|x| x.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
@@ -432,6 +460,11 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
             "messages": ul.messages,
         })
     };
+    if let Some(path) = &a.plot {
+        let calculator = v["calculator"].as_str().unwrap_or("");
+        let (obs, exp) = (v["obs"].as_f64(), v["exp"][2].as_f64());
+        infer_plots::limit(path, &poi_name, a.cl, calculator, plot_points, obs, exp)?;
+    }
     a.out.emit(&v, || {
         let e = |k: usize| v["exp"][k].as_f64();
         format!(
@@ -515,8 +548,27 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
             .poi()
             .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
     };
-    let grid = parse_range(&a.range).map_err(Error::Input)?;
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
+    let grid = match &a.range {
+        Some(r) => parse_range(r).map_err(Error::Input)?,
+        None => {
+            let spec = crate::fit::FitSpec::from_model(model);
+            let opts = FitOptions::default();
+            let (g, note) =
+                default_grid(&*engine, model, model.observed(), &spec, index, 11, &opts)?;
+            eprintln!(
+                "note: scanning {} from {} to {} in 11 points (best fit +- 3 sigma; --range sets it)",
+                model.par_names()[index],
+                fmt(g[0]),
+                fmt(g[g.len() - 1])
+            );
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
+            g
+        }
+    };
     let s = profile_scan(
         &*engine,
         model,
@@ -527,6 +579,9 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
         &FitOptions::default(),
     )?;
     print_warnings(&s.messages);
+    if let Some(path) = &a.plot {
+        infer_plots::scan(path, &s)?;
+    }
     let v = json!({
         "parameter": s.parameter,
         "best_value": num(s.best_value),
@@ -620,6 +675,7 @@ pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
 }
 
 fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
@@ -638,6 +694,9 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
         },
     )?;
     crate::util::write_json_atomic(&a.out, &run)?;
+    if let Some(path) = &a.plot {
+        infer_plots::toys(path, &run, &p)?;
+    }
     summary(&run, a.json)?;
     let failed = run
         .sig_bkg

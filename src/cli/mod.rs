@@ -3,9 +3,11 @@
 mod core_cmds;
 mod gpu_cmds;
 mod infer_cmds;
+mod infer_plots;
 mod pyhf_cmds;
 mod report_cmds;
 pub mod table;
+mod yields_plots;
 
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, HistFactoryModel, InterpCode, Likelihood, ModelOptions};
