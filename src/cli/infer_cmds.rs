@@ -560,8 +560,8 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
             eprintln!(
                 "note: scanning {} from {} to {} in 11 points (best fit +- 3 sigma; --range sets it)",
                 model.par_names()[index],
-                fmt(g[0]),
-                fmt(g[g.len() - 1])
+                crate::report::plot_infer::short(g[0]),
+                crate::report::plot_infer::short(g[g.len() - 1])
             );
             if let Some(n) = note {
                 eprintln!("note: {n}");

@@ -190,7 +190,7 @@ pub fn default_grid<L: Likelihood>(
     let (blo, bhi) = base.bounds[index];
     let (lo, hi) = ((v - 3.0 * e).max(blo), (v + 3.0 * e).min(bhi));
     let note = (lo > v - 3.0 * e || hi < v + 3.0 * e).then(|| {
-        format!("the scan range {name} = {v} +- 3 x {e} is clipped to the bounds [{blo}, {bhi}]")
+        format!("the range {name} = {v:.4} +- 3 x {e:.4} is clipped to the bounds [{blo}, {bhi}]")
     });
     let n = n.max(2);
     Ok((
