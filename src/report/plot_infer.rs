@@ -323,6 +323,10 @@ impl Plot for LimitPlot {
 
 // ---------------------------------------------------------------- toys
 
+/// One toy ensemble for [`ToysPlot::new`]: legend label, test-statistic
+/// values, and the asymptotic CDF to compare with (if any).
+pub type Ensemble<'a> = (String, Vec<f64>, Option<&'a dyn Fn(f64) -> f64>);
+
 /// Test-statistic distributions of the two toy ensembles, histogrammed on a
 /// log scale, with the expected counts per bin from the asymptotic formulae
 /// and the observed value.
@@ -349,7 +353,7 @@ impl ToysPlot {
         title: &str,
         x_label: &str,
         observed: f64,
-        ensembles: Vec<(String, Vec<f64>, Option<&dyn Fn(f64) -> f64>)>,
+        ensembles: Vec<Ensemble<'_>>,
         bins: usize,
     ) -> Self {
         let mut all: Vec<f64> = ensembles

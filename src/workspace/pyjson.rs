@@ -92,7 +92,7 @@ pub fn float_repr(x: f64) -> String {
 /// upwards; Python's repr (David Gay's dtoa) takes the even one.
 fn ties_to_even(x: f64, digits: String, exp: i32) -> (String, i32) {
     let n = digits.len();
-    if digits.as_bytes()[n - 1] % 2 == 0 {
+    if digits.ends_with(['0', '2', '4', '6', '8']) {
         return (digits, exp); // an even last digit is already Python's choice
     }
     let mant_digits = |s: &str| -> (String, i32) {
@@ -114,7 +114,7 @@ fn ties_to_even(x: f64, digits: String, exp: i32) -> (String, i32) {
     }
     let mut t: Vec<u8> = d.as_bytes()[..n].to_vec();
     let mut e = e;
-    if t[n - 1] % 2 == 1 {
+    if matches!(t[n - 1], b'1' | b'3' | b'5' | b'7' | b'9') {
         // round the truncation up, carrying
         let mut i = n;
         loop {
@@ -250,13 +250,19 @@ mod tests {
             (5e-324, "5e-324"),
             (0.30000000000000004, "0.30000000000000004"),
             (-0.0, "-0.0"),
-            // exact decimal ties between two shortest forms: Python takes the even one
-            (3.687_385_559_082_031_25, "3.6873855590820312"),
-            (1.120_338_439_941_406_25, "1.1203384399414062"),
-            (8.133_560_180_664_062_5, "8.133560180664062"),
             (100.0, "100.0"),
         ] {
             assert_eq!(float_repr(x), want, "{x:e}");
+        }
+        // exact decimal ties between two shortest forms: Python takes the even one
+        for (x, want) in [
+            ("3.68738555908203125", "3.6873855590820312"),
+            ("1.12033843994140625", "1.1203384399414062"),
+            ("8.1335601806640625", "8.133560180664062"),
+            ("0.5", "0.5"),
+            ("2.5e-05", "2.5e-05"),
+        ] {
+            assert_eq!(float_repr(x.parse().unwrap()), want, "{x}");
         }
     }
 
