@@ -261,6 +261,14 @@ fn output_files_and_standard_input_work_as_in_pyhf() {
     let (code, out, _) = run(&["digest", "-"], Some(&ws));
     assert_eq!(code, 0);
     assert_eq!(out, refs_file("digest_two_channel.out"));
+    // read twice in one run (the model, then inspect's measurement list)
+    let (code, out, err) = run(&["inspect", "-", "--json"], Some(&ws));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["measurements"][0]["name"], "example");
+    let (code, out, err) = run(&["combine", "-", "-", "-j", "outer"], Some(&ws));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, refs_file("combine_outer_same.out"));
 }
 
 // ------------------------------------------------------------------ HEPData archives
