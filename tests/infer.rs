@@ -374,3 +374,98 @@ fn toy_cls_agrees_with_asymptotics_at_high_counts() {
         h.cls_exp[2]
     );
 }
+
+#[test]
+fn minos_errors_match_the_profile_crossings() {
+    use gradfit::fit::Cpu;
+    use gradfit::infer::minos::{Profile, minos};
+    // one bin: the profile is the likelihood itself, solved here by bisection
+    let text = r#"{"channels":[{"name":"c","samples":[
+        {"name":"s","data":[10.0],"modifiers":[{"name":"mu","type":"normfactor","data":null}]},
+        {"name":"b","data":[20.0],"modifiers":[]}]}],
+      "observations":[{"name":"c","data":[35.0]}],"version":"1.0.0",
+      "measurements":[{"name":"m","config":{"poi":"mu","parameters":[{"name":"mu","bounds":[[0,10]],"inits":[1]}]}}]}"#;
+    let ws = gradfit::workspace::Workspace::from_str(text, "t", &ReadOptions::default()).unwrap();
+    let m = HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "t").unwrap();
+    let spec = FitSpec::from_model(&m);
+    let opts = FitOptions::default();
+    let best = fit::fit(&m, m.observed(), &spec, &opts);
+    let q = |mu: f64| {
+        let nu = 10.0 * mu + 20.0;
+        let nh = 35.0;
+        2.0 * (nu - nh * nu.ln()) - 2.0 * (nh - nh * nh.ln())
+    };
+    let root = |mut a: f64, mut b: f64| {
+        for _ in 0..200 {
+            let c = 0.5 * (a + b);
+            if (q(c) - 1.0) * (q(a) - 1.0) > 0.0 {
+                a = c
+            } else {
+                b = c
+            }
+        }
+        0.5 * (a + b)
+    };
+    let (lo, hi) = (root(0.0, 1.5), root(1.5, 5.0));
+    let p = Profile {
+        model: &m,
+        data: m.observed(),
+        spec: &spec,
+        fitter: &Cpu,
+    };
+    let e = &minos(&p, &best, &[0], 1.0, &opts).unwrap()[0];
+    let x = best.x[0];
+    assert!((x - 1.5).abs() < 1e-8);
+    assert!(
+        (x + e.lower.error.unwrap() - lo).abs() < 1e-4,
+        "{e:?} vs {lo}"
+    );
+    assert!(
+        (x + e.upper.error.unwrap() - hi).abs() < 1e-4,
+        "{e:?} vs {hi}"
+    );
+    // asymmetric, as a Poisson profile is
+    assert!(e.upper.error.unwrap() > -e.lower.error.unwrap());
+    // a lower bound inside the interval is reported as such
+    let mut tight = spec.clone();
+    tight.bounds[0] = (1.2, 10.0);
+    let pt = Profile { spec: &tight, ..p };
+    let e = &minos(&pt, &best, &[0], 1.0, &opts).unwrap()[0];
+    assert!(e.lower.at_bound && e.lower.error.is_none(), "{e:?}");
+    assert!(e.upper.error.is_some());
+
+    // with nuisance parameters: each crossing is a point where the profiled
+    // twice_nll (a fit with the parameter fixed) rises by 1
+    let m = load("two-channel.json");
+    let spec = FitSpec::from_model(&m);
+    let best = fit::fit(&m, m.observed(), &spec, &opts);
+    let p = Profile {
+        model: &m,
+        data: m.observed(),
+        spec: &spec,
+        fitter: &Cpu,
+    };
+    let pars: Vec<usize> = (0..m.n_pars())
+        .filter(|&i| !spec.fixed[i])
+        .take(6)
+        .collect();
+    for e in minos(&p, &best, &pars, 1.0, &opts).unwrap() {
+        for side in [e.lower, e.upper] {
+            let Some(d) = side.error else {
+                assert!(side.at_bound, "{e:?}");
+                continue;
+            };
+            let f = fit::fit(
+                &m,
+                m.observed(),
+                &spec.clone().fix(e.par, best.x[e.par] + d),
+                &opts,
+            );
+            assert!(
+                (f.twice_nll - best.twice_nll - 1.0).abs() < 2e-4,
+                "{} {e:?}",
+                m.par_names[e.par]
+            );
+        }
+    }
+}

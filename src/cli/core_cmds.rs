@@ -1,6 +1,6 @@
 //! `eval`, `fit` and `inspect`.
 
-use super::table::{Table, fmt};
+use super::table::{Table, fmt, fmt_fitted};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums, par_index, parse_fix};
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitSpec};
@@ -44,6 +44,10 @@ pub struct FitArgs {
     /// Iteration limit of the minimiser.
     #[arg(long, default_value_t = 500)]
     max_iter: usize,
+    /// Asymmetric errors from the profile likelihood (where twice_nll rises
+    /// by 1) for these parameters; all free parameters when none are named.
+    #[arg(long, value_name = "NAME", num_args = 0..)]
+    minos: Option<Vec<String>>,
     /// Time the fit: run it N times in this process and add `timing`
     /// (median, min, max seconds per fit, model loading excluded) to the output.
     #[arg(long, value_name = "N")]
@@ -168,17 +172,27 @@ pub fn fit_spec<M: Likelihood>(
     fix: &[(String, f64)],
 ) -> Result<FitSpec> {
     let mut spec = FitSpec::from_model(model);
+    let mut fixed_by: Vec<Option<String>> = vec![None; model.n_pars()];
     if let Some(mu) = poi_value {
         let poi = model.poi().ok_or_else(|| {
             Error::input(
                 "--poi-value: the model has no POI (is the signal patch applied?)".to_string(),
             )
         })?;
+        super::check_poi_value(model, poi, mu, "--poi-value")?;
         spec = spec.fix(poi, mu);
+        fixed_by[poi] = Some(format!("--poi-value {mu}"));
     }
     for (name, val) in fix {
         let i = par_index(model, name)?;
+        if let Some(prev) = &fixed_by[i] {
+            return Err(Error::input(format!(
+                "--fix {name}={val} conflicts with {prev}: '{name}' can be fixed once"
+            )));
+        }
+        super::check_poi_value(model, i, *val, &format!("--fix {name}="))?;
         spec = spec.fix(i, *val);
+        fixed_by[i] = Some(format!("--fix {name}={val}"));
     }
     Ok(spec)
 }
@@ -202,6 +216,7 @@ pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool)
         "values": nums(&r.x),
         "errors": nums(&r.errors),
         "hessian_positive_definite": !r.hessian_not_pd,
+        "mle_parameters": super::mle_parameters(model.par_names(), &r.x),
     });
     if with_corr {
         v["correlation"] = r
@@ -233,6 +248,40 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
         times.push(t0.elapsed().as_secs_f64());
     }
     let mut v = fit_json(model, &r, a.correlation);
+    let minos = match &a.minos {
+        Some(names) if r.converged => {
+            let pars: Vec<usize> = if names.is_empty() {
+                (0..model.n_pars()).filter(|&i| !spec.fixed[i]).collect()
+            } else {
+                names
+                    .iter()
+                    .map(|n| par_index(model, n))
+                    .collect::<Result<_>>()?
+            };
+            let p = crate::infer::minos::Profile {
+                model,
+                data: model.observed(),
+                spec: &spec,
+                fitter: &*engine,
+            };
+            let m = crate::infer::minos::minos(&p, &r, &pars, 1.0, &opts)?;
+            let mut obj = serde_json::Map::new();
+            for e in &m {
+                obj.insert(
+                    model.par_names()[e.par].clone(),
+                    json!({
+                        "lower": e.lower.error.map(num).unwrap_or(Value::Null),
+                        "upper": e.upper.error.map(num).unwrap_or(Value::Null),
+                        "lower_at_bound": e.lower.at_bound,
+                        "upper_at_bound": e.upper.at_bound,
+                    }),
+                );
+            }
+            v["minos"] = Value::Object(obj);
+            Some(m)
+        }
+        _ => None,
+    };
     if !times.is_empty() {
         times.sort_by(f64::total_cmp);
         let k = times.len();
@@ -253,6 +302,22 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
             r.iterations
         );
         let mut t = Table::new(&["parameter", "value", "error", ""], &[false, true, true, false]);
+        let minos_of = |i: usize| {
+            minos.as_ref().and_then(|m| m.iter().find(|e| e.par == i)).map(|e| {
+                let side = |x: &crate::infer::minos::MinosSide| match (x.error, x.at_bound) {
+                    (Some(v), _) => format!("{v:+.4e}"),
+                    (None, true) => "bound".into(),
+                    (None, false) => "?".into(),
+                };
+                format!("{} / {}", side(&e.lower), side(&e.upper))
+            })
+        };
+        if minos.is_some() {
+            t = Table::new(
+                &["parameter", "value", "error", "minos -/+", ""],
+                &[false, true, true, true, false],
+            );
+        }
         for i in 0..model.n_pars() {
             let tag = if spec.fixed[i] {
                 "fixed"
@@ -261,7 +326,16 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
             } else {
                 ""
             };
-            t.row(vec![model.par_names()[i].clone(), fmt(r.x[i]), fmt(r.errors[i]), tag.into()]);
+            let mut row = vec![
+                model.par_names()[i].clone(),
+                fmt_fitted(r.x[i], r.errors[i]),
+                fmt(r.errors[i]),
+            ];
+            if minos.is_some() {
+                row.push(minos_of(i).unwrap_or_default());
+            }
+            row.push(tag.into());
+            t.row(row);
         }
         s.push_str(&t.render());
         if r.hessian_not_pd {

@@ -7,6 +7,7 @@ mod infer_plots;
 mod pyhf_cmds;
 mod report_cmds;
 pub mod table;
+mod train_cmd;
 mod yields_plots;
 
 use crate::error::{Error, Result};
@@ -76,6 +77,8 @@ enum Command {
     /// Patchsets: inspect, extract, apply, verify (pyhf patchset).
     #[command(subcommand)]
     Patchset(pyhf_cmds::PatchsetCmd),
+    /// Train a network on an inference loss (neos, INFERNO).
+    Train(train_cmd::TrainArgs),
 }
 
 impl Command {
@@ -95,7 +98,7 @@ impl Command {
             Command::Corr(a) => &a.out,
             Command::Toys(a) => return Some(&a.out),
             Command::Merge(a) => return Some(&a.out),
-            Command::Selftest(_) | Command::Digest(_) => return None,
+            Command::Selftest(_) | Command::Digest(_) | Command::Train(_) => return None,
             Command::Combine(a) => return a.out.output.as_deref(),
             Command::Prune(a) => return a.out.output.as_deref(),
             Command::Rename(a) => return a.out.output.as_deref(),
@@ -135,6 +138,43 @@ pub struct ModelArgs {
     /// build, see scripts/build-cuda.sh).
     #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<crate::device::Device>())]
     pub device: crate::device::Device,
+    /// Set a parameter's bounds: NAME=LO:HI (repeatable; NAME may be a
+    /// per-bin parameter `name[i]` or a whole set `name`).
+    #[arg(long = "bounds", value_name = "NAME=LO:HI", value_parser = parse_bounds, allow_hyphen_values = true)]
+    pub bounds: Vec<(String, f64, f64)>,
+    /// Accepted for pyhf scripts: gradfit has one backend (f64, CPU or --device).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub backend: Option<String>,
+    /// Accepted for pyhf scripts: gradfit has one minimiser (exact-Hessian Newton).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub optimizer: Option<String>,
+}
+
+fn parse_bounds(s: &str) -> std::result::Result<(String, f64, f64), String> {
+    let (name, range) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=LO:HI, got '{s}'"))?;
+    let (lo, hi) = range
+        .split_once(':')
+        .ok_or_else(|| format!("expected NAME=LO:HI, got '{s}'"))?;
+    let num = |t: &str| -> std::result::Result<f64, String> {
+        let v: f64 = t
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{t}' is not a number in '{s}'"))?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(format!("bounds must be finite in '{s}'"))
+        }
+    };
+    let (lo, hi) = (num(lo)?, num(hi)?);
+    if !(lo < hi) {
+        return Err(format!(
+            "lower bound {lo} is not below upper bound {hi} in '{s}'"
+        ));
+    }
+    Ok((name.trim().to_string(), lo, hi))
 }
 
 fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {
@@ -251,6 +291,28 @@ impl ModelArgs {
     /// [`load_any`](Self::load_any), with the model digest when `digest`
     /// (toy runs record it; computing it costs a pass over the workspace).
     pub fn load_any_with(&self, digest: bool) -> Result<Loaded> {
+        for (flag, v) in [
+            ("--backend", &self.backend),
+            ("--optimizer", &self.optimizer),
+        ] {
+            if let Some(v) = v {
+                eprintln!(
+                    "note: {flag} {v} ignored: gradfit has one backend (f64 on the CPU, or --device) and one minimiser"
+                );
+            }
+        }
+        let mut loaded = self.load_raw(digest)?;
+        if !self.bounds.is_empty() {
+            crate::with_model!(&mut loaded.model, m => set_bounds(m, &self.bounds))?;
+            if digest {
+                let b = format!("{:?}", self.bounds);
+                loaded.digest = digest_of(&[loaded.digest.as_bytes(), b.as_bytes()]);
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn load_raw(&self, digest: bool) -> Result<Loaded> {
         let (bytes, src, archive_set) = self.read_input()?;
         if self.patches.is_empty() && self.patch_name.is_none() {
             // fast path: a plain pyhf workspace parsed straight into its types;
@@ -380,6 +442,33 @@ impl ModelArgs {
     }
 }
 
+/// Apply `--bounds`: a parameter by its full name, or every component of a
+/// parameter set `name` (`name[0]`, `name[1]`, ...).
+fn set_bounds<M: crate::model::ModelInfo>(m: &mut M, bounds: &[(String, f64, f64)]) -> Result<()> {
+    for (name, lo, hi) in bounds {
+        let idx: Vec<usize> = match m.par_names().iter().position(|n| n == name) {
+            Some(i) => vec![i],
+            None => m
+                .par_names()
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| {
+                    n.strip_prefix(name.as_str())
+                        .is_some_and(|r| r.starts_with('['))
+                })
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        if idx.is_empty() {
+            par_index(m, name).map_err(|e| Error::input(format!("--bounds: {e}")))?;
+        }
+        for i in idx {
+            m.set_bounds(i, *lo, *hi);
+        }
+    }
+    Ok(())
+}
+
 fn digest_of(parts: &[&[u8]]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -399,7 +488,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub json: bool,
     /// Also write the JSON result to this file (atomically).
-    #[arg(short = 'o', long, value_name = "FILE")]
+    #[arg(short = 'o', long, visible_alias = "output-file", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
@@ -553,6 +642,7 @@ pub fn main() -> i32 {
         Command::Digest(a) => pyhf_cmds::digest(a),
         Command::Sort(a) => pyhf_cmds::sort(a),
         Command::Patchset(c) => pyhf_cmds::patchset(c),
+        Command::Train(a) => train_cmd::train(a),
     };
     match r {
         Ok(code) => code,
@@ -565,6 +655,14 @@ pub fn main() -> i32 {
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+/// A whole number of at least 1.
+pub fn parse_positive(s: &str) -> std::result::Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{s}' is not a whole number of at least 1")),
     }
 }
 
@@ -581,6 +679,21 @@ pub fn parse_fix(s: &str) -> std::result::Result<(String, f64), String> {
         return Err(format!("value in '{s}' must be finite"));
     }
     Ok((n.trim().to_string(), v))
+}
+
+/// Refuse a tested or fixed value outside a parameter's bounds (pyhf raises
+/// there too), with the option that widens them.
+pub fn check_poi_value<M: Likelihood>(m: &M, i: usize, v: f64, what: &str) -> Result<()> {
+    let (lo, hi) = m.bounds()[i];
+    if v < lo || v > hi {
+        let name = &m.par_names()[i];
+        let sep = if what.ends_with('=') { "" } else { " " };
+        return Err(Error::input(format!(
+            "{what}{sep}{v}: outside the bounds [{lo}, {hi}] of '{name}'; \
+             widen them with --bounds {name}=LO:HI if that is meant"
+        )));
+    }
+    Ok(())
 }
 
 /// Look up a parameter by name with a helpful error.
@@ -620,6 +733,22 @@ pub fn num(x: f64) -> Value {
 /// JSON array of numbers (see [`num`]).
 pub fn nums(v: &[f64]) -> Value {
     Value::Array(v.iter().map(|x| num(*x)).collect())
+}
+
+/// pyhf's `mle_parameters`: values grouped by parameter set (`name[i]`
+/// components in one list).
+pub fn mle_parameters(names: &[String], x: &[f64]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (n, v) in names.iter().zip(x) {
+        let set = n.split_once('[').map_or(n.as_str(), |(s, _)| s);
+        let entry = map
+            .entry(set.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(a) = entry {
+            a.push(num(*v));
+        }
+    }
+    Value::Object(map)
 }
 
 /// JSON matrix from a row-major P x P buffer.

@@ -64,7 +64,7 @@ pub struct ImpactsArgs {
     method: Method,
     /// Keep only the N parameters with the largest post-fit impact (table, JSON and plot;
     /// the plot shows 20 when not given).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = super::parse_positive)]
     top: Option<u64>,
     /// Draw the ranking to FILE (.svg or .png).
     #[arg(long, value_name = "FILE")]

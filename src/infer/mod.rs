@@ -4,9 +4,11 @@
 
 pub mod asymptotic;
 pub mod limits;
+pub mod minos;
 pub mod scan;
 pub mod shards;
 pub mod teststat;
+pub mod toy_limit;
 pub mod toys;
 
 pub use asymptotic::{AsymptoticCalculator, Discovery, HypoTest};

@@ -27,6 +27,8 @@ pub trait ModelInfo: Likelihood + Sized {
     fn as_histfactory(&self) -> Option<&HistFactoryModel> {
         None
     }
+    /// Set the bounds of parameter `i` (the suggested start is clipped into them by fits).
+    fn set_bounds(&mut self, i: usize, lo: f64, hi: f64);
     /// Pre-fit width of parameter `i` (0 when unconstrained).
     fn prefit_sigma(&self, i: usize) -> f64 {
         self.constraint_info(i).map_or(0.0, |c| c.sigma)
@@ -65,6 +67,9 @@ impl ModelInfo for HistFactoryModel {
     fn as_histfactory(&self) -> Option<&HistFactoryModel> {
         Some(self)
     }
+    fn set_bounds(&mut self, i: usize, lo: f64, hi: f64) {
+        self.bounds[i] = (lo, hi);
+    }
 }
 
 impl ModelInfo for CombinedModel {
@@ -93,6 +98,10 @@ impl ModelInfo for CombinedModel {
         }
         Ok(Box::new(CpuEngine))
     }
+    fn set_bounds(&mut self, i: usize, lo: f64, hi: f64) {
+        let name = self.par_names()[i].clone();
+        CombinedModel::set_bounds(self, &name, lo, hi).expect("a parameter of the model, lo < hi");
+    }
 }
 
 /// Whichever model an input compiles to.
@@ -108,6 +117,18 @@ pub enum AnyModel {
 /// its type (the body is compiled once per model type).
 #[macro_export]
 macro_rules! with_model {
+    (&mut $any:expr, $m:ident => $body:expr) => {
+        match &mut $any {
+            $crate::model::AnyModel::HistFactory($m) => {
+                let $m = &mut **$m;
+                $body
+            }
+            $crate::model::AnyModel::Combined($m) => {
+                let $m = &mut **$m;
+                $body
+            }
+        }
+    };
     ($any:expr, $m:ident => $body:expr) => {
         match $any {
             $crate::model::AnyModel::HistFactory($m) => {

@@ -16,9 +16,14 @@ pub fn load_patch(path: &Path) -> Result<Value> {
 
 fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
     if !v.is_array() {
+        let hint = if v.get("patches").is_some() {
+            " (this file is a pyhf patchset: give it with --patchset FILE --patch-name NAME)"
+        } else {
+            ""
+        };
         return Err(Error::Patch {
             source_name: name.to_string(),
-            message: "a JSON Patch must be an array of operations".into(),
+            message: format!("a JSON Patch must be an array of operations{hint}"),
         });
     }
     from_value_at::<json_patch::Patch>(v, name, "").map_err(|e| match e {
@@ -178,6 +183,12 @@ pub fn load_patchset(path: &Path) -> Result<PatchSet> {
 /// A pyhf patchset from a parsed document; `name` labels errors.
 pub fn patchset_from_value(v: &Value, name: &str) -> Result<PatchSet> {
     let name = name.to_string();
+    if v.is_array() {
+        return Err(Error::Patch {
+            source_name: name,
+            message: "not a pyhf patchset but a JSON Patch (an array of operations): give it with -p FILE".into(),
+        });
+    }
     let ps: PatchSet = from_value_at(v, &name, "").map_err(|e| match e {
         Error::Workspace {
             location, message, ..
