@@ -446,7 +446,8 @@ fn inspect_combined(a: &InspectArgs, model: &CombinedModel) -> Result<i32> {
 }
 
 fn inspect_histfactory(a: &InspectArgs, model: &HistFactoryModel) -> Result<i32> {
-    let v = crate::model::histfactory::describe(model);
+    let mut v = crate::model::histfactory::describe(model);
+    let measurements = super::pyhf_cmds::add_measurements(&a.model, &mut v, &model.measurement)?;
     let poi = model.poi.map(|i| model.par_names[i].clone());
     a.out.emit(&v, || {
         let mut s = format!(
@@ -492,6 +493,7 @@ fn inspect_histfactory(a: &InspectArgs, model: &HistFactoryModel) -> Result<i32>
             }
         }
         s.push_str(&t.render());
+        s.push_str(&measurements);
         s
     })?;
     Ok(0)

@@ -1,12 +1,13 @@
 //! `cls`, `limit`, `discovery`, `scan`, `toys` and `merge`.
 
+use super::infer_plots::{self, ClsPoint};
 use super::table::{Table, fmt};
 use super::{ModelArgs, OutputArgs, check_poi_value, num, nums, par_index};
 use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
-use crate::infer::scan::{parse_range, profile_scan};
+use crate::infer::scan::{default_grid, parse_range, profile_scan};
 use crate::infer::shards::merge;
 use crate::infer::toy_limit;
 use crate::infer::toys::{self, ToyRun, ToySettings, toy_cls};
@@ -96,6 +97,9 @@ pub struct LimitArgs {
     test_stat: TestStat,
     #[command(flatten)]
     toys: ToyArgs,
+    /// Draw CLs against the POI with the expected band to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -119,9 +123,12 @@ pub struct ScanArgs {
     /// Parameter to scan (default: the POI).
     #[arg(long)]
     par: Option<String>,
-    /// Grid LO:HI:N.
+    /// Grid LO:HI:N (default: the best fit +- 3 of its uncertainties in 11 points, as cabinetry).
     #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
-    range: String,
+    range: Option<String>,
+    /// Draw the scan to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -155,6 +162,9 @@ pub struct ToysArgs {
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Draw the test-statistic distributions against their asymptotic form to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
 }
 
 /// Arguments of `gradfit merge`.
@@ -385,10 +395,13 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
 }
 
 fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let poi = p.poi;
     let (plo, phi) = p.poi_bounds();
+    let poi_name = model.par_names()[p.poi].clone();
+    let mut plot_points: Vec<ClsPoint> = Vec::new();
     let v = if let Some(n) = a.toys.n()? {
         // toys: CLs on a grid, crossing by linear interpolation; the automatic
         // grid grows (inside the POI bounds) until every band is bracketed
@@ -459,7 +472,6 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
         }
         let (obs, exp) = toy_limit::crossings(&points, alpha);
         let (below, above) = toy_limit::unbracketed(&points, alpha);
-        let poi_name = &model.par_names()[p.poi];
         if above {
             eprintln!(
                 "warning: a band's CLs is still above {} at mu = {} (the POI's upper bound is {}); \
@@ -477,6 +489,10 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
             );
         }
         let rows: Vec<(f64, toys::ToyCls)> = points.into_iter().map(|g| (g.mu, g.cls)).collect();
+        plot_points = rows
+            .iter()
+            .map(|(mu, c)| (*mu, c.cls_obs, c.cls_exp))
+            .collect();
         let exp: Vec<Value> = exp
             .iter()
             .map(|x| x.map(num).unwrap_or(Value::Null))
@@ -514,6 +530,17 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
         };
         let ul = upper_limit(&calc, a.cl, &method)?;
         print_warnings(&ul.messages);
+        if a.plot.is_some() {
+            plot_points = if a.scan.is_some() {
+                ul.points
+                    .iter()
+                    .map(|h| (h.mu, Some(h.cls_obs), h.cls_exp.map(Some)))
+                    .collect()
+            } else {
+                let top = ul.exp[4].into_iter().chain(ul.obs).fold(1.0f64, f64::max);
+                infer_plots::cls_grid(&calc, plo.max(0.0), (1.5 * top).min(phi), 31)?
+            };
+        }
         json!({
             "obs": ul.obs.map(num).unwrap_or(Value::Null),
             "exp": ul.exp.iter().map(|x| x.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
@@ -524,6 +551,11 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
             "messages": ul.messages,
         })
     };
+    if let Some(path) = &a.plot {
+        let calculator = v["calculator"].as_str().unwrap_or("");
+        let (obs, exp) = (v["obs"].as_f64(), v["exp"][2].as_f64());
+        infer_plots::limit(path, &poi_name, a.cl, calculator, plot_points, obs, exp)?;
+    }
     a.out.emit(&v, || {
         let e = |k: usize| v["exp"][k].as_f64();
         format!(
@@ -607,8 +639,27 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
             .poi()
             .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
     };
-    let grid = parse_range(&a.range).map_err(Error::Input)?;
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
+    let grid = match &a.range {
+        Some(r) => parse_range(r).map_err(Error::Input)?,
+        None => {
+            let spec = crate::fit::FitSpec::from_model(model);
+            let opts = FitOptions::default();
+            let (g, note) =
+                default_grid(&*engine, model, model.observed(), &spec, index, 11, &opts)?;
+            eprintln!(
+                "note: scanning {} from {} to {} in 11 points (best fit +- 3 sigma; --range sets it)",
+                model.par_names()[index],
+                crate::report::plot_infer::short(g[0]),
+                crate::report::plot_infer::short(g[g.len() - 1])
+            );
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
+            g
+        }
+    };
     let s = profile_scan(
         &*engine,
         model,
@@ -619,6 +670,9 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
         &FitOptions::default(),
     )?;
     print_warnings(&s.messages);
+    if let Some(path) = &a.plot {
+        infer_plots::scan(path, &s)?;
+    }
     let v = json!({
         "parameter": s.parameter,
         "best_value": num(s.best_value),
@@ -712,6 +766,7 @@ pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
 }
 
 fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let mu = tested_mu(a.test_stat, Some(a.mu));
@@ -732,6 +787,9 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
         },
     )?;
     crate::util::write_json_atomic(&a.out, &run)?;
+    if let Some(path) = &a.plot {
+        infer_plots::toys(path, &run, &p)?;
+    }
     summary(&run, a.json)?;
     let failed = run
         .sig_bkg

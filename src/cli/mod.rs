@@ -3,9 +3,12 @@
 mod core_cmds;
 mod gpu_cmds;
 mod infer_cmds;
+mod infer_plots;
+mod pyhf_cmds;
 mod report_cmds;
 pub mod table;
 mod train_cmd;
+mod yields_plots;
 
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, HistFactoryModel, InterpCode, Likelihood, ModelOptions};
@@ -61,6 +64,19 @@ enum Command {
     Corr(report_cmds::CorrArgs),
     /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
     Selftest(gpu_cmds::SelftestArgs),
+    /// Combine workspaces into one (pyhf combine).
+    Combine(pyhf_cmds::CombineArgs),
+    /// Remove channels, samples, modifiers or measurements (pyhf prune).
+    Prune(pyhf_cmds::PruneArgs),
+    /// Rename channels, samples, modifiers or measurements (pyhf rename).
+    Rename(pyhf_cmds::RenameArgs),
+    /// Digest of a workspace, as pyhf computes it (pyhf digest).
+    Digest(pyhf_cmds::DigestArgs),
+    /// Sort a workspace's channels, samples, modifiers... by name (pyhf sort).
+    Sort(pyhf_cmds::SortArgs),
+    /// Patchsets: inspect, extract, apply, verify (pyhf patchset).
+    #[command(subcommand)]
+    Patchset(pyhf_cmds::PatchsetCmd),
     /// Train a network on an inference loss (neos, INFERNO).
     Train(train_cmd::TrainArgs),
 }
@@ -82,7 +98,12 @@ impl Command {
             Command::Corr(a) => &a.out,
             Command::Toys(a) => return Some(&a.out),
             Command::Merge(a) => return Some(&a.out),
-            Command::Selftest(_) | Command::Train(_) => return None,
+            Command::Selftest(_) | Command::Digest(_) | Command::Train(_) => return None,
+            Command::Combine(a) => return a.out.output.as_deref(),
+            Command::Prune(a) => return a.out.output.as_deref(),
+            Command::Rename(a) => return a.out.output.as_deref(),
+            Command::Sort(a) => return a.out.output.as_deref(),
+            Command::Patchset(c) => return c.output_path(),
         };
         out.output.as_deref()
     }
@@ -91,16 +112,18 @@ impl Command {
 /// Options shared by every command that reads a workspace.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// pyhf JSON workspace.
+    /// pyhf JSON workspace (`-`: standard input), or a HEPData archive
+    /// `ARCHIVE.tar.gz[:MEMBER]` (its background-only workspace).
     pub workspace: PathBuf,
     /// RFC 6902 JSON Patch applied to the workspace (repeatable, in order).
     #[arg(short = 'p', long = "patch", value_name = "PATCH")]
     pub patches: Vec<PathBuf>,
-    /// pyhf patchset file (use with --patch-name).
+    /// pyhf patchset file or HEPData archive (use with --patch-name).
     #[arg(long, value_name = "FILE", requires = "patch_name")]
     pub patchset: Option<PathBuf>,
-    /// Name of the patch to apply from --patchset.
-    #[arg(long, value_name = "NAME", requires = "patchset")]
+    /// Name of the patch to apply from --patchset (or from the patchset of
+    /// the HEPData archive given as the workspace).
+    #[arg(long, value_name = "NAME")]
     pub patch_name: Option<String>,
     /// Measurement to use (default: the first in the workspace).
     #[arg(long)]
@@ -193,30 +216,62 @@ impl ModelArgs {
         }
     }
 
-    /// The patched input document with a label for messages, and the labels of the patches.
-    fn read_patched(&self, bytes: &[u8]) -> Result<(Value, String, Vec<String>)> {
+    /// The patched input document and the labels of the patches; `src`
+    /// labels the input, `archive_set` is the patchset of a HEPData archive.
+    fn read_patched(
+        &self,
+        bytes: &[u8],
+        src: &str,
+        archive_set: Option<workspace::hepdata::Member>,
+    ) -> Result<(Value, Vec<String>)> {
         let mut patches: Vec<Value> = Vec::new();
-        if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
-            let set = workspace::load_patchset(ps)?;
-            patches.push(workspace::apply_patchset(
-                &set,
-                name,
-                &ps.display().to_string(),
-            )?);
-        }
         let mut labels = Vec::new();
-        if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
-            labels.push(format!("{} [{}]", ps.display(), name));
+        let mut set = None;
+        if let Some(name) = &self.patch_name {
+            let (ps, label) = match (&self.patchset, archive_set) {
+                (Some(ps), _) => (workspace::load_patchset(ps)?, ps.display().to_string()),
+                (None, Some(m)) => {
+                    let v = workspace::json::parse_strict(&m.bytes, &m.label)?;
+                    (workspace::patchset_from_value(&v, &m.label)?, m.label)
+                }
+                (None, None) => {
+                    return Err(Error::input(format!(
+                        "--patch-name {name} needs --patchset FILE (or a HEPData archive with a patchset as the workspace)"
+                    )));
+                }
+            };
+            patches.push(workspace::apply_patchset(&ps, name, &label)?);
+            labels.push(format!("{label} [{name}]"));
+            set = Some((ps, label));
         }
         for p in &self.patches {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
         }
-        let mut value = workspace::json::parse_strict(bytes, &self.source_name())?;
+        let mut value = workspace::json::parse_strict(bytes, src)?;
+        if let Some((ps, label)) = &set
+            && let Some(w) = workspace::patchsets::digest_warning(ps, label, &value, src)
+        {
+            eprintln!("warning: {w}");
+        }
         for (p, label) in patches.iter().zip(&labels) {
             workspace::apply_patch(&mut value, p, label)?;
         }
-        Ok((value, self.source_name(), labels))
+        Ok((value, labels))
+    }
+
+    /// The input's bytes and label; a HEPData archive gives its workspace
+    /// and the patchset beside it.
+    fn read_input(&self) -> Result<(Vec<u8>, String, Option<workspace::hepdata::Member>)> {
+        if let Some((archive, member)) = workspace::hepdata::split(&self.workspace) {
+            let l = workspace::hepdata::open(&archive, member.as_deref())?;
+            return Ok((l.workspace.bytes, l.workspace.label, l.patchset));
+        }
+        Ok((
+            workspace::json::read_bytes(&self.workspace)?,
+            self.source_name(),
+            None,
+        ))
     }
 
     fn source_name(&self) -> String {
@@ -258,11 +313,10 @@ impl ModelArgs {
     }
 
     fn load_raw(&self, digest: bool) -> Result<Loaded> {
-        let bytes = workspace::json::read_bytes(&self.workspace)?;
-        if self.patches.is_empty() && self.patchset.is_none() {
+        let (bytes, src, archive_set) = self.read_input()?;
+        if self.patches.is_empty() && self.patch_name.is_none() {
             // fast path: a plain pyhf workspace parsed straight into its types;
             // anything else (or an error) takes the general path below
-            let src = self.source_name();
             if let Ok(ws) = workspace::Workspace::from_bytes(&bytes, &src, &self.read_options()) {
                 let (m, digest) = self.compile_ws(&ws, &src, digest)?;
                 return Ok(Loaded {
@@ -271,7 +325,7 @@ impl ModelArgs {
                 });
             }
         }
-        let (value, src, patches) = self.read_patched(&bytes)?;
+        let (value, patches) = self.read_patched(&bytes, &src, archive_set)?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
                 let (m, digest) = self.compile_pyhf(value, &src, digest).map_err(|e| match e {
@@ -582,6 +636,12 @@ pub fn main() -> i32 {
         Command::Yields(a) => report_cmds::yields(a),
         Command::Corr(a) => report_cmds::corr(a),
         Command::Selftest(a) => gpu_cmds::selftest(a),
+        Command::Combine(a) => pyhf_cmds::combine(a),
+        Command::Prune(a) => pyhf_cmds::prune(a),
+        Command::Rename(a) => pyhf_cmds::rename(a),
+        Command::Digest(a) => pyhf_cmds::digest(a),
+        Command::Sort(a) => pyhf_cmds::sort(a),
+        Command::Patchset(c) => pyhf_cmds::patchset(c),
         Command::Train(a) => train_cmd::train(a),
     };
     match r {

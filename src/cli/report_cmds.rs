@@ -12,7 +12,7 @@ use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitSpec;
 use crate::model::{Likelihood, ModelInfo};
-use crate::report::plot::{self, CorrelationPlot, PullsPlot, RankingPlot, StackPlot};
+use crate::report::plot::{self, CorrelationPlot, PullsPlot, RankingPlot};
 use crate::report::{self, ImpactRow, PostFit, Pull, ShiftKind, Yields};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
@@ -86,12 +86,20 @@ pub struct YieldsArgs {
     /// Only the post-fit yields.
     #[arg(long)]
     postfit: bool,
-    /// Write one stacked plot per channel and stage into DIR (CHANNEL_prefit.svg, CHANNEL_postfit.svg).
-    #[arg(long, value_name = "DIR")]
+    /// Stacked plots per channel and stage: FILE.svg or FILE.png (several plots:
+    /// FILE_CHANNEL_STAGE.EXT beside it), or a folder DIR (CHANNEL_STAGE.svg inside).
+    #[arg(long, value_name = "FILE|DIR")]
     plot: Option<PathBuf>,
-    /// Write PNG files next to the SVG ones.
+    /// With a folder: PNG files next to the SVG ones.
     #[arg(long, requires = "plot")]
     png: bool,
+    /// Logarithmic y axis in the plots.
+    #[arg(long, requires = "plot")]
+    log: bool,
+    /// Bin edges of a channel for the plots, CHANNEL=E0,E1,... (one more than its bins; repeatable).
+    #[arg(long = "bin-edges", value_name = "CHANNEL=E0,E1,...", requires = "plot",
+          value_parser = super::yields_plots::parse_edges, allow_hyphen_values = true)]
+    bin_edges: Vec<(String, Vec<f64>)>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -543,49 +551,16 @@ fn fmt3(x: f64) -> String {
     }
 }
 
-/// A file name for a channel: characters other than letters, digits, '-', '_' and '.' become '_'.
-fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn write_stacks(dir: &Path, y: &Yields, stage: &str, png: bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let tag = stage.replace('-', "");
-    for c in &y.channels {
-        let pl = StackPlot::new(c, stage);
-        let mut exts = vec!["svg"];
-        if png {
-            exts.push("png");
-        }
-        for ext in exts {
-            let path = dir.join(format!("{}_{tag}.{ext}", safe_name(&c.name)));
-            plot::write(&pl, &path)?;
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
 /// `gradfit yields`.
 pub fn yields(a: &YieldsArgs) -> Result<i32> {
     let model = a.model.load()?;
     let engine = model.engine(&a.model.device)?;
-    if let Some(d) = &a.plot
-        && !d.is_dir()
-    {
-        std::fs::create_dir_all(d).map_err(|e| Error::Io {
-            path: d.clone(),
-            source: e,
-        })?;
-    }
+    let target = a
+        .plot
+        .as_deref()
+        .map(|p| super::yields_plots::target(p, a.png))
+        .transpose()?;
+    super::yields_plots::check_edges(&model, &a.bin_edges)?;
     let want_pre = !a.postfit;
     let want_post = !a.prefit;
     let pre = want_pre.then(|| report::prefit_yields(&model));
@@ -604,13 +579,13 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
         v["postfit"] = yields_json(y);
     }
     let mut written = Vec::new();
-    if let Some(dir) = &a.plot {
-        if let Some(y) = &pre {
-            written.extend(write_stacks(dir, y, "pre-fit", a.png)?);
-        }
-        if let Some(y) = &posty {
-            written.extend(write_stacks(dir, y, "post-fit", a.png)?);
-        }
+    if let Some(t) = &target {
+        let stages: Vec<(&str, &Yields)> =
+            [("pre-fit", pre.as_ref()), ("post-fit", posty.as_ref())]
+                .into_iter()
+                .filter_map(|(s, y)| Some((s, y?)))
+                .collect();
+        written = super::yields_plots::write(t, &stages, a.log, &a.bin_edges)?;
     }
     a.out.emit(&v, || {
         let mut s = String::new();

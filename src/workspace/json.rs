@@ -29,11 +29,20 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let limit = max_input_bytes();
     let mut buf = Vec::new();
     if path.as_os_str() == "-" {
+        // read once per process: a second read (inspect's measurement list,
+        // `combine - -`) gets the same bytes, not an exhausted stream
+        static STDIN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        if let Some(b) = STDIN.get() {
+            return Ok(b.clone());
+        }
         std::io::stdin()
             .lock()
             .take(limit + 1)
             .read_to_end(&mut buf)
             .map_err(io)?;
+        if buf.len() as u64 <= limit {
+            let _ = STDIN.set(buf.clone());
+        }
     } else {
         let f = std::fs::File::open(path).map_err(io)?;
         let meta = f.metadata().map_err(io)?;

@@ -4,8 +4,12 @@
 //! column) -> JSON Patches -> typed structs (schema errors carry the JSON
 //! pointer of the offending value) -> semantic checks (again with pointers).
 
+pub mod hepdata;
 pub mod json;
 mod patch;
+pub mod patchsets;
+pub mod pyjson;
+pub mod tools;
 
 pub use patch::{
     PatchSet, apply_patch, apply_patchset, load_patch, load_patchset, patchset_from_value,

@@ -167,8 +167,14 @@ pub struct PatchMetadata {
     pub values: Vec<Value>,
 }
 
-/// Read a pyhf patchset file.
+/// Read a pyhf patchset file, or the patchset of a HEPData archive
+/// (`ARCHIVE[:MEMBER]`, see [`super::hepdata`]).
 pub fn load_patchset(path: &Path) -> Result<PatchSet> {
+    if let Some((archive, member)) = super::hepdata::split(path) {
+        let m = super::hepdata::open_patchset(&archive, member.as_deref())?;
+        let v = super::json::parse_strict(&m.bytes, &m.label)?;
+        return patchset_from_value(&v, &m.label);
+    }
     let name = path.display().to_string();
     let v = read_json(path)?;
     patchset_from_value(&v, &name)
