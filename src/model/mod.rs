@@ -3,6 +3,7 @@
 
 pub mod histfactory;
 pub mod layout;
+pub mod unbinned;
 
 pub use layout::HessianLayout;
 
