@@ -18,6 +18,9 @@ pub mod shapes;
 pub mod slots;
 pub mod weighted;
 
+#[cfg(test)]
+mod tests;
+
 pub use channel::{Axis, Channel, Extension, Leaf};
 pub use constraint::{ConstraintKind, ConstraintPart, ConstraintTerm};
 pub use hs3::{Hs3Model, Hs3Part, is_hs3, read_hs3};
