@@ -2,14 +2,14 @@
 
 use super::table::{Table, fmt};
 use super::{ModelArgs, OutputArgs, num, nums, par_index};
-use crate::device::Session;
+use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
 use crate::infer::scan::{parse_range, profile_scan};
 use crate::infer::toys::{self, ToyRun, ToySettings, merge, toy_cls};
 use crate::infer::{AsymptoticCalculator, Problem, TestStat};
-use crate::model::HistFactoryModel;
+use crate::model::{Likelihood, ModelInfo};
 use clap::Args;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -218,9 +218,9 @@ fn print_warnings(ws: &[String]) {
 }
 
 /// Run the toys of `settings`, with a progress bar.
-fn toys_for(
-    session: &Session,
-    p: &Problem<HistFactoryModel>,
+fn toys_for<M: Likelihood>(
+    engine: &dyn Engine<M>,
+    p: &Problem<M>,
     settings: &ToySettings,
 ) -> Result<ToyRun> {
     let pb = progress_bar(&format!("toys mu={}", settings.mu));
@@ -230,7 +230,7 @@ fn toys_for(
             pb.set_position(done);
         }
     };
-    let run = session.run_toys(p, settings, &FitOptions::default(), &report);
+    let run = engine.run_toys(p, settings, &FitOptions::default(), &report);
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -272,16 +272,16 @@ fn opt(x: Option<f64>) -> String {
 
 /// `gradfit cls`.
 pub fn cls(a: &ClsArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => cls_model(a, m, &loaded.digest))
+}
+
+fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let v = if let Some(n) = a.toys.toys {
         print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
-        let run = toys_for(
-            &session,
-            &p,
-            &a.toys.settings(a.mu, a.test_stat, n, &digest),
-        )?;
+        let run = toys_for(&*engine, &p, &a.toys.settings(a.mu, a.test_stat, n, digest))?;
         let c = toy_cls(&run)?;
         if c.n_failed > 0 {
             eprintln!(
@@ -343,9 +343,13 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
 
 /// `gradfit limit`.
 pub fn limit(a: &LimitArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => limit_model(a, m, &loaded.digest))
+}
+
+fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let (plo, phi) = p.poi_bounds();
     let v = if let Some(n) = a.toys.toys {
         // toys: CLs on a grid, crossing by linear interpolation
@@ -374,7 +378,7 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
         let alpha = 1.0 - a.cl;
         let mut rows = Vec::new();
         for &mu in &grid {
-            let run = toys_for(&session, &p, &a.toys.settings(mu, a.test_stat, n, &digest))?;
+            let run = toys_for(&*engine, &p, &a.toys.settings(mu, a.test_stat, n, digest))?;
             rows.push((mu, toy_cls(&run)?));
         }
         let cross = |f: &dyn Fn(&toys::ToyCls) -> Option<f64>| -> Option<f64> {
@@ -456,16 +460,16 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
 
 /// `gradfit discovery`.
 pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => discovery_model(a, m, &loaded.digest))
+}
+
+fn discovery_model<M: ModelInfo>(a: &DiscoveryArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let z = |p: f64| -crate::infer::normal_quantile(p);
     let v = if let Some(n) = a.toys.toys {
-        let run = toys_for(
-            &session,
-            &p,
-            &a.toys.settings(0.0, TestStat::Q0, n, &digest),
-        )?;
+        let run = toys_for(&*engine, &p, &a.toys.settings(0.0, TestStat::Q0, n, digest))?;
         let c = toy_cls(&run)?;
         let p0 = c.clsb_obs;
         let p0e = c.cls_exp[2];
@@ -499,20 +503,24 @@ pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
 
 /// `gradfit scan`.
 pub fn scan(a: &ScanArgs) -> Result<i32> {
-    let model = a.model.load()?;
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => scan_model(a, m))
+}
+
+fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
     let index = match &a.par {
-        Some(n) => par_index(&model, n)?,
+        Some(n) => par_index(model, n)?,
         None => model
-            .poi
+            .poi()
             .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
     };
     let grid = parse_range(&a.range).map_err(Error::Input)?;
-    let session = Session::new(&a.model.device, &model)?;
+    let engine = model.engine(&a.model.device)?;
     let s = profile_scan(
-        &session,
-        &model,
+        &*engine,
+        model,
         model.observed(),
-        &crate::fit::FitSpec::from_model(&model),
+        &crate::fit::FitSpec::from_model(model),
         index,
         &grid,
         &FitOptions::default(),
@@ -522,7 +530,7 @@ pub fn scan(a: &ScanArgs) -> Result<i32> {
         "parameter": s.parameter,
         "best_value": num(s.best_value),
         "best_twice_nll": num(s.best_twice_nll),
-        "par_names": model.par_names,
+        "par_names": model.par_names(),
         "points": s.points.iter().map(|p| json!({
             "value": p.value, "twice_nll": num(p.twice_nll), "delta_twice_nll": num(p.delta_twice_nll),
             "converged": p.converged, "pars": nums(&p.pars),
@@ -607,12 +615,16 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
 
 /// `gradfit toys`.
 pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => toys_model(a, m, &loaded.digest))
+}
+
+fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
     let run = toys_for(
-        &session,
+        &*engine,
         &p,
         &ToySettings {
             mu: a.mu,
@@ -621,7 +633,7 @@ pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
             seed: a.seed,
             shard: a.shard,
             batch: a.batch,
-            model_digest: digest.clone(),
+            model_digest: digest.to_string(),
             toy_max_iter: None,
         },
     )?;

@@ -7,7 +7,7 @@ mod report_cmds;
 pub mod table;
 
 use crate::error::{Error, Result};
-use crate::model::{HistFactoryModel, InterpCode, ModelOptions};
+use crate::model::{AnyModel, HistFactoryModel, InterpCode, Likelihood, ModelOptions};
 use crate::workspace::{self, ReadOptions};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
@@ -103,15 +103,33 @@ fn parse_interp(s: &str) -> std::result::Result<(String, InterpCode), String> {
     Ok((t, c.parse::<InterpCode>()?))
 }
 
+/// A model read from the command line's input, with the digest that
+/// identifies it across runs (toy shards only merge with their own model).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The compiled model.
+    pub model: AnyModel,
+    /// SHA-256 of the patched input and the model options.
+    pub digest: String,
+}
+
 impl ModelArgs {
     /// Read patches, the workspace, and compile the model; warnings go to stderr.
+    /// Errors when the input is not a pyhf workspace.
     pub fn load(&self) -> Result<HistFactoryModel> {
-        Ok(self.load_with_digest()?.0)
+        match self.load_any()?.model {
+            AnyModel::HistFactory(m) => Ok(*m),
+            AnyModel::Combined(m) => Err(Error::input(format!(
+                "{}: this command needs a pyhf (HistFactory) workspace; '{}' is a {}",
+                self.workspace.display(),
+                m.label,
+                "combined (unbinned or HS3) model"
+            ))),
+        }
     }
 
-    /// Like [`load`](Self::load), also returning a SHA-256 digest of the patched
-    /// workspace and the model options (it identifies a model across runs).
-    pub fn load_with_digest(&self) -> Result<(HistFactoryModel, String)> {
+    /// The patched input document with a label for messages.
+    fn read_patched(&self) -> Result<(Value, String)> {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
@@ -122,29 +140,67 @@ impl ModelArgs {
             )?);
         }
         let mut labels = Vec::new();
+        if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
+            labels.push(format!("{} [{}]", ps.display(), name));
+        }
         for p in &self.patches {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
         }
+        let mut value = workspace::read_json(&self.workspace)?;
+        for (p, label) in patches.iter().zip(&labels) {
+            workspace::apply_patch(&mut value, p, label)?;
+        }
+        Ok((value, self.workspace.display().to_string()))
+    }
+
+    /// Read the input (a pyhf workspace, or another format recognised by its
+    /// content), apply the patches and compile the model; warnings go to stderr.
+    pub fn load_any(&self) -> Result<Loaded> {
+        let (value, src) = self.read_patched()?;
+        match crate::model::format_of(&value) {
+            crate::model::Format::Pyhf => {
+                let (m, digest) = self.compile_pyhf(value, &src)?;
+                Ok(Loaded {
+                    model: AnyModel::HistFactory(Box::new(m)),
+                    digest,
+                })
+            }
+            other => {
+                if !self.interp.is_empty() || self.measurement.is_some() {
+                    return Err(Error::input(format!(
+                        "{src}: --interp and --measurement apply to pyhf workspaces; this input is {}",
+                        other.describe()
+                    )));
+                }
+                let base = self
+                    .workspace
+                    .parent()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default();
+                let m = crate::model::load_other(other, &value, &src, &base)?;
+                for w in &m.warnings {
+                    eprintln!("warning: {src}: {w}");
+                }
+                let digest = digest_of(&[
+                    serde_json::to_string(&value)
+                        .map_err(|e| Error::input(e.to_string()))?
+                        .as_bytes(),
+                    b"|combined",
+                ]);
+                Ok(Loaded {
+                    model: AnyModel::Combined(Box::new(m)),
+                    digest,
+                })
+            }
+        }
+    }
+
+    fn compile_pyhf(&self, value: Value, src: &str) -> Result<(HistFactoryModel, String)> {
         let read = ReadOptions {
             allow_negative_yields: self.allow_negative_yields,
         };
-        let mut value = workspace::read_json(&self.workspace)?;
-        let offset = usize::from(self.patchset.is_some());
-        for (i, p) in patches.iter().enumerate() {
-            let label = if i < offset {
-                format!(
-                    "{} [{}]",
-                    self.patchset.as_ref().unwrap().display(),
-                    self.patch_name.as_ref().unwrap()
-                )
-            } else {
-                labels[i - offset].clone()
-            };
-            workspace::apply_patch(&mut value, p, &label)?;
-        }
-        let src = self.workspace.display().to_string();
-        let ws = workspace::Workspace::from_value(value, &[], &src, &read)?;
+        let ws = workspace::Workspace::from_value(value, &[], src, &read)?;
         let mut opts = ModelOptions {
             measurement: self.measurement.clone(),
             ..Default::default()
@@ -162,32 +218,34 @@ impl ModelArgs {
                 opts.histosys_code
             );
         }
-        let model = HistFactoryModel::from_workspace(&ws, &opts, &src)?;
+        let model = HistFactoryModel::from_workspace(&ws, &opts, src)?;
         for w in &model.warnings {
             eprintln!("warning: {src}: {w}");
         }
-        let digest = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            h.update(
-                serde_json::to_string(&ws)
-                    .map_err(|e| Error::input(e.to_string()))?
-                    .as_bytes(),
-            );
-            h.update(
-                format!(
-                    "|measurement={}|normsys={}|histosys={}",
-                    model.measurement, model.normsys_code, model.histosys_code
-                )
+        let digest = digest_of(&[
+            serde_json::to_string(&ws)
+                .map_err(|e| Error::input(e.to_string()))?
                 .as_bytes(),
-            );
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+            format!(
+                "|measurement={}|normsys={}|histosys={}",
+                model.measurement, model.normsys_code, model.histosys_code
+            )
+            .as_bytes(),
+        ]);
         Ok((model, digest))
     }
+}
+
+fn digest_of(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
 }
 
 /// Output options shared by every command.
@@ -268,10 +326,10 @@ pub fn parse_fix(s: &str) -> std::result::Result<(String, f64), String> {
 }
 
 /// Look up a parameter by name with a helpful error.
-pub fn par_index(model: &HistFactoryModel, name: &str) -> Result<usize> {
-    model.par_index(name).ok_or_else(|| {
-        let mut close: Vec<&str> = model
-            .par_names
+pub fn par_index<M: Likelihood>(model: &M, name: &str) -> Result<usize> {
+    let names = model.par_names();
+    names.iter().position(|n| n == name).ok_or_else(|| {
+        let mut close: Vec<&str> = names
             .iter()
             .filter(|n| {
                 n.to_ascii_lowercase().contains(&name.to_ascii_lowercase())
@@ -281,11 +339,11 @@ pub fn par_index(model: &HistFactoryModel, name: &str) -> Result<usize> {
             .take(5)
             .collect();
         if close.is_empty() {
-            close = model.par_names.iter().take(5).map(|s| s.as_str()).collect();
+            close = names.iter().take(5).map(|s| s.as_str()).collect();
         }
         Error::input(format!(
             "no parameter named '{name}' in the model ({} parameters; e.g. {})",
-            model.n_pars(),
+            names.len(),
             close.join(", ")
         ))
     })

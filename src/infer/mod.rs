@@ -18,7 +18,6 @@ use crate::model::Likelihood;
 /// The problem every calculator works on: a model, its data and the base fit
 /// configuration (start values, bounds, fixed parameters) with a POI, and the
 /// fitter that runs its fits (the CPU minimiser unless a device session is set).
-#[derive(Clone)]
 pub struct Problem<'a, L: Likelihood> {
     /// The model.
     pub model: &'a L,
@@ -30,6 +29,18 @@ pub struct Problem<'a, L: Likelihood> {
     pub poi: usize,
     /// Where the fits run.
     pub fitter: &'a dyn BatchFitter<L>,
+}
+
+impl<L: Likelihood> Clone for Problem<'_, L> {
+    fn clone(&self) -> Self {
+        Problem {
+            model: self.model,
+            data: self.data,
+            spec: self.spec.clone(),
+            poi: self.poi,
+            fitter: self.fitter,
+        }
+    }
 }
 
 impl<'a, L: Likelihood> Problem<'a, L> {

@@ -8,6 +8,7 @@
 //! op ([`op`]) that wraps the kernel.
 
 mod build;
+mod describe;
 pub mod generate;
 pub mod graph;
 pub mod interp;
@@ -15,6 +16,7 @@ pub mod kernel;
 pub mod op;
 pub mod yields;
 
+pub use describe::describe;
 pub use generate::ToyGenerator;
 pub use interp::{Interp, InterpCode};
 pub use kernel::Scratch;
