@@ -218,9 +218,15 @@ impl ConstraintPart {
                 if j != i {
                     continue;
                 }
-                match (t.kind, t.slots.get(1).map(|s| &s.f)) {
-                    (ConstraintKind::Gauss, Some(SlotFn::Const(sigma))) => {
-                        return Some(("normal", *sigma, self.observed[k]));
+                let sigma = match t.slots.get(1).map(|s| &s.f) {
+                    Some(SlotFn::Const(s)) => Some(*s),
+                    // a width parameter: its (fixed) initial value
+                    Some(SlotFn::Par(j)) if self.fixed[*j] => Some(self.init[*j]),
+                    _ => None,
+                };
+                match (t.kind, sigma) {
+                    (ConstraintKind::Gauss, Some(sigma)) => {
+                        return Some(("normal", sigma, self.observed[k]));
                     }
                     (ConstraintKind::Poisson, _) => {
                         let x = self.observed[k];

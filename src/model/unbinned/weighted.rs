@@ -121,3 +121,55 @@ pub fn asymptotic_covariance(h2: &[f64], d: &[f64], free: &[usize], n: usize) ->
     }
     Some(out)
 }
+
+/// The asymptotically correct covariance of a fit of `model` at `theta` over the
+/// parameters not `fixed` (row-major over all parameters, zero rows for fixed
+/// ones): `4 H2^-1 D H2^-1` with `H2` the Hessian of twice_nll and `D` the sum
+/// over parts of their score matrices (parts with unit weights contribute
+/// `H2_part / 2`, their expected information). None when the Hessian of the free
+/// parameters is not positive definite.
+pub fn fit_covariance_asymptotic(
+    model: &crate::model::CombinedModel,
+    theta: &[f64],
+    fixed: &[bool],
+) -> Option<Vec<f64>> {
+    use crate::model::Likelihood;
+    let n = model.n_pars();
+    let data = model.observed();
+    let mut s = model.scratch();
+    let mut g = vec![0.0; n];
+    let mut h2 = vec![0.0; n * n];
+    let f = model.eval(theta, data, &mut s, Some(&mut g), Some(&mut h2));
+    if !f.is_finite() {
+        return None;
+    }
+    let mut d = vec![0.0; n * n];
+    for (k, part) in model.parts().iter().enumerate() {
+        let map = model.part_map(k);
+        let local: Vec<f64> = map.iter().map(|&i| theta[i]).collect();
+        let nl = map.len();
+        let dk = match part.score_outer(&local, &data.parts[k]) {
+            Some(dk) => dk,
+            None => {
+                let mut ps = part.scratch();
+                let mut hg = vec![0.0; nl];
+                let mut hh = vec![0.0; nl * nl];
+                part.eval(
+                    &local,
+                    &data.parts[k],
+                    &mut ps,
+                    Some(&mut hg),
+                    Some(&mut hh),
+                );
+                hh.iter().map(|x| 0.5 * x).collect()
+            }
+        };
+        for a in 0..nl {
+            for b in 0..nl {
+                d[map[a] * n + map[b]] += dk[a * nl + b];
+            }
+        }
+    }
+    let free: Vec<usize> = (0..n).filter(|&i| !fixed[i]).collect();
+    asymptotic_covariance(&h2, &d, &free, n)
+}
