@@ -248,3 +248,340 @@ fn nested_model() -> Value {
             {"name": "s", "value": 1.0}, {"name": "k2", "value": 2.5}, {"name": "b1", "value": 0.7}, {"name": "b2", "value": 1.3}]}]
     })
 }
+
+/// An extended Gaussian + exponential with `ns` + `nb` expected events and
+/// one placeholder event (toys replace it).
+fn toy_model(ns: f64, nb: f64) -> CombinedModel {
+    toy_model_fixed(ns, nb, false)
+}
+
+/// As [`toy_model`]; `shape_fixed` fixes the Gaussian's mean and width (the
+/// background-only fit leaves them undetermined otherwise).
+fn toy_model_fixed(ns: f64, nb: f64, shape_fixed: bool) -> CombinedModel {
+    let doc = json!({
+        "distributions": [
+            {"name": "model", "type": "mixture_dist", "summands": ["sig", "bkg"], "coefficients": ["nsig", "nbkg"], "extended": true},
+            {"name": "sig", "type": "gaussian_dist", "x": "mass", "mean": "mu", "sigma": "sigma"},
+            {"name": "bkg", "type": "exponential_dist", "x": "mass", "c": "c"}
+        ],
+        "data": [{"name": "d", "type": "unbinned", "axes": [{"name": "mass", "min": 60.0, "max": 120.0}], "entries": [[91.0]]}],
+        "likelihoods": [{"name": "L", "distributions": ["model"], "data": ["d"]}],
+        "domains": [{"name": "dom", "type": "product_domain", "axes": [
+            {"name": "nsig", "min": -100.0, "max": 1e4}, {"name": "nbkg", "min": 0.0, "max": 1e5},
+            {"name": "sigma", "min": 0.1, "max": 20.0}, {"name": "c", "min": -1.0, "max": 1.0}]}],
+        "parameter_points": [{"name": "default_values", "parameters": [
+            {"name": "nsig", "value": ns}, {"name": "nbkg", "value": nb}, {"name": "mu", "value": 91.0, "const": shape_fixed},
+            {"name": "sigma", "value": 2.5, "const": shape_fixed}, {"name": "c", "value": 0.03}]}],
+        "analyses": [{"name": "A", "likelihood": "L", "domains": ["dom"], "parameters_of_interest": ["nsig"]}]
+    });
+    load_hs3(&doc, "toy", Path::new("."), None).unwrap()
+}
+
+#[test]
+fn toys_are_bit_identical_across_threads_and_shards() {
+    use gradfit::infer::toys::{ToySettings, merge, run_toys};
+    use gradfit::infer::{Problem, TestStat};
+    let mut m = toy_model_fixed(60.0, 400.0, true);
+    // observed data: a toy of the model itself
+    let g = m.generator(m.init());
+    let obs = m.sample(&g, 99, 0, 1);
+    m.set_observed(obs).unwrap();
+    let settings = |batch: usize, shard: Option<(u32, u32)>| ToySettings {
+        mu: 60.0,
+        test_stat: TestStat::QTilde,
+        n_toys: 24,
+        seed: 5,
+        shard,
+        batch,
+        model_digest: "t".into(),
+        toy_max_iter: None,
+    };
+    let run = |s: &ToySettings| {
+        let p = Problem::new(&m, m.observed()).unwrap();
+        run_toys(&p, s, &FitOptions::default(), &|_, _| {}).unwrap()
+    };
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let a = one.install(|| run(&settings(1, None)));
+    let b = two.install(|| run(&settings(64, None)));
+    assert_eq!(a, b);
+    let shards: Vec<_> = (0..3)
+        .map(|i| two.install(|| run(&settings(5, Some((i, 3))))))
+        .collect();
+    assert_eq!(merge(shards).unwrap(), a);
+    assert!(a.sig_bkg.iter().all(|r| r.stat.is_some()));
+    // the events themselves: the same toy drawn alone, in either pool
+    let g = m.generator(m.init());
+    let t1 = one.install(|| m.sample(&g, 5, 17, 1));
+    let t2 = two.install(|| m.sample(&g, 5, 17, 1));
+    let e = |d: &gradfit::model::CombinedData| {
+        d.parts[0]
+            .downcast_ref::<gradfit::model::unbinned::Events>()
+            .unwrap()
+            .data
+            .clone()
+    };
+    assert_eq!(e(&t1), e(&t2));
+    assert_ne!(e(&t1), e(&m.sample(&g, 5, 18, 1)));
+}
+
+/// Evaluation over many events does not depend on the thread count (fixed
+/// chunks, summed in order).
+#[test]
+fn evaluation_is_bit_identical_across_threads() {
+    let m = toy_model(20_000.0, 80_000.0);
+    let g = m.generator(m.init());
+    let data = m.sample(&g, 3, 0, 1);
+    let n = m.n_pars();
+    let theta: Vec<f64> = m.init().iter().map(|v| v * 1.01).collect();
+    let eval = || {
+        let mut s = m.scratch();
+        let (mut gr, mut h) = (vec![0.0; n], vec![0.0; n * n]);
+        let f = m.eval(&theta, &data, &mut s, Some(&mut gr), Some(&mut h));
+        (f, gr, h)
+    };
+    let pools: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&k| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(k)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let r: Vec<_> = pools.iter().map(|p| p.install(eval)).collect();
+    assert_eq!(r[0], r[1]);
+    assert_eq!(r[0], r[2]);
+}
+
+/// The fitted signal yield over 2000 toys: unbiased, and its spread is the
+/// fitted error (pulls with mean 0 and width 1).
+#[test]
+fn fitted_yield_distribution_over_toys() {
+    let (ns, nb) = (200.0, 800.0);
+    let m = toy_model(ns, nb);
+    let g = m.generator(m.init());
+    let n_toys = 2000u32;
+    let data: Vec<_> = (0..n_toys).map(|t| m.sample(&g, 11, t, 1)).collect();
+    let refs: Vec<_> = data.iter().collect();
+    let specs = vec![FitSpec::from_model(&m); n_toys as usize];
+    let res = gradfit::fit::fit_batch(&m, &refs, &specs, &FitOptions::default());
+    let i = m.par_index("nsig").unwrap();
+    let (mut vals, mut pulls) = (Vec::new(), Vec::new());
+    for (t, r) in res.iter().enumerate() {
+        assert!(
+            r.status.ok(),
+            "toy {t}: {:?} {:?} f {} edm {} it {}",
+            r.status,
+            r.x,
+            r.twice_nll,
+            r.edm,
+            r.iterations
+        );
+        vals.push(r.x[i]);
+        pulls.push((r.x[i] - ns) / r.errors[i]);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd = |v: &[f64]| {
+        let m = mean(v);
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    };
+    let (mv, sv) = (mean(&vals), sd(&vals));
+    let nt = n_toys as f64;
+    assert!(
+        (mv - ns).abs() < 4.0 * sv / nt.sqrt(),
+        "mean fitted yield {mv} (spread {sv})"
+    );
+    let (mp, sp) = (mean(&pulls), sd(&pulls));
+    assert!(mp.abs() < 0.1, "pull mean {mp}");
+    assert!((sp - 1.0).abs() < 0.06, "pull width {sp}");
+}
+
+/// A minimal valid document to break in the bad-input tests.
+fn good_doc() -> Value {
+    json!({
+        "metadata": {"hs3_version": "0.2"},
+        "distributions": [
+            {"name": "model", "type": "mixture_dist", "summands": ["g", "e"], "coefficients": ["f"]},
+            {"name": "g", "type": "gaussian_dist", "x": "x", "mean": "m", "sigma": "s"},
+            {"name": "e", "type": "exponential_dist", "x": "x", "c": "c"}
+        ],
+        "functions": [{"name": "s", "type": "generic_function", "expression": "w * 2"}],
+        "data": [{"name": "d", "type": "unbinned", "axes": [{"name": "x", "min": 0.0, "max": 10.0}],
+                  "entries": [[1.0], [4.5], [5.2], [9.0]]}],
+        "likelihoods": [{"name": "L", "distributions": ["model"], "data": ["d"]}],
+        "parameter_points": [{"name": "default_values", "parameters": [
+            {"name": "f", "value": 0.3}, {"name": "m", "value": 5.0}, {"name": "w", "value": 0.5}, {"name": "c", "value": 0.2}]}]
+    })
+}
+
+fn load_err(doc: &Value) -> String {
+    match load_hs3(doc, "bad.json", Path::new("."), None) {
+        Ok(_) => panic!("accepted: {doc}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_input_names_the_json_location() {
+    assert!(load_hs3(&good_doc(), "good.json", Path::new("."), None).is_ok());
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+        (
+            Box::new(|d| d["distributions"][2]["type"] = json!("argus_dist")),
+            "/distributions/2/type",
+            "argus_dist",
+        ),
+        (
+            Box::new(|d| d["distributions"][1]["mean"] = json!("nowhere_fn")),
+            "",
+            "",
+        ),
+        (
+            Box::new(|d| d["distributions"][0]["summands"][1] = json!("missing")),
+            "/distributions/0/summands/1",
+            "'missing'",
+        ),
+        (
+            Box::new(|d| d["functions"][0]["expression"] = json!("w * s")),
+            "/functions/0/expression",
+            "cycle",
+        ),
+        (
+            Box::new(|d| d["distributions"][0]["summands"][0] = json!("model")),
+            "/distributions/0/summands/0",
+            "cycle",
+        ),
+        (
+            Box::new(|d| d["distributions"][2]["x"] = json!("y")),
+            "/distributions/2",
+            "'y'",
+        ),
+        (
+            Box::new(|d| d["data"][0]["entries"][2] = json!([11.0])),
+            "/data/0/entries/2",
+            "outside the axis range",
+        ),
+        (
+            Box::new(|d| d["data"][0]["entries"][1] = json!([1.0, 2.0])),
+            "/data/0/entries/1",
+            "1 numbers",
+        ),
+        (
+            Box::new(|d| d["data"][0]["weights"] = json!([1.0, 2.0])),
+            "/data/0/weights",
+            "2 weights for 4",
+        ),
+        (
+            Box::new(|d| d["parameter_points"][0]["parameters"][0]["value"] = json!(1.3)),
+            "/distributions/0/coefficients",
+            "more than one",
+        ),
+        (
+            Box::new(
+                |d| d["distributions"][2] = json!({"name": "e", "type": "polynomial_dist", "x": "x", "coefficients": [-1.0, 0.1]}),
+            ),
+            "/distributions/2",
+            "not > 0",
+        ),
+        (
+            Box::new(|d| d["functions"][0]["expression"] = json!("w * * 2")),
+            "/functions/0/expression",
+            "offset",
+        ),
+        (
+            Box::new(|d| d["functions"][0]["type"] = json!("CMS::process_normalization")),
+            "/functions/0/type",
+            "CMS::process_normalization",
+        ),
+        (
+            Box::new(|d| d["likelihoods"][0]["data"][0] = json!("nodata")),
+            "/likelihoods/0/data/0",
+            "'nodata'",
+        ),
+        (
+            Box::new(|d| d["distributions"][1]["sigma"] = json!("x")),
+            "/distributions/1",
+            "observable 'x'",
+        ),
+        (
+            Box::new(|d| d["distributions"][0]["coefficients"] = json!(["f", "f", "f"])),
+            "/distributions/0/coefficients",
+            "3 coefficients for 2",
+        ),
+        (
+            Box::new(|d| d["data"][0]["axes"][0]["max"] = json!(-1.0)),
+            "/data/0/axes/0",
+            "not below",
+        ),
+        (
+            Box::new(|d| d["distributions"][1]["name"] = json!("e")),
+            "/distributions/2/name",
+            "twice",
+        ),
+    ];
+    for (k, (edit, loc, what)) in cases.iter().enumerate() {
+        let mut d = good_doc();
+        edit(&mut d);
+        if loc.is_empty() {
+            // an unknown name in a parameter slot is a parameter: it needs a value
+            let e = load_err(&d);
+            assert!(
+                e.contains("nowhere_fn") && e.contains("no value"),
+                "case {k}: {e}"
+            );
+            continue;
+        }
+        let e = load_err(&d);
+        assert!(
+            e.contains(&format!("at {loc}:")),
+            "case {k}: '{e}' does not name {loc}"
+        );
+        assert!(e.contains(what), "case {k}: '{e}' does not say '{what}'");
+    }
+    // a density that is not positive at an event: a Chebychev that dips below zero
+    let mut d = good_doc();
+    d["distributions"][2] =
+        json!({"name": "e", "type": "chebychev_dist", "x": "x", "coefficients": [1.5]});
+    let e = load_err(&d);
+    assert!(e.contains("not > 0") && e.contains("event 0"), "{e}");
+}
+
+#[test]
+fn bad_file_exits_non_zero_with_the_location() {
+    let dir = std::env::temp_dir().join(format!("gradfit-unbinned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut d = good_doc();
+    d["distributions"][2]["type"] = json!("argus_dist");
+    let path = dir.join("bad.json");
+    std::fs::write(&path, d.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradfit"))
+        .args(["fit", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/distributions/2/type") && err.contains("argus_dist"),
+        "{err}"
+    );
+    let good = dir.join("good.json");
+    std::fs::write(&good, good_doc().to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradfit"))
+        .args(["fit", good.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["par_names"], json!(["f", "m", "w", "c"]));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -102,7 +102,11 @@ impl UnbinnedPart {
             grad.as_deref_mut(),
             hess.as_deref_mut(),
         );
-        if !v.is_finite() {
+        let bad = |x: &Option<&mut [f64]>| {
+            x.as_deref()
+                .is_some_and(|s| s.iter().any(|v| !v.is_finite()))
+        };
+        if !v.is_finite() || bad(&grad) || bad(&hess) {
             if let Some(g) = grad {
                 g.iter_mut().for_each(|x| *x = 0.0);
             }

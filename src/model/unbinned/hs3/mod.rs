@@ -14,6 +14,7 @@
 //! else the first point), bounds from the analysis' domains (else every domain,
 //! the first naming a parameter winning).
 
+mod build;
 mod data;
 mod dists;
 mod funcs;

@@ -2,19 +2,17 @@
 //! parameter table (initial values, bounds, fixed flags, POI).
 
 use super::Doc;
+use super::build::{Table, constraint_part, unbinned_part};
 use super::dists::{ChannelSpec, Compiler, TermSpec};
 use super::funcs::Resolver;
 use crate::data::EventData;
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::model::HistFactoryModel;
-use crate::model::unbinned::atoms::Atom;
-use crate::model::unbinned::channel::{Axis, Channel, Extension, Leaf};
-use crate::model::unbinned::constraint::{ConstraintPart, ConstraintTerm};
-use crate::model::unbinned::part::{Events, UnbinnedPart};
-use crate::model::unbinned::slots::{Slot, SlotFn};
+use crate::model::unbinned::channel::Axis;
+use crate::model::unbinned::constraint::ConstraintPart;
+use crate::model::unbinned::part::UnbinnedPart;
 use serde_json::Value;
-use std::sync::Arc;
 
 /// One term of an HS3 likelihood.
 #[derive(Debug, Clone)]
@@ -53,16 +51,16 @@ enum DataRef {
     Number(f64),
 }
 
-struct Selection {
+pub(super) struct Selection {
     label: String,
     pairs: Vec<(String, DataRef, String)>,
     aux: Vec<(String, String)>,
     domains: Vec<usize>,
-    point: Option<usize>,
+    pub point: Option<usize>,
     poi: Option<String>,
 }
 
-fn err(doc: &Doc, loc: &str, msg: impl Into<String>) -> Error {
+pub(super) fn err(doc: &Doc, loc: &str, msg: impl Into<String>) -> Error {
     Error::workspace(doc.source, loc, msg)
 }
 
@@ -346,7 +344,7 @@ fn auto_pairs(doc: &Doc, point: Option<usize>, warnings: &mut Vec<String>) -> Re
 }
 
 /// Value and const flag of a variable in a parameter point.
-fn point_value(doc: &Doc, pi: usize, name: &str) -> Option<(f64, bool)> {
+pub(super) fn point_value(doc: &Doc, pi: usize, name: &str) -> Option<(f64, bool)> {
     doc.points[pi]
         .get("parameters")
         .and_then(Value::as_array)?
@@ -591,203 +589,5 @@ pub(super) fn build(doc: &Doc, analysis: Option<&str>) -> Result<Hs3Model> {
         fixed,
         poi,
         warnings,
-    })
-}
-
-struct Table<'t> {
-    names: &'t [String],
-    init: &'t [f64],
-    bounds: &'t [(f64, f64)],
-    fixed: &'t [bool],
-}
-
-/// Local parameter table of a part and a slot compiler over it.
-struct Local {
-    names: Vec<String>,
-}
-
-impl Local {
-    fn slot(&mut self, e: &Expr, label: String) -> Slot {
-        let idx = |names: &mut Vec<String>, v: &str| match names.iter().position(|x| x == v) {
-            Some(i) => i,
-            None => {
-                names.push(v.to_string());
-                names.len() - 1
-            }
-        };
-        let f = if e.is_constant() {
-            SlotFn::Const(e.eval(&[]))
-        } else if e.variables().len() == 1 && matches!(e.nodes(), [crate::expr::Node::Var(0)]) {
-            SlotFn::Par(idx(&mut self.names, &e.variables()[0]))
-        } else {
-            let vars = e
-                .variables()
-                .iter()
-                .map(|v| idx(&mut self.names, v))
-                .collect();
-            SlotFn::Expr {
-                expr: e.clone(),
-                vars,
-            }
-        };
-        Slot { f, label }
-    }
-
-    fn tables(&self, t: &Table) -> (Vec<f64>, Vec<(f64, f64)>, Vec<bool>) {
-        let pos = |n: &String| t.names.iter().position(|x| x == n).unwrap_or(0);
-        (
-            self.names.iter().map(|n| t.init[pos(n)]).collect(),
-            self.names.iter().map(|n| t.bounds[pos(n)]).collect(),
-            self.names.iter().map(|n| t.fixed[pos(n)]).collect(),
-        )
-    }
-}
-
-fn unbinned_part(
-    doc: &Doc,
-    spec: ChannelSpec,
-    axes: Vec<Axis>,
-    events: EventData,
-    dname: String,
-    t: &Table,
-) -> Result<UnbinnedPart> {
-    // the channel's observables: the data axes its atoms use, in data order
-    let used: Vec<usize> = (0..axes.len())
-        .filter(|&k| spec.atoms.iter().any(|a| a.obs == axes[k].name))
-        .collect();
-    let obs: Vec<Axis> = used.iter().map(|&k| axes[k].clone()).collect();
-    let cols: Vec<Vec<f64>> = used.iter().map(|&k| events.cols[k].clone()).collect();
-    let data = EventData::new(
-        obs.iter().map(|a| a.name.clone()).collect(),
-        cols,
-        events.weights,
-    )?;
-    let mut local = Local { names: Vec::new() };
-    let mut slots = Vec::new();
-    let mut leaves = Vec::new();
-    for (e, atoms, label) in &spec.leaves {
-        slots.push(local.slot(e, format!("coefficient of '{label}'")));
-        leaves.push(Leaf {
-            coef: slots.len() - 1,
-            atoms: atoms.clone(),
-            label: label.clone(),
-        });
-    }
-    let mut atoms = Vec::new();
-    for a in &spec.atoms {
-        let o = obs.iter().position(|x| x.name == a.obs).unwrap_or(0);
-        let u0 = slots.len();
-        let keys = a.shape.par_keys();
-        for (k, e) in a.params.iter().enumerate() {
-            slots.push(local.slot(
-                e,
-                format!("{}/{}", a.loc, keys.get(k).cloned().unwrap_or_default()),
-            ));
-        }
-        atoms.push(Atom {
-            shape: a.shape.clone(),
-            obs: o,
-            lo: obs[o].lo,
-            hi: obs[o].hi,
-            u0,
-            name: a.name.clone(),
-        });
-    }
-    let ext = if spec.extended {
-        Extension::Extended
-    } else {
-        Extension::Fractions
-    };
-    let np = local.names.len();
-    let channel = Channel::new(spec.name.clone(), obs, atoms, leaves, slots, ext, np);
-    let (init, bounds, fixed) = local.tables(t);
-    let events = Events::new(data, ext);
-    let part = UnbinnedPart {
-        channel,
-        par_names: local.names,
-        init,
-        bounds,
-        fixed,
-        observed: Arc::new(events),
-        data_name: dname,
-    };
-    // the model must be defined at the initial point: fractions, densities at events
-    if let Some(m) = part.check(&part.init, &part.observed) {
-        let li = doc.dists.get(&spec.name).copied().unwrap_or(0);
-        return Err(err(
-            doc,
-            &format!("/distributions/{li}"),
-            format!("at the initial parameter values: {m}"),
-        ));
-    }
-    check_fractions(doc, &part)?;
-    Ok(part)
-}
-
-/// Non-extended coefficients must not be negative at the initial point (fractions summing above one).
-fn check_fractions(doc: &Doc, part: &UnbinnedPart) -> Result<()> {
-    if part.channel.ext == Extension::Extended {
-        return Ok(());
-    }
-    let mut sv = crate::model::unbinned::slots::SlotValues::default();
-    sv.compute(&part.channel.slots, &part.init, false);
-    for l in &part.channel.leaves {
-        let a = sv.v[l.coef];
-        if a < -1e-12 {
-            let li = doc.dists.get(&part.channel.name).copied().unwrap_or(0);
-            return Err(err(
-                doc,
-                &format!("/distributions/{li}/coefficients"),
-                format!(
-                    "the fractions of '{}' sum to more than one at the initial parameter values: component '{}' gets {a}",
-                    part.channel.name, l.label
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn constraint_part(
-    doc: &Doc,
-    terms: Vec<(TermSpec, Option<f64>)>,
-    sel: &Selection,
-    t: &Table,
-) -> Result<ConstraintPart> {
-    let mut local = Local { names: Vec::new() };
-    let mut out = Vec::new();
-    let mut obs = Vec::new();
-    for (ts, x) in terms {
-        let x = match x {
-            Some(x) => x,
-            None => sel
-                .point
-                .and_then(|p| point_value(doc, p, &ts.obs))
-                .or_else(|| (0..doc.points.len()).find_map(|p| point_value(doc, p, &ts.obs)))
-                .map(|v| v.0)
-                .ok_or_else(|| err(doc, &ts.loc, format!("the global observable '{}' of '{}' has no value in any parameter point", ts.obs, ts.name)))?,
-        };
-        let slots = ts
-            .params
-            .iter()
-            .enumerate()
-            .map(|(k, e)| local.slot(e, format!("{}/param{k}", ts.loc)))
-            .collect();
-        out.push(ConstraintTerm {
-            kind: ts.kind,
-            slots,
-            obs: ts.obs.clone(),
-            name: ts.name.clone(),
-        });
-        obs.push(x);
-    }
-    let (init, bounds, fixed) = local.tables(t);
-    Ok(ConstraintPart {
-        terms: out,
-        par_names: local.names,
-        init,
-        bounds,
-        fixed,
-        observed: Arc::new(obs),
     })
 }
