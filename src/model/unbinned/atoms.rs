@@ -2,7 +2,8 @@
 //! first and second derivatives in the shape's own parameters, over a block of
 //! events at a time (contiguous columns, loops the compiler can vectorise).
 
-use super::shapes::{CbPars, MAX_NL, Shape};
+use super::cb::CbEval;
+use super::shapes::{MAX_NL, Shape};
 
 /// What a pass computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,9 +123,8 @@ impl Atom {
         self.shape.ln_f(x, p, self.lo, self.hi) - norm.ln_n
     }
 
-    /// Block kernel: `lnq[b]`, and in Grad/Hess mode `g[k * bs + b]` (d ln q / dp_k)
-    /// and in Hess mode `h[tri(k,j) * bs + b]`, for the `x.len()` events of the block.
-    #[allow(clippy::too_many_arguments)]
+    /// Block kernel: `lnq[b]` and, in Grad/Hess mode, `g[k * bs + b]`
+    /// (d ln q / dp_k) for the `x.len()` events of the block.
     pub fn block(
         &self,
         p: &[f64],
@@ -134,37 +134,34 @@ impl Atom {
         bs: usize,
         lnq: &mut [f64],
         g: &mut [f64],
-        h: &mut [f64],
     ) {
         let nb = x.len();
         let ln_n = norm.ln_n;
+        let grad = mode >= Mode::Grad;
         match &self.shape {
             Shape::Gauss | Shape::LogNormal => {
                 let log = matches!(self.shape, Shape::LogNormal);
                 let (mu, is) = (p[0], 1.0 / p[1]);
-                let is2 = is * is;
-                for b in 0..nb {
-                    let y = if log { x[b].ln() } else { x[b] };
-                    let t = (y - mu) * is;
-                    lnq[b] = -0.5 * t * t - ln_n - if log { y } else { 0.0 };
-                }
-                if mode >= Mode::Grad {
-                    let (g0, g1) = (norm.g[0], norm.g[1]);
+                if log {
                     for b in 0..nb {
-                        let y = if log { x[b].ln() } else { x[b] };
+                        let y = x[b].ln();
                         let t = (y - mu) * is;
-                        g[b] = t * is - g0;
-                        g[bs + b] = t * t * is - g1;
+                        lnq[b] = -0.5 * t * t - ln_n - y;
+                    }
+                } else {
+                    for b in 0..nb {
+                        let t = (x[b] - mu) * is;
+                        lnq[b] = -0.5 * t * t - ln_n;
                     }
                 }
-                if mode == Mode::Hess {
-                    let (h0, h1, h2) = (norm.h[0], norm.h[1], norm.h[2]);
+                if grad {
+                    let (g0, g1) = (norm.g[0], norm.g[1]);
+                    let (ga, gb) = g.split_at_mut(bs);
                     for b in 0..nb {
                         let y = if log { x[b].ln() } else { x[b] };
                         let t = (y - mu) * is;
-                        h[b] = -is2 - h0;
-                        h[bs + b] = -2.0 * t * is2 - h1;
-                        h[2 * bs + b] = -3.0 * t * t * is2 - h2;
+                        ga[b] = t * is - g0;
+                        gb[b] = t * t * is - g1;
                     }
                 }
             }
@@ -173,66 +170,41 @@ impl Atom {
                 for b in 0..nb {
                     lnq[b] = -c * (x[b] - lo) - ln_n;
                 }
-                if mode >= Mode::Grad {
+                if grad {
                     let g0 = norm.g[0];
                     for b in 0..nb {
                         g[b] = -(x[b] - lo) - g0;
                     }
-                }
-                if mode == Mode::Hess {
-                    let h0 = -norm.h[0];
-                    h[..nb].iter_mut().for_each(|v| *v = h0);
                 }
             }
             Shape::CrystalBall | Shape::DoubleCB => {
                 let cb = CbEval::new(&self.shape, p);
                 let d = self.d();
                 let mut ge = [0.0; 7];
-                let mut he = [0.0; 28];
                 for b in 0..nb {
-                    let lnf = cb.event(x[b], mode, &mut ge, &mut he);
+                    let lnf = cb.event(x[b], grad, &mut ge);
                     lnq[b] = lnf - ln_n;
-                    if mode >= Mode::Grad {
+                    if grad {
                         for k in 0..d {
                             g[k * bs + b] = ge[k] - norm.g[k];
-                        }
-                    }
-                    if mode == Mode::Hess {
-                        for k in 0..d * (d + 1) / 2 {
-                            h[k * bs + b] = he[k] - norm.h[k];
                         }
                     }
                 }
             }
             Shape::Chebychev(_) | Shape::Bernstein(_) | Shape::Polynomial(_) => {
                 let d = self.d();
-                let mut bv = [0.0; 32];
-                let mut bvec = vec![0.0; if d + 1 > 32 { d + 1 } else { 0 }];
+                let mut basis = vec![0.0; d + 1];
                 for b in 0..nb {
-                    let basis: &mut [f64] = if d < 32 {
-                        &mut bv[..d + 1]
-                    } else {
-                        &mut bvec[..]
-                    };
-                    self.shape.basis(x[b], self.lo, self.hi, basis);
+                    self.shape.basis(x[b], self.lo, self.hi, &mut basis);
                     let mut f = basis[0];
                     for k in 0..d {
                         f += p[k] * basis[1 + k];
                     }
                     lnq[b] = f.ln() - ln_n;
-                    if mode >= Mode::Grad {
+                    if grad {
                         let inv = 1.0 / f;
                         for k in 0..d {
-                            basis[1 + k] *= inv;
-                            g[k * bs + b] = basis[1 + k] - norm.g[k];
-                        }
-                        if mode == Mode::Hess {
-                            for k in 0..d {
-                                for j in 0..=k {
-                                    h[tri(k, j) * bs + b] =
-                                        -basis[1 + k] * basis[1 + j] - norm.h[tri(k, j)];
-                                }
-                            }
+                            g[k * bs + b] = basis[1 + k] * inv - norm.g[k];
                         }
                     }
                 }
@@ -251,126 +223,84 @@ impl Atom {
                 let ll = lam.ln();
                 for b in 0..nb {
                     lnq[b] = x[b] * ll - lam - libm::lgamma(x[b] + 1.0) - ln_n;
-                    if mode >= Mode::Grad {
+                    if grad {
                         g[b] = x[b] / lam - 1.0;
-                    }
-                    if mode == Mode::Hess {
-                        h[b] = -x[b] / (lam * lam);
                     }
                 }
             }
         }
     }
-}
 
-/// Crystal Ball per-event evaluation with derivatives in the native parameter order.
-struct CbEval {
-    c: CbPars<f64>,
-    /// Native indices of (sigma, alpha, n) on the left and right sides.
-    il: [usize; 3],
-    ir: [usize; 3],
-    /// Sign of d alpha_eff / d alpha for the one-sided shape's tail.
-    sa: f64,
-}
-
-impl CbEval {
-    fn new(shape: &Shape, p: &[f64]) -> Self {
-        let c = CbPars::new(shape, p);
-        match shape {
-            Shape::CrystalBall => CbEval {
-                c,
-                il: [1, 2, 3],
-                ir: [1, 2, 3],
-                sa: if p[2] < 0.0 { -1.0 } else { 1.0 },
-            },
-            _ => CbEval {
-                c,
-                il: [1, 3, 4],
-                ir: [2, 5, 6],
-                sa: 1.0,
-            },
+    /// `out[tri(k, j)] += sum_b c[b] d2 ln q(x_b) / dp_k dp_j` over the block
+    /// (`g`: the gradient rows the block kernel wrote for the same events).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hess_sum(
+        &self,
+        p: &[f64],
+        norm: &Norm,
+        x: &[f64],
+        c: &[f64],
+        g: &[f64],
+        bs: usize,
+        out: &mut [f64],
+    ) {
+        let nb = x.len();
+        let d = self.d();
+        if d == 0 {
+            return;
         }
-    }
-
-    /// ln f at x; gradient into `g` and packed Hessian into `h` (native order).
-    #[inline]
-    fn event(&self, x: f64, mode: Mode, g: &mut [f64; 7], h: &mut [f64; 28]) -> f64 {
-        let c = &self.c;
-        let left = x <= c.m0;
-        let (s, a, n, has_tail, idx, st) = if left {
-            (c.sl, c.al, c.nl, c.left, self.il, 1.0)
-        } else {
-            (c.sr, c.ar, c.nr, c.right, self.ir, -1.0)
-        };
-        let t = (x - c.m0) / s;
-        // t' = st * t is the coordinate in which the tail is on the left
-        let tp = st * t;
-        let tail = has_tail && tp < -a;
-        if mode >= Mode::Grad {
-            g.iter_mut().for_each(|v| *v = 0.0);
+        let s0: f64 = super::kernel::sum(&c[..nb]);
+        for k in 0..d * (d + 1) / 2 {
+            out[k] -= s0 * norm.h[k];
         }
-        if mode == Mode::Hess {
-            h.iter_mut().for_each(|v| *v = 0.0);
-        }
-        let is = 1.0 / s;
-        // derivatives of t
-        let (t_m, t_s) = (-is, -t * is);
-        let (t_ms, t_ss) = (is * is, 2.0 * t * is * is);
-        let (im, isg, ia, inn) = (0usize, idx[0], idx[1], idx[2]);
-        if !tail {
-            if mode >= Mode::Grad {
-                g[im] = -t * t_m;
-                g[isg] = -t * t_s;
+        match &self.shape {
+            Shape::Gauss | Shape::LogNormal => {
+                let log = matches!(self.shape, Shape::LogNormal);
+                let (mu, is) = (p[0], 1.0 / p[1]);
+                let (mut s1, mut s2) = (0.0, 0.0);
+                for b in 0..nb {
+                    let y = if log { x[b].ln() } else { x[b] };
+                    let t = (y - mu) * is;
+                    let ct = c[b] * t;
+                    s1 += ct;
+                    s2 += ct * t;
+                }
+                let is2 = is * is;
+                out[0] -= s0 * is2;
+                out[1] -= 2.0 * s1 * is2;
+                out[2] -= 3.0 * s2 * is2;
             }
-            if mode == Mode::Hess {
-                h[tri(im, im)] = -t_m * t_m;
-                h[tri(isg, im)] = -t_m * t_s - t * t_ms;
-                h[tri(isg, isg)] = -t_s * t_s - t * t_ss;
+            Shape::Expo | Shape::Uniform | Shape::Histogram(_) => {}
+            Shape::Poisson => {
+                let lam = p[0];
+                let sx: f64 = (0..nb).map(|b| c[b] * x[b]).sum();
+                out[0] -= sx / (lam * lam);
             }
-            return -0.5 * t * t;
+            Shape::CrystalBall | Shape::DoubleCB => {
+                let cb = CbEval::new(&self.shape, p);
+                let mut acc = [0.0; 28];
+                for b in 0..nb {
+                    cb.hess_acc(x[b], c[b], &mut acc);
+                }
+                for k in 0..d * (d + 1) / 2 {
+                    out[k] += acc[k];
+                }
+            }
+            Shape::Chebychev(_) | Shape::Bernstein(_) | Shape::Polynomial(_) => {
+                // d2 ln f = -(b_k/f)(b_j/f) with b_k/f = g_k + I_k/N
+                let ib = &norm.ib;
+                for k in 0..d {
+                    let gk = &g[k * bs..k * bs + nb];
+                    for j in 0..=k {
+                        let gj = &g[j * bs..j * bs + nb];
+                        let mut s = 0.0;
+                        for b in 0..nb {
+                            s += c[b] * (gk[b] + ib[1 + k]) * (gj[b] + ib[1 + j]);
+                        }
+                        out[tri(k, j)] -= s;
+                    }
+                }
+            }
         }
-        let u = n / a - a - tp;
-        let ln_f = n * (n / a).ln() - 0.5 * a * a - n * u.ln();
-        if mode == Mode::Value {
-            return ln_f;
-        }
-        let iu = 1.0 / u;
-        let ia_ = 1.0 / a;
-        let q = n * ia_ * ia_ + 1.0; // -du/da
-        // F in (t', a', n)
-        let f_t = n * iu;
-        let f_a = -n * ia_ - a + n * q * iu;
-        let f_n = (n * ia_).ln() + 1.0 - u.ln() - n * ia_ * iu;
-        // into (t, alpha, n): t' = st t, a' = sa alpha (sa only for the one-sided shape)
-        let sa = self.sa;
-        let d_t = st * f_t;
-        let d_a = sa * f_a;
-        g[im] = d_t * t_m;
-        g[isg] = d_t * t_s;
-        g[ia] = d_a;
-        g[inn] = f_n;
-        if mode == Mode::Hess {
-            let f_tt = n * iu * iu;
-            let f_ta = n * q * iu * iu;
-            let f_tn = iu - n * ia_ * iu * iu;
-            let f_aa =
-                n * ia_ * ia_ - 1.0 - 2.0 * n * n * ia_ * ia_ * ia_ * iu + n * q * q * iu * iu;
-            let f_an = -ia_ + (2.0 * n * ia_ * ia_ + 1.0) * iu - n * q * ia_ * iu * iu;
-            let f_nn = 1.0 / n - 2.0 * ia_ * iu + n * ia_ * ia_ * iu * iu;
-            let d_tt = f_tt;
-            let d_ta = st * sa * f_ta;
-            let d_tn = st * f_tn;
-            h[tri(im, im)] = d_tt * t_m * t_m;
-            h[tri(isg, im)] = d_tt * t_m * t_s + d_t * t_ms;
-            h[tri(isg, isg)] = d_tt * t_s * t_s + d_t * t_ss;
-            h[tri(ia, im)] = d_ta * t_m;
-            h[tri(ia, isg)] = d_ta * t_s;
-            h[tri(inn, im)] = d_tn * t_m;
-            h[tri(inn, isg)] = d_tn * t_s;
-            h[tri(ia, ia)] = f_aa;
-            h[tri(inn, ia)] = sa * f_an;
-            h[tri(inn, inn)] = f_nn;
-        }
-        ln_f
     }
 }

@@ -55,17 +55,24 @@ pub(crate) enum Act {
     Par(usize, usize),
 }
 
-/// Terms of the block-diagonal part of the per-event Hessian of ln p.
+/// One entry (i >= j, active indices) of the per-event Hessian of ln p~,
+/// with the coefficient arrays it needs (R: share of the leaves with an atom):
+/// - coefficients of leaves l, l2: `-Q_l Q_l2 / p~^2`;
+/// - coefficient of leaf l, parameter k of atom m: `Q_l/p~ ([m in l] - R_m) g_mk`;
+/// - parameters k, k2 of one atom: `R_m h_mkk2 + R_m (1 - R_m) g_mk g_mk2`;
+/// - parameters of atoms m, m2: `(R_mm2 - R_m R_m2) g_mk g_m2k2`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum BTerm {
-    /// (coef of leaf l at active i, par (m,k) at active j): Q_l/p g_mk.
+pub(crate) enum Pair {
+    CoefCoef {
+        i: usize,
+        j: usize,
+    },
     CoefPar {
         i: usize,
         j: usize,
         m: usize,
         k: usize,
     },
-    /// (par (m,k) at i, par (m,k2) at j): R_m (h_mkk2 + g_mk g_mk2).
     Same {
         i: usize,
         j: usize,
@@ -73,7 +80,6 @@ pub(crate) enum BTerm {
         k: usize,
         k2: usize,
     },
-    /// (par (m,k) at i, par (m2,k2) at j), atoms sharing leaves: R_mm2 g_mk g_m2k2.
     Cross {
         i: usize,
         j: usize,
@@ -103,7 +109,9 @@ pub struct Channel {
     pub n_pars: usize,
     pub(crate) act: Vec<usize>,
     pub(crate) roles: Vec<Act>,
-    pub(crate) bterms: Vec<BTerm>,
+    pub(crate) pairs: Vec<Pair>,
+    /// Atoms with at least one active parameter.
+    pub(crate) act_atoms: Vec<usize>,
     /// Per atom: the leaves that contain it.
     pub(crate) atom_leaves: Vec<Vec<usize>>,
     /// Offsets of each atom's gradient and Hessian rows in block scratch.
@@ -153,7 +161,8 @@ impl Channel {
             n_pars,
             act: Vec::new(),
             roles: Vec::new(),
-            bterms: Vec::new(),
+            pairs: Vec::new(),
+            act_atoms: Vec::new(),
             atom_leaves: Vec::new(),
             g_off: Vec::new(),
             h_off: Vec::new(),
@@ -195,38 +204,33 @@ impl Channel {
                 }
             }
         }
-        let mut bt = Vec::new();
+        let mut pairs = Vec::new();
         for i in 0..roles.len() {
             for j in 0..=i {
-                match (roles[i], roles[j]) {
-                    (Act::Coef(l), Act::Par(m, k)) | (Act::Par(m, k), Act::Coef(l)) => {
-                        if self.leaves[l].atoms.contains(&m) {
-                            let (ci, pj) = if matches!(roles[i], Act::Coef(_)) {
-                                (i, j)
-                            } else {
-                                (j, i)
-                            };
-                            bt.push(BTerm::CoefPar { i: ci, j: pj, m, k });
-                        }
-                    }
-                    (Act::Par(m, k), Act::Par(m2, k2)) if m == m2 => {
-                        bt.push(BTerm::Same { i, j, m, k, k2 });
-                    }
-                    (Act::Par(m, k), Act::Par(m2, k2)) => {
-                        let shared = self.atom_leaves[m]
-                            .iter()
-                            .any(|l| self.atom_leaves[m2].contains(l));
-                        if shared {
-                            bt.push(BTerm::Cross { i, j, m, k, m2, k2 });
-                        }
-                    }
-                    _ => {}
-                }
+                pairs.push(match (roles[i], roles[j]) {
+                    (Act::Coef(_), Act::Coef(_)) => Pair::CoefCoef { i, j },
+                    (Act::Coef(_), Act::Par(m, k)) => Pair::CoefPar { i, j, m, k },
+                    (Act::Par(m, k), Act::Coef(_)) => Pair::CoefPar { i: j, j: i, m, k },
+                    (Act::Par(m, k), Act::Par(m2, k2)) if m == m2 => Pair::Same { i, j, m, k, k2 },
+                    (Act::Par(m, k), Act::Par(m2, k2)) => Pair::Cross { i, j, m, k, m2, k2 },
+                });
             }
         }
+        let mut act_atoms: Vec<usize> = roles
+            .iter()
+            .filter_map(|r| {
+                if let Act::Par(m, _) = r {
+                    Some(*m)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        act_atoms.dedup();
+        self.act_atoms = act_atoms;
         self.act = act;
         self.roles = roles;
-        self.bterms = bt;
+        self.pairs = pairs;
     }
 
     /// Number of active slots.

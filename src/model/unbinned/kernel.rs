@@ -9,11 +9,10 @@
 //! Per event, with Q_l the product density of leaf l and p~ = sum_l a_l Q_l:
 //! `d ln p~/d a_l = Q_l/p~`, `d ln p~/d phi_mk = R_m g_mk` (R_m the share of the
 //! leaves containing atom m, g = d ln q/d phi), and the Hessian is
-//! `B - v v^T` with `v` the gradient and `B` the block terms listed in
-//! [`super::channel::BTerm`].
+//! assembled pair by pair as listed in [`super::channel::Pair`].
 
 use super::atoms::{Mode, tri};
-use super::channel::{Act, BTerm, Prepared};
+use super::channel::{Act, Pair, Prepared};
 use crate::data::EventData;
 use rayon::prelude::*;
 
@@ -68,7 +67,6 @@ impl Partial {
 pub(crate) struct Scratch {
     lnq: Vec<f64>,
     g: Vec<f64>,
-    h: Vec<f64>,
     q: Vec<f64>,
     p: Vec<f64>,
     lnp: Vec<f64>,
@@ -79,6 +77,10 @@ pub(crate) struct Scratch {
     v: Vec<f64>,
     wv: Vec<f64>,
     tmp: Vec<f64>,
+    /// Hessian sums per atom (packed), this block.
+    hs: Vec<f64>,
+    /// w Q_l/p~ ([m in l] - R_m) per (coefficient, atom).
+    e: Vec<f64>,
 }
 
 impl Scratch {
@@ -87,11 +89,17 @@ impl Scratch {
         let m = ch.atoms.len();
         let gd: usize = ch.atoms.iter().map(|a| a.d()).sum();
         let hd: usize = ch.atoms.iter().map(|a| a.d() * (a.d() + 1) / 2).sum();
+        let ncoef = ch
+            .roles
+            .iter()
+            .filter(|r| matches!(r, Act::Coef(_)))
+            .count();
         let na = ch.n_act();
         Scratch {
             lnq: vec![0.0; m * BS],
             g: vec![0.0; gd * BS],
-            h: vec![0.0; hd * BS],
+            hs: vec![0.0; hd],
+            e: vec![0.0; ncoef * m * BS],
             q: vec![0.0; ch.leaves.len() * BS],
             p: vec![0.0; BS],
             lnp: vec![0.0; BS],
@@ -124,6 +132,21 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         rest += x * y;
     }
+    ((s[0] + s[1]) + (s[2] + s[3])) + rest
+}
+
+/// Deterministic sum (four independent lanes, fixed combination order).
+#[inline]
+pub(crate) fn sum(a: &[f64]) -> f64 {
+    let mut s = [0.0f64; 4];
+    let mut c = a.chunks_exact(4);
+    for x in &mut c {
+        s[0] += x[0];
+        s[1] += x[1];
+        s[2] += x[2];
+        s[3] += x[3];
+    }
+    let rest: f64 = c.remainder().iter().sum();
     ((s[0] + s[1]) + (s[2] + s[3])) + rest
 }
 
@@ -191,7 +214,6 @@ fn block(
         let d = atom.d();
         let p = &sv.v[atom.u0..atom.u0 + d];
         let go = ch.g_off[m] * BS;
-        let ho = ch.h_off[m] * BS;
         atom.block(
             p,
             &prep.norms[m],
@@ -200,7 +222,6 @@ fn block(
             BS,
             &mut s.lnq[m * BS..(m + 1) * BS],
             &mut s.g[go..go + d * BS],
-            &mut s.h[ho..ho + d * (d + 1) / 2 * BS],
         );
     }
     // 2. leaves and the mixture
@@ -278,43 +299,102 @@ fn block(
     if mode != Mode::Hess {
         return;
     }
-    // 4. Hessian: B - v v^T, weighted (score pass: + sum w^2 v v^T only)
+    // 4. Hessian, pair by pair (score pass: + sum w^2 v v^T only)
     let na = ch.n_act();
-    for i in 0..na {
-        for bi in 0..nb {
-            s.wv[i * BS + bi] = s.w[bi] * s.v[i * BS + bi];
-        }
-    }
-    for i in 0..na {
-        let wvi = &s.wv[i * BS..i * BS + nb];
-        for j in 0..=i {
-            let d = dot(wvi, &s.v[j * BS..j * BS + nb]);
-            acc.h[tri(i, j)] += if prep.score { d } else { -d };
-        }
-    }
     if prep.score {
+        for i in 0..na {
+            for bi in 0..nb {
+                s.wv[i * BS + bi] = s.w[bi] * s.v[i * BS + bi];
+            }
+        }
+        for i in 0..na {
+            for j in 0..=i {
+                acc.h[tri(i, j)] += dot(&s.wv[i * BS..i * BS + nb], &s.v[j * BS..j * BS + nb]);
+            }
+        }
         return;
     }
-    for m in 0..ch.atoms.len() {
+    let w = &s.w[..nb];
+    // w R_m, the weight of each atom's own second derivatives
+    for &m in &ch.act_atoms {
         for bi in 0..nb {
-            s.wr[m * BS + bi] = s.w[bi] * s.r[m * BS + bi];
+            s.wr[m * BS + bi] = w[bi] * s.r[m * BS + bi];
         }
     }
-    for t in &ch.bterms {
-        match *t {
-            BTerm::CoefPar { i, j, m, k } => {
+    // atoms' Hessian sums
+    for &m in &ch.act_atoms {
+        let a = &ch.atoms[m];
+        let d = a.d();
+        let ho = ch.h_off[m];
+        let hs = &mut s.hs[ho..ho + d * (d + 1) / 2];
+        hs.iter_mut().for_each(|v| *v = 0.0);
+        let go = ch.g_off[m] * BS;
+        a.hess_sum(
+            &sv.v[a.u0..a.u0 + d],
+            &prep.norms[m],
+            &data.cols[a.obs][b0..b0 + nb],
+            &s.wr[m * BS..m * BS + nb],
+            &s.g[go..go + d * BS],
+            BS,
+            hs,
+        );
+    }
+    // coefficient arrays: w Q_l/p~ for coefficients (in wv), e for (coef, atom)
+    let mut ci = 0;
+    for (i, role) in ch.roles.iter().enumerate() {
+        if let Act::Coef(l) = *role {
+            for bi in 0..nb {
+                s.wv[i * BS + bi] = w[bi] * s.v[i * BS + bi];
+            }
+            for &m in &ch.act_atoms {
+                let inl = if ch.leaves[l].atoms.contains(&m) {
+                    1.0
+                } else {
+                    0.0
+                };
+                let e = &mut s.e[(ci * ch.atoms.len() + m) * BS..][..nb];
+                for bi in 0..nb {
+                    e[bi] = s.wv[i * BS + bi] * (inl - s.r[m * BS + bi]);
+                }
+            }
+            ci += 1;
+        }
+    }
+    let mut coef_pos = vec![usize::MAX; na];
+    let mut c = 0;
+    for (i, role) in ch.roles.iter().enumerate() {
+        if let Act::Coef(_) = role {
+            coef_pos[i] = c;
+            c += 1;
+        }
+    }
+    let mut last_same: Option<(usize, usize)> = None;
+    for pair in &ch.pairs {
+        match *pair {
+            Pair::CoefCoef { i, j } => {
+                acc.h[tri(i, j)] -= dot(&s.wv[i * BS..i * BS + nb], &s.v[j * BS..j * BS + nb]);
+            }
+            Pair::CoefPar { i, j, m, k } => {
+                let e = &s.e[(coef_pos[i] * ch.atoms.len() + m) * BS..][..nb];
                 let go = (ch.g_off[m] + k) * BS;
-                acc.h[tri(i, j)] += dot(&s.wv[i * BS..i * BS + nb], &s.g[go..go + nb]);
+                acc.h[tri(i, j)] += dot(e, &s.g[go..go + nb]);
             }
-            BTerm::Same { i, j, m, k, k2 } => {
-                let ho = (ch.h_off[m] + tri(k, k2)) * BS;
+            Pair::Same { i, j, m, k, k2 } => {
+                // tmp = w R (1 - R) g_mk, rebuilt when (m, k) changes
+                if last_same != Some((m, k)) {
+                    let go = (ch.g_off[m] + k) * BS;
+                    for bi in 0..nb {
+                        let r = s.r[m * BS + bi];
+                        s.tmp[bi] = w[bi] * r * (1.0 - r) * s.g[go + bi];
+                    }
+                    last_same = Some((m, k));
+                }
                 let go2 = (ch.g_off[m] + k2) * BS;
-                let h1 = dot(&s.wr[m * BS..m * BS + nb], &s.h[ho..ho + nb]);
-                let h2 = dot(&s.wv[i * BS..i * BS + nb], &s.g[go2..go2 + nb]);
-                acc.h[tri(i, j)] += h1 + h2;
+                acc.h[tri(i, j)] +=
+                    dot(&s.tmp[..nb], &s.g[go2..go2 + nb]) + s.hs[ch.h_off[m] + tri(k, k2)];
             }
-            BTerm::Cross { i, j, m, k, m2, k2 } => {
-                // R_mm2 = sum over leaves containing both of a_l Q_l / p~
+            Pair::Cross { i, j, m, k, m2, k2 } => {
+                // (R_mm2 - R_m R_m2) w g_mk g_m2k2
                 let tmp = &mut s.tmp[..nb];
                 tmp.iter_mut().for_each(|v| *v = 0.0);
                 for &l in &ch.atom_leaves[m] {
@@ -333,9 +413,11 @@ fn block(
                 let go = (ch.g_off[m] + k) * BS;
                 let go2 = (ch.g_off[m2] + k2) * BS;
                 for bi in 0..nb {
-                    tmp[bi] *= s.w[bi] * s.g[go + bi];
+                    let rr = tmp[bi] - s.r[m * BS + bi] * s.r[m2 * BS + bi];
+                    tmp[bi] = w[bi] * rr * s.g[go + bi];
                 }
                 acc.h[tri(i, j)] += dot(tmp, &s.g[go2..go2 + nb]);
+                last_same = None;
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod asimov;
 pub mod atoms;
+mod cb;
 pub mod channel;
 pub mod constraint;
 pub mod dual;

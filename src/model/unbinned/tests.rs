@@ -122,21 +122,40 @@ fn normalisation_integrals_match_quadrature() {
     }
 }
 
-/// ln q at every point of a block, with derivatives.
+/// ln q at every point of a block, its gradient rows and, per event, the
+/// packed Hessian from `hess_sum` with the indicator of that event as weights.
 fn kernel(a: &Atom, p: &[f64], x: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let d = a.d();
     let bs = x.len();
+    let dd = d * (d + 1) / 2;
     let norm = a.norm(p).unwrap();
-    let (mut lnq, mut g, mut h) = (
-        vec![0.0; bs],
-        vec![0.0; d * bs],
-        vec![0.0; d * (d + 1) / 2 * bs],
-    );
-    a.block(p, &norm, x, Mode::Hess, bs, &mut lnq, &mut g, &mut h);
-    // value-only and gradient-only passes give the same numbers
+    let (mut lnq, mut g) = (vec![0.0; bs], vec![0.0; d * bs]);
+    a.block(p, &norm, x, Mode::Hess, bs, &mut lnq, &mut g);
+    let mut h = vec![0.0; dd * bs];
+    for b in 0..bs {
+        let mut c = vec![0.0; bs];
+        c[b] = 1.0;
+        let mut out = vec![0.0; dd];
+        a.hess_sum(p, &norm, x, &c, &g, bs, &mut out);
+        for k in 0..dd {
+            h[k * bs + b] = out[k];
+        }
+    }
+    // value-only pass gives the same numbers; weights add up linearly
     let mut lnq2 = vec![0.0; bs];
-    a.block(p, &norm, x, Mode::Value, bs, &mut lnq2, &mut [], &mut []);
+    a.block(p, &norm, x, Mode::Value, bs, &mut lnq2, &mut []);
     assert_eq!(lnq, lnq2);
+    let c: Vec<f64> = (0..bs).map(|b| 0.5 + b as f64 / bs as f64).collect();
+    let mut all = vec![0.0; dd];
+    a.hess_sum(p, &norm, x, &c, &g, bs, &mut all);
+    for k in 0..dd {
+        let want: f64 = (0..bs).map(|b| c[b] * h[k * bs + b]).sum();
+        assert!(
+            (all[k] - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{}: weighted sum",
+            a.shape.name()
+        );
+    }
     (lnq, g, h)
 }
 
@@ -251,8 +270,16 @@ fn poisson_pmf_and_derivatives() {
     let p = [4.5];
     let norm = a.norm(&p).unwrap();
     let x = [0.0, 3.0, 7.0];
-    let (mut l, mut g, mut h) = ([0.0; 3], [0.0; 3], [0.0; 3]);
-    a.block(&p, &norm, &x, Mode::Hess, 3, &mut l, &mut g, &mut h);
+    let (mut l, mut g) = ([0.0; 3], [0.0; 3]);
+    a.block(&p, &norm, &x, Mode::Hess, 3, &mut l, &mut g);
+    let mut h = [0.0; 3];
+    for k in 0..3 {
+        let mut c = [0.0; 3];
+        c[k] = 1.0;
+        let mut o = [0.0];
+        a.hess_sum(&p, &norm, &x, &c, &g, 3, &mut o);
+        h[k] = o[0];
+    }
     for k in 0..3 {
         let want = -4.5 + x[k] * 4.5f64.ln() - libm::lgamma(x[k] + 1.0);
         assert!((l[k] - want).abs() < 1e-14);
