@@ -125,6 +125,8 @@ impl Atom {
 
     /// Block kernel: `lnq[b]` and, in Grad/Hess mode, `g[k * bs + b]`
     /// (d ln q / dp_k) for the `x.len()` events of the block.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn block(
         &self,
         p: &[f64],
@@ -234,6 +236,7 @@ impl Atom {
     /// `out[tri(k, j)] += sum_b c[b] d2 ln q(x_b) / dp_k dp_j` over the block
     /// (`g`: the gradient rows the block kernel wrote for the same events).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn hess_sum(
         &self,
         p: &[f64],

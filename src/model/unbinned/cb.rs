@@ -9,147 +9,131 @@
 use super::atoms::tri;
 use super::shapes::{CbPars, Shape};
 
-/// Crystal Ball evaluation at fixed parameters.
-pub(crate) struct CbEval {
-    c: CbPars<f64>,
-    /// Native indices of (sigma, alpha, n) on the left and right sides.
-    il: [usize; 3],
-    ir: [usize; 3],
-    /// d alpha_eff / d alpha of the one-sided shape's tail.
-    sa: f64,
+/// Constants of one side at fixed parameters.
+#[derive(Clone, Copy)]
+struct Side {
+    /// 1 / sigma.
+    is: f64,
+    a: f64,
+    n: f64,
+    tail: bool,
+    /// t' = st t puts this side's tail on the left.
+    st: f64,
+    /// n/a - a (the tail's B).
+    b: f64,
+    /// ln A = n ln(n/a) - a^2/2.
+    ln_a: f64,
+    /// ln(n/a) + 1.
+    ln_na1: f64,
+    ia: f64,
+    /// n/a^2 + 1.
+    q: f64,
+    /// Native indices of (sigma, alpha, n).
+    idx: [usize; 3],
 }
 
-/// Derivatives of one event in (t, alpha, n) and the chain factors of t.
-struct Ev {
-    idx: [usize; 3],
-    tail: bool,
-    t: f64,
-    is: f64,
-    // first derivatives in (t, alpha, n) (signs applied)
-    d_t: f64,
-    d_a: f64,
-    d_n: f64,
-    lnf: f64,
+/// Crystal Ball evaluation at fixed parameters.
+pub(crate) struct CbEval {
+    m0: f64,
+    left: Side,
+    right: Side,
+    /// d alpha_eff / d alpha of the one-sided shape's tail.
+    sa: f64,
 }
 
 impl CbEval {
     pub fn new(shape: &Shape, p: &[f64]) -> Self {
         let c = CbPars::new(shape, p);
-        match shape {
-            Shape::CrystalBall => CbEval {
-                c,
-                il: [1, 2, 3],
-                ir: [1, 2, 3],
-                sa: if p[2] < 0.0 { -1.0 } else { 1.0 },
-            },
-            _ => CbEval {
-                c,
-                il: [1, 3, 4],
-                ir: [2, 5, 6],
-                sa: 1.0,
-            },
+        let (il, ir, sa) = match shape {
+            Shape::CrystalBall => ([1, 2, 3], [1, 2, 3], if p[2] < 0.0 { -1.0 } else { 1.0 }),
+            _ => ([1, 3, 4], [2, 5, 6], 1.0),
+        };
+        let side = |s: f64, a: f64, n: f64, tail: bool, st: f64, idx: [usize; 3]| {
+            let (na, ia) = if tail { (n / a, 1.0 / a) } else { (0.0, 0.0) };
+            Side {
+                is: 1.0 / s,
+                a,
+                n,
+                tail,
+                st,
+                b: na - a,
+                ln_a: if tail { n * na.ln() - 0.5 * a * a } else { 0.0 },
+                ln_na1: if tail { na.ln() + 1.0 } else { 0.0 },
+                ia,
+                q: n * ia * ia + 1.0,
+                idx,
+            }
+        };
+        CbEval {
+            m0: c.m0,
+            left: side(c.sl, c.al, c.nl, c.left, 1.0, il),
+            right: side(c.sr, c.ar, c.nr, c.right, -1.0, ir),
+            sa,
         }
     }
 
     #[inline]
-    fn side(&self, x: f64) -> (f64, f64, f64, bool, [usize; 3], f64) {
-        let c = &self.c;
-        if x <= c.m0 {
-            (c.sl, c.al, c.nl, c.left, self.il, 1.0)
+    fn side(&self, x: f64) -> &Side {
+        if x <= self.m0 {
+            &self.left
         } else {
-            (c.sr, c.ar, c.nr, c.right, self.ir, -1.0)
-        }
-    }
-
-    #[inline]
-    fn first(&self, x: f64, grad: bool) -> Ev {
-        let (s, a, n, has_tail, idx, st) = self.side(x);
-        let t = (x - self.c.m0) / s;
-        let is = 1.0 / s;
-        let tp = st * t;
-        if !(has_tail && tp < -a) {
-            return Ev {
-                idx,
-                tail: false,
-                t,
-                is,
-                d_t: -t,
-                d_a: 0.0,
-                d_n: 0.0,
-                lnf: -0.5 * t * t,
-            };
-        }
-        let u = n / a - a - tp;
-        let lu = u.ln();
-        let lnf = n * (n / a).ln() - 0.5 * a * a - n * lu;
-        if !grad {
-            return Ev {
-                idx,
-                tail: true,
-                t,
-                is,
-                d_t: 0.0,
-                d_a: 0.0,
-                d_n: 0.0,
-                lnf,
-            };
-        }
-        let (iu, ia) = (1.0 / u, 1.0 / a);
-        let q = n * ia * ia + 1.0;
-        let f_t = n * iu;
-        let f_a = -n * ia - a + n * q * iu;
-        let f_n = (n * ia).ln() + 1.0 - lu - n * ia * iu;
-        Ev {
-            idx,
-            tail: true,
-            t,
-            is,
-            d_t: st * f_t,
-            d_a: self.sa * f_a,
-            d_n: f_n,
-            lnf,
+            &self.right
         }
     }
 
     /// ln f at x; the gradient into `g` (native order) when `grad`.
-    #[inline]
+    #[inline(always)]
     pub fn event(&self, x: f64, grad: bool, g: &mut [f64; 7]) -> f64 {
-        let e = self.first(x, grad);
+        let sd = self.side(x);
+        let t = (x - self.m0) * sd.is;
+        let tp = sd.st * t;
+        let [isg, ia, inn] = sd.idx;
+        if !(sd.tail && tp < -sd.a) {
+            if grad {
+                g.iter_mut().for_each(|v| *v = 0.0);
+                // d(-t^2/2) = -t dt, dt/dm0 = -1/s, dt/ds = -t/s
+                g[0] = t * sd.is;
+                g[isg] = t * t * sd.is;
+            }
+            return -0.5 * t * t;
+        }
+        let u = sd.b - tp;
+        let lu = u.ln();
+        let (n, a) = (sd.n, sd.a);
+        let lnf = sd.ln_a - n * lu;
         if grad {
             g.iter_mut().for_each(|v| *v = 0.0);
-            let (t_m, t_s) = (-e.is, -e.t * e.is);
-            let [isg, ia, inn] = e.idx;
-            g[0] = e.d_t * t_m;
-            g[isg] = e.d_t * t_s;
-            if e.tail {
-                g[ia] = e.d_a;
-                g[inn] = e.d_n;
-            }
+            let iu = 1.0 / u;
+            let d_t = sd.st * n * iu;
+            g[0] = -d_t * sd.is;
+            g[isg] = -d_t * t * sd.is;
+            g[ia] = self.sa * (-n * sd.ia - a + n * sd.q * iu);
+            g[inn] = sd.ln_na1 - lu - n * sd.ia * iu;
         }
-        e.lnf
+        lnf
     }
 
     /// `acc[tri(k, j)] += c d2 ln f / dp_k dp_j` at x (native order).
-    #[inline]
+    #[inline(always)]
     pub fn hess_acc(&self, x: f64, c: f64, acc: &mut [f64; 28]) {
-        let e = self.first(x, true);
-        let [isg, ia, inn] = e.idx;
-        let (is, t) = (e.is, e.t);
+        let sd = self.side(x);
+        let is = sd.is;
+        let t = (x - self.m0) * is;
+        let tp = sd.st * t;
+        let [isg, ia, inn] = sd.idx;
         let (t_m, t_s) = (-is, -t * is);
         let (t_ms, t_ss) = (is * is, 2.0 * t * is * is);
-        if !e.tail {
+        if !(sd.tail && tp < -sd.a) {
             // F = -t^2/2: F_t = -t, F_tt = -1
             acc[tri(0, 0)] -= c * t_m * t_m;
             acc[tri(isg, 0)] -= c * (t_m * t_s + t * t_ms);
             acc[tri(isg, isg)] -= c * (t_s * t_s + t * t_ss);
             return;
         }
-        let (s, a, n, _, _, st) = self.side(x);
-        let _ = s;
-        let tp = st * t;
-        let u = n / a - a - tp;
-        let (iu, ia_) = (1.0 / u, 1.0 / a);
-        let q = n * ia_ * ia_ + 1.0;
+        let (n, st) = (sd.n, sd.st);
+        let u = sd.b - tp;
+        let (iu, ia_, q) = (1.0 / u, sd.ia, sd.q);
+        let d_t = st * n * iu;
         let f_tt = n * iu * iu;
         let f_ta = n * q * iu * iu;
         let f_tn = iu - n * ia_ * iu * iu;
@@ -159,7 +143,6 @@ impl CbEval {
         let sa = self.sa;
         let d_ta = st * sa * f_ta;
         let d_tn = st * f_tn;
-        let d_t = e.d_t;
         acc[tri(0, 0)] += c * f_tt * t_m * t_m;
         acc[tri(isg, 0)] += c * (f_tt * t_m * t_s + d_t * t_ms);
         acc[tri(isg, isg)] += c * (f_tt * t_s * t_s + d_t * t_ss);

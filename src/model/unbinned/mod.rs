@@ -18,6 +18,7 @@ pub mod parts;
 pub mod sample;
 pub mod shapes;
 pub mod slots;
+pub mod vmath;
 pub mod weighted;
 
 #[cfg(test)]
