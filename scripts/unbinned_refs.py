@@ -444,6 +444,53 @@ def pyhs3_refs(shared):
     return out
 
 
+def pyhf_histfactory_refs(shared):
+    """twice_nll of the shared histfactory_dist file from pyhf, through a pyhf
+    workspace written here from the HS3 channel (shapesys: HS3's relative
+    uncertainties times the nominal contents; gammas named as ROOT names them)."""
+    import pyhf
+
+    fname = "pyhs3-simplemodel_uncorrelated-background_hs3.json"
+    with open(os.path.join(shared, "hs3", fname)) as f:
+        d = json.load(f)
+    ch = d["distributions"][0]
+    obs = [x for x in d["data"] if x["name"] == "obsData_singlechannel"][0]["contents"]
+    samples = []
+    for smp in ch["samples"]:
+        nom = smp["data"]["contents"]
+        mods = []
+        for m in smp["modifiers"]:
+            if m["type"] == "normfactor":
+                mods.append({"name": m["parameter"], "type": "normfactor", "data": None})
+            elif m["type"] == "shapesys":
+                mods.append({"name": m["name"], "type": "shapesys", "data": [v * n for v, n in zip(m["data"]["vals"], nom)]})
+            else:
+                raise ValueError(m["type"])
+        samples.append({"name": smp["name"], "data": nom, "modifiers": mods})
+    ws = pyhf.Workspace({"channels": [{"name": ch["name"], "samples": samples}],
+                         "observations": [{"name": ch["name"], "data": obs}],
+                         "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": [
+                             {"name": "Lumi", "fixed": True, "inits": [1.0], "bounds": [[0.0, 10.0]]}]}}],
+                         "version": "1.0.0"})
+    model = ws.model()
+    data = ws.data(model)
+    out = []
+    for point in ({"Lumi": 1.0, "mu": 1.0, "g0": 1.0, "g1": 1.0}, {"Lumi": 1.0, "mu": 1.3, "g0": 0.95, "g1": 1.1}):
+        pars = model.config.suggested_init()
+        names = {"Lumi": "Lumi", "mu": "mu"}
+        for k, v in names.items():
+            pars[model.config.par_slice(v).start] = point[k]
+        sl = model.config.par_slice("uncorr_bkguncrt")
+        pars[sl.start] = point["g0"]
+        pars[sl.start + 1] = point["g1"]
+        v = float(-2 * model.logpdf(pars, data)[0])
+        out.append({"file": fname, "analysis": "simPdf_obsData",
+                    "params": {"Lumi": point["Lumi"], "mu": point["mu"], "gamma_uncorr_bkguncrt_bin_0": point["g0"],
+                               "gamma_uncorr_bkguncrt_bin_1": point["g1"]},
+                    "twice_nll_pyhf": v})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     warnings.simplefilter("ignore")
@@ -460,6 +507,11 @@ def main():
     except ImportError as e:
         print(f"pyhs3 not available ({e}); no pyhs3 references", file=sys.stderr)
         refs["pyhs3"] = []
+    try:
+        refs["pyhf_histfactory"] = pyhf_histfactory_refs(shared)
+    except ImportError as e:
+        print(f"pyhf not available ({e})", file=sys.stderr)
+        refs["pyhf_histfactory"] = []
     dump("refs.json", refs)
     print("wrote", os.path.abspath(OUT))
 

@@ -184,6 +184,10 @@ pub(crate) fn run(prep: &Prepared, data: &EventData) -> Partial {
     total
 }
 
+/// Tests: run the baseline build of the kernel even where AVX2 is available.
+pub(crate) static BASELINE_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// One chunk: on x86-64 with AVX2 the same code compiled for AVX2 (plain
 /// multiplies and adds in the same order, no fused multiply-add, so the numbers
 /// are bit for bit those of the baseline build).
@@ -191,7 +195,8 @@ fn chunk(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch)
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+        let baseline = BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+        if !baseline && *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
             // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { chunk_avx2(prep, data, a, b, s) };
         }

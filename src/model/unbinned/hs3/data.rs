@@ -118,7 +118,27 @@ fn domain_range(doc: &Doc, name: &str) -> Option<(f64, f64)> {
 }
 
 /// An unbinned data set: its axes (normalisation ranges) and events in axis order.
-pub(crate) fn unbinned(doc: &Doc, di: usize) -> Result<(Vec<Axis>, EventData)> {
+/// Names of the axes of data set `di`.
+pub(crate) fn axis_names(doc: &Doc, di: usize) -> Result<Vec<String>> {
+    let loc = format!("/data/{di}/axes");
+    let axes = doc.data[di]
+        .get("axes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(doc, &loc, "data needs an array 'axes'"))?;
+    axes.iter()
+        .enumerate()
+        .map(|(k, a)| axis_name(doc, a, &format!("{loc}/{k}")))
+        .collect()
+}
+
+/// An unbinned data set: its axes (normalisation ranges) and events in axis
+/// order. `unbounded_ok(name)`: the axis may lack a range (a counting variable
+/// of Poisson densities only); it is then [0, inf).
+pub(crate) fn unbinned(
+    doc: &Doc,
+    di: usize,
+    unbounded_ok: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Axis>, EventData)> {
     let d = &doc.data[di];
     let loc = format!("/data/{di}");
     let axes_v = d.get("axes").and_then(Value::as_array).ok_or_else(|| {
@@ -145,6 +165,9 @@ pub(crate) fn unbinned(doc: &Doc, di: usize) -> Result<(Vec<Axis>, EventData)> {
         let (lo, hi) = match (num(doc, a, "min", &al)?, num(doc, a, "max", &al)?) {
             (Some(lo), Some(hi)) => (lo, hi),
             // raw ROOT output: an axis with a value but no range; the domains may give it
+            _ if unbounded_ok(&name) => domain_range(doc, &name)
+                .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+                .unwrap_or((0.0, f64::INFINITY)),
             _ => domain_range(doc, &name).ok_or_else(|| {
                 err(doc, &al, format!("axis '{name}' has no 'min'/'max' and no domain gives its range (the normalisation range)"))
             })?,

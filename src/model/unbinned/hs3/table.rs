@@ -293,30 +293,52 @@ fn auto_pairs(doc: &Doc, point: Option<usize>, warnings: &mut Vec<String>) -> Re
             .filter_map(|a| a.get("name").and_then(Value::as_str).map(str::to_string))
             .collect();
         let mut fits = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         for r in &roots {
             let di_ = doc.dists[r];
             let is_hf = doc.distributions[di_].get("type").and_then(Value::as_str)
                 == Some("histfactory_dist");
             let ok = if ty == "binned" {
                 is_hf
+            } else if is_hf {
+                false
             } else {
                 let mut res = Resolver::new(doc);
-                !is_hf
-                    && Compiler::new(&mut res, axes.clone())
-                        .channel(r, "")
-                        .is_ok_and(|c| c.terms.is_empty())
+                match Compiler::new(&mut res, axes.clone()).channel(r, "") {
+                    Ok(c) => c.terms.is_empty(),
+                    Err(e) => {
+                        // a candidate that uses something unsupported is named, not hidden
+                        let m = e.to_string();
+                        if m.contains("not supported") {
+                            refused.push(format!(
+                                "'{r}' ({})",
+                                m.split(": ").skip(1).collect::<Vec<_>>().join(": ")
+                            ));
+                        }
+                        false
+                    }
+                }
             };
             if ok {
                 fits.push(r.clone());
             }
         }
         let name = d["name"].as_str().unwrap_or("");
+        let also = if refused.is_empty() {
+            String::new()
+        } else {
+            format!("; not considered: {}", refused.join("; "))
+        };
         match fits.first() {
             Some(f) => {
-                if fits.len() > 1 {
+                if fits.len() > 1 || !also.is_empty() {
+                    let others = if fits.len() > 1 {
+                        format!(" (also possible: {})", fits[1..].join(", "))
+                    } else {
+                        String::new()
+                    };
                     warnings.push(format!(
-                        "the file has no likelihoods; data '{name}' is paired with '{f}' (also possible: {})",
-                        fits[1..].join(", ")
+                        "the file has no likelihoods; data '{name}' is paired with '{f}'{others}{also}"
                     ));
                 }
                 pairs.push((f.clone(), DataRef::Named(di), format!("/data/{di}")));
@@ -326,7 +348,7 @@ fn auto_pairs(doc: &Doc, point: Option<usize>, warnings: &mut Vec<String>) -> Re
                     doc,
                     &format!("/data/{di}"),
                     format!(
-                        "the file has no likelihoods and no top-level distribution is a density of the axes of data '{name}' ({})",
+                        "the file has no likelihoods and no top-level distribution is a density of the axes of data '{name}' ({}){also}",
                         axes.join(", ")
                     ),
                 ));
@@ -395,9 +417,17 @@ pub(super) fn build(doc: &Doc, analysis: Option<&str>) -> Result<Hs3Model> {
                 let dname = dv["name"].as_str().unwrap_or("").to_string();
                 match ty {
                     "unbinned" => {
-                        let (axes, events) = super::data::unbinned(doc, *di)?;
-                        let names = axes.iter().map(|a| a.name.clone()).collect();
+                        // the model first (its errors name the construct), then the events
+                        let names = super::data::axis_names(doc, *di)?;
                         let mut spec = Compiler::new(&mut res, names).channel(dist, loc)?;
+                        // counting variables (only Poisson densities) need no range
+                        let pmf_only = |o: &str| {
+                            spec.atoms
+                                .iter()
+                                .filter(|a| a.obs == o)
+                                .all(|a| matches!(a.shape, crate::model::unbinned::Shape::Poisson))
+                        };
+                        let (axes, events) = super::data::unbinned(doc, *di, &pmf_only)?;
                         terms.extend(spec.terms.drain(..).map(|t| (t, None)));
                         channels.push((spec, axes, events, dname));
                     }
