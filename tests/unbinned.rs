@@ -576,3 +576,93 @@ fn bad_file_exits_non_zero_with_the_location() {
     assert_eq!(v["par_names"], json!(["f", "m", "w", "c"]));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn yields_plot_of_an_unbinned_channel() {
+    use gradfit::report::plot::unbinned::{unbinned_plots, write_unbinned_plots};
+    let m = load_ref_model("product_2d");
+    let res = do_fit(&m);
+    let plots = unbinned_plots(&m, &res.x, m.observed(), 40, "post-fit");
+    assert_eq!(plots.len(), 2, "one plot per observable");
+    let nsig = res.x[m.par_index("nsig").unwrap()];
+    let nbkg = res.x[m.par_index("nbkg").unwrap()];
+    for p in &plots {
+        assert_eq!(p.edges.len(), 41);
+        let n_data: f64 = p.data.iter().sum();
+        let n_exp: f64 = p.expected.iter().sum();
+        let ev = m.observed().parts[0]
+            .downcast_ref::<gradfit::model::unbinned::Events>()
+            .unwrap();
+        assert_eq!(
+            n_data,
+            ev.data.len() as f64,
+            "{}: every event in a bin",
+            p.title
+        );
+        // the expected events over the range are the fitted yields (extended model)
+        assert!(
+            (n_exp - (nsig + nbkg)).abs() < 1e-9 * n_exp,
+            "{}: {n_exp}",
+            p.title
+        );
+        // at the best fit of an extended model the total equals the number of events
+        assert!(
+            (n_exp - n_data).abs() < 1e-6 * n_data,
+            "{}: {n_exp} vs {n_data}",
+            p.title
+        );
+        assert_eq!(p.curve_components.len(), 2);
+        // the curves integrate to the yields (per bin width, 400 midpoints)
+        let dx = (p.edges[40] - p.edges[0]) / 400.0;
+        let bw = (p.edges[40] - p.edges[0]) / 40.0;
+        let integral: f64 = p.curve_total.iter().map(|y| y * dx / bw).sum();
+        assert!(
+            (integral - n_exp).abs() < 1e-3 * n_exp,
+            "{}: curve integral {integral}",
+            p.title
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("gradfit-ub-plots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths = write_unbinned_plots(
+        &m,
+        &res.x,
+        m.observed(),
+        40,
+        "post-fit",
+        &dir,
+        "fit_",
+        "svg",
+    )
+    .unwrap();
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        let text = std::fs::read_to_string(p).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let texts: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect();
+        assert!(
+            texts.iter().any(|t| t.contains("post-fit")),
+            "{}",
+            p.display()
+        );
+        assert!(texts.iter().any(|t| t.trim() == "pull"), "{texts:?}");
+        assert!(texts.iter().any(|t| t.trim() == "sig_x*sig_y"), "{texts:?}");
+    }
+    let png = write_unbinned_plots(
+        &m,
+        &res.x,
+        m.observed(),
+        40,
+        "post-fit",
+        &dir,
+        "fit_",
+        "png",
+    )
+    .unwrap();
+    assert!(std::fs::read(&png[0]).unwrap().starts_with(b"\x89PNG"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -98,6 +98,11 @@ pub trait Part: Send + Sync {
     fn score_outer(&self, _theta: &[f64], _data: &PartData) -> Option<Vec<f64>> {
         None
     }
+    /// The part as `Any`, for reports that know concrete part types (plots of
+    /// unbinned channels); `None` (the default) for parts that do not offer it.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 /// Data of a combined model: one entry per part.

@@ -149,6 +149,9 @@ impl Part for UnbinnedPart {
     fn score_outer(&self, theta: &[f64], data: &PartData) -> Option<Vec<f64>> {
         UnbinnedPart::score_outer(self, theta, events(data)).ok()
     }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
     fn describe(&self) -> Value {
         let ch = &self.channel;
         json!({
@@ -234,6 +237,9 @@ impl Part for ConstraintPart {
     }
     fn magnitude(&self, data: &PartData) -> f64 {
         aux(data).iter().map(|x| x.abs()).sum::<f64>() + 2.0 * self.terms.len() as f64
+    }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
     fn constraint(&self, i: usize) -> Option<ConstraintInfo> {
         ConstraintPart::constraint(self, i).map(|(kind, sigma, center)| ConstraintInfo {
