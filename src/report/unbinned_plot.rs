@@ -244,7 +244,7 @@ impl Plot for UnbinnedPlot {
             .draw()
             .m()?;
         for (k, (_, ys)) in self.curve_components.iter().enumerate() {
-            let c = PALETTE[k % PALETTE.len()];
+            let c = PALETTE[(k + 1) % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(
                     self.curve_x.iter().copied().zip(ys.iter().copied()),
@@ -344,7 +344,7 @@ impl Plot for UnbinnedPlot {
         })?;
         for (k, (name, _)) in self.curve_components.iter().enumerate() {
             y += 24;
-            let c = PALETTE[k % PALETTE.len()];
+            let c = PALETTE[(k + 1) % PALETTE.len()];
             legend_row(&legend, (10, y), name, &|a, (x, y)| {
                 a.draw(&PathElement::new(
                     vec![(x, y), (x + 22, y)],
