@@ -7,6 +7,7 @@
 //! cargo run --release --example unbinned_gen -- product_2d 1000000 /tmp/ub
 //! ```
 //! Models: `gauss_expo` (extended Gaussian + exponential on [60, 120]),
+//! `gauss_expo_toys` (the same with the Gaussian's mean and width const),
 //! `dscb_expo` (extended double-sided Crystal Ball + exponential on [60, 120]),
 //! `product_2d` (extended mixture of products in two observables with a
 //! Gaussian constraint). The events are written to `<dir>/<model>.npy`, the model
@@ -24,7 +25,7 @@ pub fn model(name: &str, n: f64) -> Option<(Value, Vec<&'static str>)> {
     let ax = |n: &str, lo: f64, hi: f64| json!({"name": n, "min": lo, "max": hi});
     let (dists, funcs, aux, axes, pts, obs): (Value, Value, Value, Vec<Value>, Value, Vec<&str>) =
         match name {
-            "gauss_expo" => (
+            "gauss_expo" | "gauss_expo_toys" => (
                 json!([
                     {"name": "model", "type": "mixture_dist", "summands": ["sig", "bkg"], "coefficients": ["nsig", "nbkg"], "extended": true},
                     {"name": "sig", "type": "gaussian_dist", "x": "mass", "mean": "mu", "sigma": "sigma"},
@@ -33,8 +34,14 @@ pub fn model(name: &str, n: f64) -> Option<(Value, Vec<&'static str>)> {
                 json!([]),
                 json!([]),
                 vec![ax("mass", 60.0, 120.0)],
-                json!([{"name": "nsig", "value": fs * n}, {"name": "nbkg", "value": (1.0 - fs) * n},
-                   {"name": "mu", "value": 91.0}, {"name": "sigma", "value": 2.5}, {"name": "c", "value": 0.03}]),
+                {
+                    // the toy model: the peak's position and width known (const), so
+                    // that the background-only fit (signal yield 0) is well posed
+                    let k = name == "gauss_expo_toys";
+                    json!([{"name": "nsig", "value": fs * n}, {"name": "nbkg", "value": (1.0 - fs) * n},
+                       {"name": "mu", "value": 91.0, "const": k}, {"name": "sigma", "value": 2.5, "const": k},
+                       {"name": "c", "value": 0.03}])
+                },
                 vec!["mass"],
             ),
             "dscb_expo" => (
@@ -111,7 +118,9 @@ pub fn write_npy(path: &Path, cols: &[Vec<f64>]) -> std::io::Result<()> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: unbinned_gen MODEL N DIR   (MODEL: gauss_expo, dscb_expo, product_2d)");
+        eprintln!(
+            "usage: unbinned_gen MODEL N DIR   (MODEL: gauss_expo, gauss_expo_toys, dscb_expo, product_2d)"
+        );
         std::process::exit(2);
     }
     let n: f64 = args[2].parse().expect("N is a number");

@@ -419,10 +419,13 @@ fn load_err(doc: &Value) -> String {
     }
 }
 
+/// An edit of the good document, the JSON location and the words its error must contain.
+type BadCase = (Box<dyn Fn(&mut Value)>, &'static str, &'static str);
+
 #[test]
 fn bad_input_names_the_json_location() {
     assert!(load_hs3(&good_doc(), "good.json", Path::new("."), None).is_ok());
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             Box::new(|d| d["distributions"][2]["type"] = json!("argus_dist")),
             "/distributions/2/type",

@@ -13,6 +13,11 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 
+/// Named arrays of a `.npz` file: name, shape, values.
+pub type NamedArrays = Vec<(String, Vec<usize>, Vec<f64>)>;
+/// Columns and optional weights.
+pub type Columns = (Vec<Vec<f64>>, Option<Vec<f64>>);
+
 fn err(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::input(format!("{}: {msg}", path.display()))
 }
@@ -27,7 +32,7 @@ pub fn read_npy_array(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
 }
 
 /// Every array of a `.npz` file: name, shape and values (as f64).
-pub fn read_npz_arrays(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>> {
+pub fn read_npz_arrays(path: &Path) -> Result<NamedArrays> {
     if !path.exists() {
         return Err(err(path, "file not found"));
     }
@@ -132,11 +137,7 @@ pub fn read_parquet_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>
 
 /// Read the observables `names` (and weights `weights`, if named) from an event
 /// file, dispatching on its extension (`.parquet`/`.pq`, `.npz`, `.npy`).
-pub fn read_columns(
-    path: &Path,
-    names: &[&str],
-    weights: Option<&str>,
-) -> Result<(Vec<Vec<f64>>, Option<Vec<f64>>)> {
+pub fn read_columns(path: &Path, names: &[&str], weights: Option<&str>) -> Result<Columns> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())

@@ -6,7 +6,9 @@
 
 mod files;
 
-pub use files::{read_columns, read_npy_array, read_npz_arrays, read_parquet_columns};
+pub use files::{
+    Columns, NamedArrays, read_columns, read_npy_array, read_npz_arrays, read_parquet_columns,
+};
 
 use crate::error::{Error, Result};
 

@@ -117,7 +117,7 @@ impl Atom {
 
     /// Normalised log-density at one point (value only).
     pub fn ln_q(&self, x: f64, p: &[f64], norm: &Norm) -> f64 {
-        if !(x >= self.lo && x <= self.hi) && !matches!(self.shape, Shape::Poisson) {
+        if !(matches!(self.shape, Shape::Poisson) || (x >= self.lo && x <= self.hi)) {
             return f64::NEG_INFINITY;
         }
         self.shape.ln_f(x, p, self.lo, self.hi) - norm.ln_n

@@ -31,7 +31,7 @@ pub fn load_hs3(
         .into_iter()
         .map(|p| -> Box<dyn Part> {
             match p {
-                Hs3Part::Unbinned(u) => Box::new(u),
+                Hs3Part::Unbinned(u) => u,
                 Hs3Part::Constraints(c) => Box::new(c),
                 Hs3Part::HistFactory(h) => Box::new(HistFactoryPart { model: *h }),
             }

@@ -126,6 +126,7 @@ fn bisect(a: &Atom, p: &[f64], norm: &Norm, u: f64) -> f64 {
 
 impl Channel {
     /// A toy data set at slot values `sv`: `n_obs` events when not extended.
+    #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
         sv: &SlotValues,

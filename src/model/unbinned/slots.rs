@@ -94,6 +94,7 @@ impl SlotValues {
 /// Chain rule from slot space to parameter space:
 /// `grad += J^T gu`, `hess += J^T Hu J + sum_k gu_k d2 u_k` for the slots in `idx`
 /// (`gu`, `hu` indexed by position in `idx`; `hu` row-major `idx.len()^2`).
+#[allow(clippy::too_many_arguments)]
 pub fn chain_to_params(
     slots: &[Slot],
     sv: &SlotValues,

@@ -4,7 +4,7 @@
 //! special inputs (non-positive, subnormal, infinite, NaN, overflow) go through
 //! the standard functions in a second, scalar pass over the rare lanes.
 
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 const LOG2E: f64 = std::f64::consts::LOG2_E;
 
@@ -77,7 +77,7 @@ pub fn exp_slice(x: &[f64], out: &mut [f64]) {
     }
     for i in 0..n {
         let v = x[i];
-        if !(v >= -708.0 && v <= 709.0) {
+        if !(-708.0..=709.0).contains(&v) {
             out[i] = v.exp();
         }
     }
@@ -89,11 +89,11 @@ pub fn exp_in_place(x: &mut [f64]) {
     // rare out-of-range lanes first (they need the original value), then all
     let mut special = false;
     for v in x.iter() {
-        special |= !(*v >= -708.0 && *v <= 709.0);
+        special |= !(-708.0..=709.0).contains(v);
     }
     if special {
         for v in x.iter_mut() {
-            if !(*v >= -708.0 && *v <= 709.0) {
+            if !(-708.0..=709.0).contains(v) {
                 *v = v.exp();
             } else {
                 *v = exp_core(*v);
@@ -111,11 +111,11 @@ pub fn exp_in_place(x: &mut [f64]) {
 pub fn ln_slice(x: &[f64], out: &mut [f64]) {
     let n = x.len().min(out.len());
     for i in 0..n {
-        out[i] = ln_core(x[i].max(f64::MIN_POSITIVE).min(f64::MAX));
+        out[i] = ln_core(x[i].clamp(f64::MIN_POSITIVE, f64::MAX));
     }
     for i in 0..n {
         let v = x[i];
-        if !(v >= f64::MIN_POSITIVE && v <= f64::MAX) {
+        if !(f64::MIN_POSITIVE..=f64::MAX).contains(&v) {
             out[i] = v.ln();
         }
     }
@@ -124,7 +124,7 @@ pub fn ln_slice(x: &[f64], out: &mut [f64]) {
 /// e^x, scalar.
 #[inline]
 pub fn exp(x: f64) -> f64 {
-    if x >= -708.0 && x <= 709.0 {
+    if (-708.0..=709.0).contains(&x) {
         exp_core(x)
     } else {
         x.exp()
@@ -134,7 +134,7 @@ pub fn exp(x: f64) -> f64 {
 /// ln x, scalar.
 #[inline]
 pub fn ln(x: f64) -> f64 {
-    if x >= f64::MIN_POSITIVE && x <= f64::MAX {
+    if (f64::MIN_POSITIVE..=f64::MAX).contains(&x) {
         ln_core(x)
     } else {
         x.ln()

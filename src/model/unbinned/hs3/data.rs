@@ -104,13 +104,13 @@ fn domain_range(doc: &Doc, name: &str) -> Option<(f64, f64)> {
             .into_iter()
             .flatten()
         {
-            if a.get("name").and_then(Value::as_str) == Some(name) {
-                if let (Some(lo), Some(hi)) = (
+            if a.get("name").and_then(Value::as_str) == Some(name)
+                && let (Some(lo), Some(hi)) = (
                     a.get("min").and_then(Value::as_f64),
                     a.get("max").and_then(Value::as_f64),
-                ) {
-                    return Some((lo, hi));
-                }
+                )
+            {
+                return Some((lo, hi));
             }
         }
     }
@@ -236,14 +236,14 @@ pub(crate) fn unbinned(
         (cols, w, el)
     };
     let n = cols.first().map_or(0, Vec::len);
-    if let Some(w) = &weights {
-        if w.len() != n {
-            return Err(err(
-                doc,
-                &format!("{loc}/weights"),
-                format!("{} weights for {n} entries", w.len()),
-            ));
-        }
+    if let Some(w) = &weights
+        && w.len() != n
+    {
+        return Err(err(
+            doc,
+            &format!("{loc}/weights"),
+            format!("{} weights for {n} entries", w.len()),
+        ));
     }
     for (j, a) in axes.iter().enumerate() {
         if let Some(i) = cols[j].iter().position(|x| !(*x >= a.lo && *x <= a.hi)) {
@@ -262,8 +262,11 @@ pub(crate) fn unbinned(
     Ok((axes, data))
 }
 
+/// Axes (name, edges) and contents of binned data.
+type Binned = (Vec<(String, Vec<f64>)>, Vec<f64>);
+
 /// A binned data set: axes (name, edges) and contents.
-pub(crate) fn binned(doc: &Doc, di: usize) -> Result<(Vec<(String, Vec<f64>)>, Vec<f64>)> {
+pub(crate) fn binned(doc: &Doc, di: usize) -> Result<Binned> {
     let d = &doc.data[di];
     let loc = format!("/data/{di}");
     let axes_v = d.get("axes").and_then(Value::as_array).ok_or_else(|| {

@@ -18,7 +18,7 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub enum Hs3Part {
     /// An unbinned channel with its events.
-    Unbinned(UnbinnedPart),
+    Unbinned(Box<UnbinnedPart>),
     /// The constraint terms (global observables).
     Constraints(ConstraintPart),
     /// A histfactory_dist channel with binned data.
@@ -593,9 +593,9 @@ pub(super) fn build(doc: &Doc, analysis: Option<&str>) -> Result<Hs3Model> {
     };
     let mut parts = Vec::new();
     for (spec, axes, events, dname) in channels {
-        parts.push(Hs3Part::Unbinned(unbinned_part(
+        parts.push(Hs3Part::Unbinned(Box::new(unbinned_part(
             doc, spec, axes, events, dname, &table,
-        )?));
+        )?)));
     }
     for m in hf {
         parts.push(Hs3Part::HistFactory(Box::new(m)));
