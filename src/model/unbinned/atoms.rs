@@ -181,17 +181,7 @@ impl Atom {
             }
             Shape::CrystalBall | Shape::DoubleCB => {
                 let cb = CbEval::new(&self.shape, p);
-                let d = self.d();
-                let mut ge = [0.0; 7];
-                for b in 0..nb {
-                    let lnf = cb.event(x[b], grad, &mut ge);
-                    lnq[b] = lnf - ln_n;
-                    if grad {
-                        for k in 0..d {
-                            g[k * bs + b] = ge[k] - norm.g[k];
-                        }
-                    }
-                }
+                cb.block(x, ln_n, grad, &norm.g, self.d(), bs, lnq, g);
             }
             Shape::Chebychev(_) | Shape::Bernstein(_) | Shape::Polynomial(_) => {
                 let d = self.d();
@@ -281,13 +271,7 @@ impl Atom {
             }
             Shape::CrystalBall | Shape::DoubleCB => {
                 let cb = CbEval::new(&self.shape, p);
-                let mut acc = [0.0; 28];
-                for b in 0..nb {
-                    cb.hess_acc(x[b], c[b], &mut acc);
-                }
-                for k in 0..d * (d + 1) / 2 {
-                    out[k] += acc[k];
-                }
+                cb.hess_block(x, &c[..nb], d, out);
             }
             Shape::Chebychev(_) | Shape::Bernstein(_) | Shape::Polynomial(_) => {
                 // d2 ln f = -(b_k/f)(b_j/f) with b_k/f = g_k + I_k/N

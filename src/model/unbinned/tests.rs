@@ -380,3 +380,54 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
     assert!(fast.0.is_finite());
     assert_eq!(fast, base);
 }
+
+/// The branch-free block kernels of the Crystal Ball agree with the scalar
+/// per-event forms.
+#[test]
+fn crystal_ball_block_matches_the_scalar_form() {
+    use super::cb::CbEval;
+    for (a, p) in cases() {
+        if !matches!(a.shape, Shape::CrystalBall | Shape::DoubleCB) {
+            continue;
+        }
+        let d = a.d();
+        let cb = CbEval::new(&a.shape, &p);
+        let x = points(&a);
+        let nb = x.len();
+        let ng = vec![0.0; d];
+        let (mut lnq, mut g) = (vec![0.0; nb], vec![0.0; d * nb]);
+        cb.block(&x, 0.0, true, &ng, d, nb, &mut lnq, &mut g);
+        let c: Vec<f64> = (0..nb).map(|b| 0.3 + b as f64 / nb as f64).collect();
+        let mut hb = vec![0.0; d * (d + 1) / 2];
+        cb.hess_block(&x, &c, d, &mut hb);
+        let mut acc = [0.0; 28];
+        for b in 0..nb {
+            let mut ge = [0.0; 7];
+            let lf = cb.event(x[b], true, &mut ge);
+            assert!(
+                (lf - lnq[b]).abs() <= 1e-13 * lf.abs().max(1.0),
+                "{} at {}",
+                a.shape.name(),
+                x[b]
+            );
+            for k in 0..d {
+                assert!(
+                    (ge[k] - g[k * nb + b]).abs() <= 1e-12 * ge[k].abs().max(1.0),
+                    "{} d{k} at {}",
+                    a.shape.name(),
+                    x[b]
+                );
+            }
+            cb.hess_acc(x[b], c[b], &mut acc);
+        }
+        for k in 0..d * (d + 1) / 2 {
+            assert!(
+                (acc[k] - hb[k]).abs() <= 1e-11 * acc[k].abs().max(1.0),
+                "{} h{k}: {} vs {}",
+                a.shape.name(),
+                acc[k],
+                hb[k]
+            );
+        }
+    }
+}
