@@ -186,10 +186,13 @@ pub fn format_of(value: &Value) -> Format {
 /// the relative paths of external data files.
 pub fn load_other(
     format: Format,
-    _value: &Value,
+    value: &Value,
     source: &str,
-    _base_dir: &std::path::Path,
+    base_dir: &std::path::Path,
 ) -> Result<CombinedModel> {
+    if format == Format::Hs3 {
+        return super::unbinned::load_hs3(value, source, base_dir, None);
+    }
     Err(Error::input(format!(
         "{source}: {} is recognised, but this build of gradfit cannot read it yet",
         format.describe()

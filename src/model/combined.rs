@@ -91,6 +91,18 @@ pub trait Part: Send + Sync {
     }
     /// JSON description for `gradfit inspect`.
     fn describe(&self) -> Value;
+    /// For parts with weighted events: `sum_i w_i^2 s_i s_i^T` (local, row-major)
+    /// with `s_i` the gradient of event i's log-density term, the middle matrix of
+    /// the asymptotically correct covariance of weighted fits. `None` (the
+    /// default): the part's terms have unit weights, and its Hessian stands in.
+    fn score_outer(&self, _theta: &[f64], _data: &PartData) -> Option<Vec<f64>> {
+        None
+    }
+    /// The part as `Any`, for reports that know concrete part types (plots of
+    /// unbinned channels); `None` (the default) for parts that do not offer it.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 /// Data of a combined model: one entry per part.

@@ -135,6 +135,10 @@ pub fn write<P: Plot>(plot: &P, path: &Path) -> Result<()> {
     crate::util::write_atomic(path, &bytes)
 }
 
+/// Plots of unbinned channels (data, model curves, pulls).
+#[path = "unbinned_plot.rs"]
+pub mod unbinned;
+
 // ---------------------------------------------------------------- helpers
 
 pub(super) const BLUE: RGBColor = RGBColor(31, 119, 180);
