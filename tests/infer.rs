@@ -6,8 +6,13 @@ use common::*;
 use gradfit::fit::{self, FitOptions, FitSpec};
 use gradfit::infer::limits::{LimitMethod, upper_limit};
 use gradfit::infer::scan::profile_scan;
+use gradfit::infer::shards;
 use gradfit::infer::teststat::evaluate;
-use gradfit::infer::toys::{ToyRun, ToySettings, merge, run_toys, toy_cls};
+use gradfit::infer::toys::{ToyRun, ToySettings, run_toys, toy_cls};
+
+fn merge(runs: Vec<ToyRun>) -> gradfit::Result<ToyRun> {
+    shards::merge(runs, &[])
+}
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
 use gradfit::model::{HistFactoryModel, ModelOptions};
 use gradfit::util::special::normal_cdf;
@@ -239,7 +244,44 @@ fn shards_merge_into_the_unsplit_run() {
         ])
         .is_err()
     );
+    // every shard as written verifies; tampered ones do not
+    for (k, sh) in shards.iter().enumerate() {
+        sh.verify(&format!("shard {k}")).unwrap();
+    }
+    merged.verify("merged").unwrap();
+    let mut edited = shards[1].clone();
+    edited.sig_bkg[0].stat = edited.sig_bkg[0].stat.map(|x| x + 1.0);
+    let e = edited.verify("edited.json").unwrap_err().to_string();
+    assert!(e.contains("edited.json") && e.contains("digest"), "{e}");
+    let mut dup = shards[1].clone();
+    dup.bkg[1].toy = dup.bkg[0].toy;
+    dup.seal();
+    let e = dup.verify("dup.json").unwrap_err().to_string();
+    assert!(
+        e.contains("background toys") && e.contains("duplicated"),
+        "{e}"
+    );
+    let mut cut = shards[2].clone();
+    cut.sig_bkg.truncate(2);
+    cut.seal();
+    let e = cut.verify("cut.json").unwrap_err().to_string();
+    assert!(e.contains("2 records"), "{e}");
+    let mut outside = shards[3].clone();
+    outside.range = [30, 50];
+    assert!(outside.verify("range.json").is_err());
+    let e = merge(vec![
+        shards[0].clone(),
+        shards[0].clone(),
+        shards[1].clone(),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("toys [0, 10) are covered twice"), "{e}");
     let other = run(&m, &settings(1.5, 40, 4, 512, Some((1, 4))));
+    let e = merge(vec![shards[0].clone(), other.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differ in: seed") && !e.contains("Some("), "{e}");
     assert!(
         merge(vec![
             shards[0].clone(),

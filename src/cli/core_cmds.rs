@@ -22,7 +22,7 @@ pub struct EvalArgs {
     #[arg(long)]
     hessian: bool,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit fit`.
@@ -47,7 +47,7 @@ pub struct FitArgs {
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit inspect`.
@@ -56,7 +56,7 @@ pub struct InspectArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 fn read_pars<M: Likelihood>(path: &std::path::Path, model: &M) -> Result<Vec<f64>> {

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
 use crate::infer::scan::{parse_range, profile_scan};
-use crate::infer::toys::{self, ToyRun, ToySettings, merge, toy_cls};
+use crate::infer::shards::merge;
+use crate::infer::toys::{self, ToyRun, ToySettings, toy_cls};
 use crate::infer::{AsymptoticCalculator, Problem, TestStat};
 use crate::model::{Likelihood, ModelInfo};
 use clap::Args;
@@ -43,7 +44,7 @@ pub struct ClsArgs {
     #[command(flatten)]
     toys: ToyArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit limit`.
@@ -66,7 +67,7 @@ pub struct LimitArgs {
     #[command(flatten)]
     toys: ToyArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit discovery`.
@@ -77,7 +78,7 @@ pub struct DiscoveryArgs {
     #[command(flatten)]
     toys: ToyArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit scan`.
@@ -92,7 +93,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
     range: String,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit toys`.
@@ -120,7 +121,7 @@ pub struct ToysArgs {
     batch: usize,
     /// Output file (written atomically).
     #[arg(long)]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -134,7 +135,7 @@ pub struct MergeArgs {
     files: Vec<PathBuf>,
     /// Output file (written atomically).
     #[arg(long)]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -575,14 +576,13 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
         let c = toy_cls(run)?;
         v["cls"] = toy_cls_json(&c);
     }
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::input(e.to_string()))?
-        );
-    } else {
-        println!(
-            "toys mu = {} ({}) seed {}: toys [{}, {}) of {}{}",
+    let out = OutputArgs {
+        json: json_out,
+        output: None,
+    };
+    out.emit(&v, || {
+        let mut s = format!(
+            "toys mu = {} ({}) seed {}: toys [{}, {}) of {}{}\n",
             run.mu,
             run.test_stat,
             run.seed,
@@ -590,13 +590,13 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
             run.range[1],
             run.n_toys,
             run.shard
-                .map(|s| format!(" (shard {}/{})", s[0], s[1]))
+                .map(|s| format!(" (shard {} of {})", s[0], s[1]))
                 .unwrap_or_default()
         );
         if whole {
             let c = &v["cls"];
-            println!(
-                "CLs obs {}  expected {}  ({} failed)",
+            s.push_str(&format!(
+                "CLs obs {}  expected {}  ({} failed)\n",
                 opt(c["cls_obs"].as_f64()),
                 c["cls_exp"]
                     .as_array()
@@ -607,10 +607,10 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
                         .join(" "))
                     .unwrap_or_default(),
                 c["n_failed"]
-            );
+            ));
         }
-    }
-    Ok(())
+        s
+    })
 }
 
 /// `gradfit toys`.
@@ -656,25 +656,20 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
 
 /// `gradfit merge`.
 pub fn merge_cmd(a: &MergeArgs) -> Result<i32> {
+    let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let runs: Vec<ToyRun> = a
         .files
         .iter()
-        .map(|f| {
+        .zip(&names)
+        .map(|(f, name)| {
             let v = crate::workspace::read_json(f)?;
-            let run: ToyRun = serde_json::from_value(v).map_err(|e| {
-                Error::input(format!("{}: not a gradfit toy file: {e}", f.display()))
-            })?;
-            if run.format != toys::TOY_FORMAT {
-                return Err(Error::input(format!(
-                    "{}: unknown toy file format '{}'",
-                    f.display(),
-                    run.format
-                )));
-            }
+            let run: ToyRun = serde_json::from_value(v)
+                .map_err(|e| Error::input(format!("{name}: not a gradfit toy file: {e}")))?;
+            run.verify(name)?;
             Ok(run)
         })
         .collect::<Result<_>>()?;
-    let merged = merge(runs)?;
+    let merged = merge(runs, &names)?;
     crate::util::write_json_atomic(&a.out, &merged)?;
     summary(&merged, a.json)?;
     Ok(0)

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Exit status for a run whose results were written but a fit did not converge.
+/// Exit status for a run whose results were written but a fit did not converge
+/// (or a result is not a finite number).
 pub const EXIT_NOT_CONVERGED: i32 = 3;
 
 pub use gpu_cmds::EXIT_SELFTEST_FAILED;
@@ -59,6 +60,29 @@ enum Command {
     Corr(report_cmds::CorrArgs),
     /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
     Selftest(gpu_cmds::SelftestArgs),
+}
+
+impl Command {
+    /// The file the command writes its result to, checked before any work.
+    fn output_path(&self) -> Option<&std::path::Path> {
+        let out = match self {
+            Command::Eval(a) => &a.out,
+            Command::Fit(a) => &a.out,
+            Command::Inspect(a) => &a.out,
+            Command::Cls(a) => &a.out,
+            Command::Limit(a) => &a.out,
+            Command::Discovery(a) => &a.out,
+            Command::Scan(a) => &a.out,
+            Command::Pulls(a) => &a.out,
+            Command::Impacts(a) => &a.out,
+            Command::Yields(a) => &a.out,
+            Command::Corr(a) => &a.out,
+            Command::Toys(a) => return Some(&a.out),
+            Command::Merge(a) => return Some(&a.out),
+            Command::Selftest(_) => return None,
+        };
+        out.output.as_deref()
+    }
 }
 
 /// Options shared by every command that reads a workspace.
@@ -128,8 +152,8 @@ impl ModelArgs {
         }
     }
 
-    /// The patched input document with a label for messages.
-    fn read_patched(&self) -> Result<(Value, String)> {
+    /// The patched input document with a label for messages, and the labels of the patches.
+    fn read_patched(&self) -> Result<(Value, String, Vec<String>)> {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
@@ -151,16 +175,30 @@ impl ModelArgs {
         for (p, label) in patches.iter().zip(&labels) {
             workspace::apply_patch(&mut value, p, label)?;
         }
-        Ok((value, self.workspace.display().to_string()))
+        Ok((value, self.workspace.display().to_string(), labels))
     }
 
     /// Read the input (a pyhf workspace, or another format recognised by its
     /// content), apply the patches and compile the model; warnings go to stderr.
     pub fn load_any(&self) -> Result<Loaded> {
-        let (value, src) = self.read_patched()?;
+        let (value, src, patches) = self.read_patched()?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
-                let (m, digest) = self.compile_pyhf(value, &src)?;
+                let (m, digest) = self.compile_pyhf(value, &src).map_err(|e| match e {
+                    Error::Workspace {
+                        source_name,
+                        location,
+                        message,
+                    } if !patches.is_empty() => Error::Workspace {
+                        source_name,
+                        location,
+                        message: format!(
+                            "{message} (in the workspace as patched by {}: check that the patch is written for this workspace)",
+                            patches.join(", ")
+                        ),
+                    },
+                    other => other,
+                })?;
                 Ok(Loaded {
                     model: AnyModel::HistFactory(Box::new(m)),
                     digest,
@@ -261,17 +299,114 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// Emit a result: JSON or a table on stdout, and the JSON file if asked.
+    /// Numbers that are not finite (see [`num`]) are written as `null`, and
+    /// then, after the output, an [`Error::NotFinite`] names each of them.
     pub fn emit(&self, value: &Value, table: impl FnOnce() -> String) -> Result<()> {
+        let mut clean = value.clone();
+        let mut bad = Vec::new();
+        scrub_nonfinite(&mut clean, &mut String::new(), &mut bad);
         if let Some(path) = &self.output {
-            crate::util::write_json_atomic(path, value)?;
+            crate::util::write_json_atomic(path, &clean)?;
         }
         if self.json {
-            let s = serde_json::to_string_pretty(value).map_err(|e| Error::input(e.to_string()))?;
-            println!("{s}");
+            let s =
+                serde_json::to_string_pretty(&clean).map_err(|e| Error::input(e.to_string()))?;
+            write_stdout(&format!("{s}\n"))?;
         } else {
-            print!("{}", table());
+            write_stdout(&table())?;
         }
-        Ok(())
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let names = clean.get("par_names").and_then(Value::as_array);
+        let shown: Vec<String> = bad
+            .iter()
+            .take(8)
+            .map(|b| annotate(b, &clean, names))
+            .collect();
+        let more = if bad.len() > shown.len() {
+            format!(" and {} more", bad.len() - shown.len())
+        } else {
+            String::new()
+        };
+        Err(Error::NotFinite(format!(
+            "the result holds {} value{} that {} not a finite number (written as null): {}{more}",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            if bad.len() == 1 { "is" } else { "are" },
+            shown.join(", ")
+        )))
+    }
+}
+
+/// Name the parameter behind `/key/i` when `key` holds one entry per parameter.
+fn annotate(bad: &str, root: &Value, names: Option<&Vec<Value>>) -> String {
+    let (Some(names), Some(path)) = (names, bad.split(' ').next()) else {
+        return bad.to_string();
+    };
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let [key, i, ..] = segs[..]
+        && let (Some(arr), Ok(i)) = (root.get(key).and_then(Value::as_array), i.parse::<usize>())
+        && arr.len() == names.len()
+        && let Some(n) = names.get(i).and_then(Value::as_str)
+    {
+        return format!("{bad} ({n})");
+    }
+    bad.to_string()
+}
+
+/// Write to standard output; a reader that closed the pipe gives
+/// [`Error::ClosedOutput`], any other failure (a full disk) an I/O error.
+pub fn write_stdout(s: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Error::ClosedOutput
+            } else {
+                Error::Io {
+                    path: PathBuf::from("<standard output>"),
+                    source: e,
+                }
+            }
+        })
+}
+
+/// Marker that [`num`] puts where a number is not finite; [`OutputArgs::emit`]
+/// replaces it by `null` and reports where it was.
+const NONFINITE: &str = "\u{0}gradfit-nonfinite:";
+
+fn scrub_nonfinite(v: &mut Value, path: &mut String, bad: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(what) = s.strip_prefix(NONFINITE) {
+                bad.push(format!(
+                    "{} = {what}",
+                    if path.is_empty() { "/" } else { path }
+                ));
+                *v = Value::Null;
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                let n = path.len();
+                path.push_str(&format!("/{i}"));
+                scrub_nonfinite(x, path, bad);
+                path.truncate(n);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                let n = path.len();
+                path.push('/');
+                path.push_str(k);
+                scrub_nonfinite(x, path, bad);
+                path.truncate(n);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -285,6 +420,12 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Some(path) = cli.command.output_path()
+        && let Err(e) = crate::util::check_writable(path)
+    {
+        eprintln!("error: {e}");
+        return 1;
+    }
     let r = match &cli.command {
         Command::Eval(a) => core_cmds::eval(a),
         Command::Fit(a) => core_cmds::fit(a),
@@ -303,6 +444,11 @@ pub fn main() -> i32 {
     };
     match r {
         Ok(code) => code,
+        Err(Error::ClosedOutput) => 0,
+        Err(e @ Error::NotFinite(_)) => {
+            eprintln!("error: {e}");
+            EXIT_NOT_CONVERGED
+        }
         Err(e) => {
             eprintln!("error: {e}");
             1
@@ -349,16 +495,17 @@ pub fn par_index<M: Likelihood>(model: &M, name: &str) -> Result<usize> {
     })
 }
 
-/// JSON number or null for non-finite values.
+/// JSON number; a value that is not finite becomes a marker that
+/// [`OutputArgs::emit`] writes as `null` and reports as an error.
 pub fn num(x: f64) -> Value {
     if x.is_finite() {
         serde_json::json!(x)
     } else {
-        Value::Null
+        Value::String(format!("{NONFINITE}{x}"))
     }
 }
 
-/// JSON array of numbers (nulls for non-finite).
+/// JSON array of numbers (see [`num`]).
 pub fn nums(v: &[f64]) -> Value {
     Value::Array(v.iter().map(|x| num(*x)).collect())
 }

@@ -38,7 +38,7 @@ pub struct PullsArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Which impacts `gradfit impacts` computes.
@@ -70,7 +70,7 @@ pub struct ImpactsArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit yields`.
@@ -93,7 +93,7 @@ pub struct YieldsArgs {
     #[arg(long, requires = "plot")]
     png: bool,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit corr`.
@@ -110,7 +110,7 @@ pub struct CorrArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 fn parse_threshold(s: &str) -> std::result::Result<f64, String> {

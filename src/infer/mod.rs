@@ -5,6 +5,7 @@
 pub mod asymptotic;
 pub mod limits;
 pub mod scan;
+pub mod shards;
 pub mod teststat;
 pub mod toys;
 

@@ -124,6 +124,9 @@ pub fn profile_scan<L: Likelihood>(
     })
 }
 
+/// Most points of a scan grid (each point is a fit whose parameters are kept).
+pub const MAX_GRID_POINTS: usize = 100_000;
+
 /// Parse `LO:HI:N` into N evenly spaced values.
 pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -144,6 +147,11 @@ pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
         .map_err(|_| format!("bad N in '{s}'"))?;
     if !(lo.is_finite() && hi.is_finite()) || n == 0 || (n > 1 && !(lo < hi)) {
         return Err(format!("need finite LO < HI and N >= 1 in '{s}'"));
+    }
+    if n > MAX_GRID_POINTS {
+        return Err(format!(
+            "{n} points in '{s}': at most {MAX_GRID_POINTS} (each point is a fit; split the range over several runs)"
+        ));
     }
     Ok(if n == 1 {
         vec![lo]

@@ -4,6 +4,7 @@
 //! column) -> JSON Patches -> typed structs (schema errors carry the JSON
 //! pointer of the offending value) -> semantic checks (again with pointers).
 
+pub mod json;
 mod patch;
 
 pub use patch::{PatchSet, apply_patch, apply_patchset, load_patch, load_patchset};
@@ -180,19 +181,18 @@ pub fn pointer_token(s: &str) -> String {
 
 /// Read a JSON file into a `Value`, with line/column on syntax errors.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_json(&text, &path.display().to_string())
+    let bytes = json::read_bytes(path)?;
+    let name = if path.as_os_str() == "-" {
+        "<standard input>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    json::parse_strict(&bytes, &name)
 }
 
-/// Parse JSON text; `name` is used in error messages.
+/// Parse JSON text strictly (duplicate keys refused); `name` is used in error messages.
 pub fn parse_json(text: &str, name: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Json {
-        path: name.to_string(),
-        message: e.to_string(),
-    })
+    json::parse_strict(text.as_bytes(), name)
 }
 
 /// Deserialize a typed value from JSON, reporting the JSON pointer of schema errors.
@@ -467,8 +467,30 @@ impl Workspace {
                 ));
             }
         }
+        let mut seen_meas: HashMap<&str, usize> = HashMap::new();
         for (mi, m) in self.measurements.iter().enumerate() {
             let mloc = format!("/measurements/{mi}");
+            if let Some(prev) = seen_meas.insert(&m.name, mi) {
+                return Err(err(
+                    format!("{mloc}/name"),
+                    format!(
+                        "measurement '{}' is defined twice (also at /measurements/{prev})",
+                        m.name
+                    ),
+                ));
+            }
+            let mut seen_pars: HashMap<&str, usize> = HashMap::new();
+            for (pi, p) in m.config.parameters.iter().enumerate() {
+                if let Some(prev) = seen_pars.insert(&p.name, pi) {
+                    return Err(err(
+                        format!("{mloc}/config/parameters/{pi}"),
+                        format!(
+                            "parameter '{}' is configured twice in measurement '{}' (also at {mloc}/config/parameters/{prev})",
+                            p.name, m.name
+                        ),
+                    ));
+                }
+            }
             for (pi, p) in m.config.parameters.iter().enumerate() {
                 let ploc = format!("{mloc}/config/parameters/{pi}");
                 let check = |key: &str, vals: &Option<Vec<f64>>| -> Result<()> {

@@ -33,18 +33,66 @@ fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
 }
 
 /// Apply one patch (as a JSON value) to a document; `name` labels errors.
+/// All or nothing: the document is unchanged when an operation fails.
+/// `test` compares numbers by value (RFC 6902: 5 equals 5.0).
 pub fn apply_patch(doc: &mut Value, patch: &Value, name: &str) -> Result<()> {
     let p = parse_patch(patch, name)?;
-    json_patch::patch(doc, &p).map_err(|e| Error::Patch {
-        source_name: name.to_string(),
-        message: format!(
-            "operation {} ({}) failed at path '{}': {}",
-            e.operation,
-            op_name(&p.0[e.operation]),
-            e.path,
-            e.kind
-        ),
-    })
+    let mut work = doc.clone();
+    for (k, op) in p.0.iter().enumerate() {
+        let fail = |path: &str, why: String| Error::Patch {
+            source_name: name.to_string(),
+            message: format!(
+                "operation {k} ({} at path '{path}') failed: {why}; the patch does not fit this workspace",
+                op_name(op)
+            ),
+        };
+        if let json_patch::PatchOperation::Test(t) = op {
+            let path = t.path.to_string();
+            match work.pointer(&path) {
+                Some(v) if json_equal(v, &t.value) => continue,
+                Some(v) => {
+                    return Err(fail(
+                        &path,
+                        format!("the value there is {}, not {}", short(v), short(&t.value)),
+                    ));
+                }
+                None => return Err(fail(&path, "no value there".into())),
+            }
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(op))
+            .map_err(|e| fail(&e.path.to_string(), e.kind.to_string()))?;
+    }
+    *doc = work;
+    Ok(())
+}
+
+/// JSON equality with numbers compared by value.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(u), Some(v)) => u == v,
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(u, v)| json_equal(u, v))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, u)| y.get(k).is_some_and(|v| json_equal(u, v)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A value for a message, cut to a readable length.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn op_name(op: &json_patch::PatchOperation) -> &'static str {

@@ -8,6 +8,7 @@
 //! op ([`op`]) that wraps the kernel.
 
 mod build;
+mod checks;
 mod describe;
 pub mod generate;
 pub mod graph;
@@ -307,11 +308,18 @@ impl HistFactoryModel {
             .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
         {
             return Err(Error::input(format!(
-                "main count {i} is {v}; counts must be finite and >= 0"
+                "main count {i} ({}) is {v}; counts must be finite and >= 0",
+                self.bin_label(i)
             )));
         }
-        if let Some((i, v)) = aux.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::input(format!("aux datum {i} is {v}")));
+        if let Some((k, v)) = aux.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let owner = self
+                .aux_index
+                .iter()
+                .position(|a| *a == Some(k))
+                .map(|i| format!(" (of parameter '{}')", self.par_names[i]))
+                .unwrap_or_default();
+            return Err(Error::input(format!("aux datum {k}{owner} is {v}")));
         }
         let constant = self.data_constant(&main, &aux);
         Ok(Dataset {
