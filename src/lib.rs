@@ -5,8 +5,10 @@
 //! [`fit`] (batched bounded Newton minimiser, covariance) -> [`cli`].
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod expr;
 pub mod fit;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;

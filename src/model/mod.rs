@@ -6,6 +6,7 @@ pub mod combined;
 pub mod histfactory;
 pub mod layout;
 pub mod nsbi;
+pub mod unbinned;
 
 pub use any::{AnyModel, Format, ModelInfo, format_of, load_other};
 pub use combined::{CombinedData, CombinedModel, ConstraintInfo, Part};
