@@ -4,6 +4,8 @@
 
 pub mod asymptotic;
 pub mod limits;
+pub mod neyman;
+pub mod neyman_plot;
 pub mod scan;
 pub mod shards;
 pub mod teststat;

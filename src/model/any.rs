@@ -165,12 +165,15 @@ pub fn format_of(value: &Value) -> Format {
 /// the relative paths of external data files.
 pub fn load_other(
     format: Format,
-    _value: &Value,
+    value: &Value,
     source: &str,
-    _base_dir: &std::path::Path,
+    base_dir: &std::path::Path,
 ) -> Result<CombinedModel> {
-    Err(Error::input(format!(
-        "{source}: {} is recognised, but this build of gradfit cannot read it yet",
-        format.describe()
-    )))
+    match format {
+        Format::Nsbi => super::nsbi::read::load(value, source, base_dir),
+        _ => Err(Error::input(format!(
+            "{source}: {} is recognised, but this build of gradfit cannot read it yet",
+            format.describe()
+        ))),
+    }
 }

@@ -272,3 +272,35 @@ mod tests {
         }
     }
 }
+
+/// A coefficient function given as an expression (`customfunc`), with the
+/// exact derivatives of [`crate::expr`].
+#[derive(Debug, Clone)]
+pub struct ExprFactor {
+    vars: Vec<usize>,
+    expr: crate::expr::Expr,
+}
+
+impl ExprFactor {
+    /// `expr` over local parameters `vars` (one per expression variable, in
+    /// the order of [`crate::expr::Expr::variables`]).
+    pub fn new(expr: crate::expr::Expr, vars: Vec<usize>) -> Self {
+        debug_assert_eq!(expr.variables().len(), vars.len());
+        ExprFactor { vars, expr }
+    }
+}
+
+impl Factor for ExprFactor {
+    fn vars(&self) -> &[usize] {
+        &self.vars
+    }
+    fn eval(&self, x: &[f64], grad: &mut [f64], hess: &mut [f64]) -> f64 {
+        self.expr.hessian(x, grad, hess)
+    }
+    fn value(&self, x: &[f64]) -> f64 {
+        self.expr.eval(x)
+    }
+    fn describe(&self, _par_names: &[String]) -> Value {
+        json!({"type": "customfunc", "expr": self.expr.to_string()})
+    }
+}

@@ -24,12 +24,14 @@
 //! partial sums are added in chunk order: results do not depend on the
 //! number of threads.
 
+pub mod arrays;
 pub mod code4;
 pub mod coef;
 pub mod constraint;
 pub mod diag;
 pub mod kernel;
 pub mod part;
+pub mod read;
 pub mod synth;
 pub mod toys;
 
