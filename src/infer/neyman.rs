@@ -17,7 +17,7 @@
 //! count or batch size, and toy ranges can be computed separately.
 
 use super::Problem;
-use super::scan::profile_scan;
+use super::scan::{Scan, profile_scan};
 use crate::error::{Error, Result};
 use crate::fit::{FitOptions, FitResult, FitSpec};
 use crate::model::Likelihood;
@@ -100,6 +100,51 @@ pub struct Neyman {
     pub messages: Vec<String>,
 }
 
+/// Refit every point of `scan` starting from its neighbours' solutions, in a
+/// forward and a backward sweep, keeping the lower minimum: a profile with
+/// several local minima in the nuisance parameters (common with per-event
+/// shape variations) is followed along its lowest branch. Returns how many
+/// points moved to a lower minimum; `delta_twice_nll` is recomputed.
+pub fn polish_scan<L: Likelihood>(
+    p: &Problem<L>,
+    scan: &mut Scan,
+    opts: &FitOptions,
+) -> Result<usize> {
+    let n = scan.points.len();
+    let mut moved = 0;
+    let order: Vec<usize> = (1..n).chain((0..n.saturating_sub(1)).rev()).collect();
+    for (k, &j) in order.iter().enumerate() {
+        let from = if k < n.saturating_sub(1) { j - 1 } else { j + 1 };
+        if !scan.points[from].converged {
+            continue;
+        }
+        let mut spec = p.spec.clone();
+        spec.init.copy_from_slice(&scan.points[from].pars);
+        let spec = spec.fix(scan.index, scan.points[j].value);
+        let f = p.fitter.fit(p.model, p.data, &spec, opts)?;
+        let cur = &scan.points[j];
+        let tol = 1e-9 * cur.twice_nll.abs().max(1.0);
+        if f.converged && (!cur.converged || f.twice_nll < cur.twice_nll - tol) {
+            let pt = &mut scan.points[j];
+            pt.twice_nll = f.twice_nll;
+            pt.pars = f.x;
+            pt.converged = true;
+            moved += 1;
+        }
+    }
+    let best = scan
+        .points
+        .iter()
+        .filter(|q| q.converged)
+        .map(|q| q.twice_nll)
+        .fold(scan.best_twice_nll, f64::min);
+    scan.best_twice_nll = best;
+    for q in &mut scan.points {
+        q.delta_twice_nll = q.twice_nll - best;
+    }
+    Ok(moved)
+}
+
 /// `t_mu` of toys `range` at grid point `j` (None where a fit failed).
 #[allow(clippy::too_many_arguments)]
 pub fn belt_toys<L: Likelihood>(
@@ -141,6 +186,18 @@ pub fn belt_toys<L: Likelihood>(
                     best = again;
                 }
             }
+            let mut fixed_fit: FitResult = x.clone();
+            if best.converged && (!x.converged || x.twice_nll - best.twice_nll > 1.0) {
+                // the fixed fit may sit in a local minimum: start it again from the free fit
+                let mut s = fixed.clone();
+                s.init.copy_from_slice(&best.x);
+                s.init[p.poi] = fixed.init[p.poi];
+                let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
+                if again.converged && (!fixed_fit.converged || again.twice_nll < fixed_fit.twice_nll) {
+                    fixed_fit = again;
+                }
+            }
+            let x = &fixed_fit;
             let ok = best.converged && x.converged && x.twice_nll >= best.twice_nll - tol;
             Ok(ok.then(|| (x.twice_nll - best.twice_nll).max(0.0)))
         })
@@ -224,8 +281,15 @@ pub fn neyman<L: Likelihood>(
         covariance: false,
         ..opts.clone()
     };
-    let scan = profile_scan(p.fitter, p.model, p.data, &p.spec, p.poi, &s.grid, &opts)?;
+    let mut scan = profile_scan(p.fitter, p.model, p.data, &p.spec, p.poi, &s.grid, &opts)?;
     let mut messages = scan.messages.clone();
+    let moved = polish_scan(p, &mut scan, &opts)?;
+    if moved > 0 {
+        messages.push(format!(
+            "{moved} scan points reached a lower minimum when started from a neighbour's fit \
+             (the profile has several local minima)"
+        ));
+    }
     let total = s.grid.len() as u64 * s.n_toys as u64;
     let mut done = 0u64;
     let batch = s.batch.max(1) as u32;
@@ -300,6 +364,22 @@ pub fn neyman<L: Likelihood>(
     })
 }
 
+/// The interval where a profile scan `(mu, delta twice_nll)` (sorted by mu)
+/// stays below `level` (1 for 68.27%): the crossings next to the minimum,
+/// interpolated linearly; `None` where the scan does not cross on that side.
+pub fn scan_interval(points: &[(f64, f64)], level: f64) -> (Option<f64>, Option<f64>) {
+    let Some(jmin) = (0..points.len()).min_by(|&a, &b| points[a].1.total_cmp(&points[b].1)) else {
+        return (None, None);
+    };
+    let cross = |a: usize, b: usize| {
+        let ((xa, ya), (xb, yb)) = (points[a], points[b]);
+        xa + (xb - xa) * (level - ya) / (yb - ya)
+    };
+    let lo = (0..jmin).rev().find(|&j| points[j].1 >= level).map(|j| cross(j + 1, j));
+    let hi = (jmin + 1..points.len()).find(|&j| points[j].1 >= level).map(|j| cross(j - 1, j));
+    (lo, hi)
+}
+
 /// Fraction of `t` values `<= c`, with its binomial standard error.
 pub fn coverage(t: &[f64], c: f64) -> (f64, f64) {
     let n = t.len() as f64;
@@ -333,6 +413,18 @@ mod tests {
         assert!((iv.segments[0][0] - 2.0 / 3.0).abs() < 1e-15);
         assert!((iv.segments[0][1] - (2.0 + 1.0 / 3.0)).abs() < 1e-15);
         assert!(!iv.open_below && !iv.open_above);
+    }
+
+    #[test]
+    fn scan_interval_interpolates_the_crossings() {
+        let pts: Vec<(f64, f64)> = (0..=20).map(|i| {
+            let x = i as f64 * 0.2;
+            (x, (x - 2.0) * (x - 2.0))
+        }).collect();
+        let (lo, hi) = scan_interval(&pts, 1.0);
+        assert!((lo.unwrap() - 1.0).abs() < 1e-12 && (hi.unwrap() - 3.0).abs() < 1e-12);
+        let (lo, _) = scan_interval(&pts[8..], 1.0);
+        assert!(lo.is_none());
     }
 
     #[test]

@@ -294,8 +294,17 @@ impl Factor for ExprFactor {
     fn vars(&self) -> &[usize] {
         &self.vars
     }
+    /// Where the value is finite but a derivative is not (`sqrt(mu)` at
+    /// `mu = 0`), the derivatives are taken just inside, at `x + 1e-12 (1 + |x|)`:
+    /// the value stays exact and fits at and near such a point see a large,
+    /// finite slope instead of an infinite one.
     fn eval(&self, x: &[f64], grad: &mut [f64], hess: &mut [f64]) -> f64 {
-        self.expr.hessian(x, grad, hess)
+        let v = self.expr.hessian(x, grad, hess);
+        if v.is_finite() && !(grad.iter().chain(hess.iter()).all(|d| d.is_finite())) {
+            let xn: Vec<f64> = x.iter().map(|&t| t + 1e-12 * (1.0 + t.abs())).collect();
+            self.expr.hessian(&xn, grad, hess);
+        }
+        v
     }
     fn value(&self, x: &[f64]) -> f64 {
         self.expr.eval(x)

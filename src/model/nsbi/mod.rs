@@ -33,6 +33,7 @@ pub mod kernel;
 pub mod part;
 pub mod read;
 pub mod synth;
+pub mod synth_ws;
 pub mod toys;
 
 pub use coef::{Factor, FnFactor, NormFactor, YieldCode4};

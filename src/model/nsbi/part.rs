@@ -127,6 +127,7 @@ impl Part for NsbiPart {
             })).collect::<Vec<_>>(),
             "shape_variations": ch.shapes.iter().map(|s| s.label.clone()).collect::<Vec<_>>(),
             "parameters": ch.par_names,
+            "diagnostics": super::diag::diagnostics(ch),
         })
     }
 }

@@ -121,7 +121,7 @@ impl Default for OffShell {
                 mean: [-0.5, 0.0],
                 cov: [1.4, -0.2, 1.1],
             },
-            shift: [0.25, 0.0],
+            shift: [0.05, 0.02],
             lumi: (1.05, 0.95),
         }
     }
