@@ -21,7 +21,9 @@ use gradfit::model::{CombinedModel, Likelihood};
 use std::path::PathBuf;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn scan(m: &CombinedModel, grid: &[f64]) -> gradfit::Result<Vec<(f64, f64)>> {
@@ -37,15 +39,24 @@ fn scan(m: &CombinedModel, grid: &[f64]) -> gradfit::Result<Vec<(f64, f64)>> {
         &FitOptions::default(),
     )?;
     polish_scan(&p, &mut s, &FitOptions::default())?;
-    Ok(s.points.iter().map(|p| (p.value, p.delta_twice_nll)).collect())
+    Ok(s.points
+        .iter()
+        .map(|p| (p.value, p.delta_twice_nll))
+        .collect())
 }
 
 fn main() -> gradfit::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "target/nsbi-example".into()));
-    let seed: u64 = arg(&args, "--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
-    let n_ref: usize = arg(&args, "--ref").and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let toys: u32 = arg(&args, "--toys").and_then(|s| s.parse().ok()).unwrap_or(300);
+    let seed: u64 = arg(&args, "--seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let n_ref: usize = arg(&args, "--ref")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let toys: u32 = arg(&args, "--toys")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     let mu_true = 1.0;
 
     let model = OffShell::default();
@@ -73,7 +84,11 @@ fn main() -> gradfit::Result<()> {
     let nsbi = load(&ws)?;
     let hist = load(&hist_ws)?;
     // closure of the reweighted reference sample, per process (from `inspect`'s description)
-    for c in nsbi.describe()["parts"][0]["diagnostics"]["closure"].as_array().into_iter().flatten() {
+    for c in nsbi.describe()["parts"][0]["diagnostics"]["closure"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         println!(
             "closure {:>3}: nu = {:8.3}, reweighted reference sample {:8.3} (ratio {:.4} +- {:.4})",
             c["process"].as_str().unwrap_or(""),
@@ -84,7 +99,12 @@ fn main() -> gradfit::Result<()> {
         );
     }
     let fit = |m: &CombinedModel| {
-        gradfit::fit::fit(m, m.observed(), &FitSpec::from_model(m), &FitOptions::default())
+        gradfit::fit::fit(
+            m,
+            m.observed(),
+            &FitSpec::from_model(m),
+            &FitOptions::default(),
+        )
     };
     for (name, m) in [("NSBI", &nsbi), ("histogram", &hist)] {
         let f = fit(m);

@@ -87,7 +87,11 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
     if let Some(path) = &a.plot {
         let plot = BeltPlot {
             neyman: n.clone(),
-            title: format!("Neyman belts: {} ({} toys per point)", model.label(), n.n_toys),
+            title: format!(
+                "Neyman belts: {} ({} toys per point)",
+                model.label(),
+                n.n_toys
+            ),
         };
         crate::report::plot::write(&plot, path)?;
     }
@@ -123,8 +127,16 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
             s.push_str(&format!(
                 "{:.2}% interval: {}{}\n",
                 100.0 * iv.cl,
-                if segs.is_empty() { "(empty on this grid)".to_string() } else { segs.join(" u ") },
-                if iv.open_below || iv.open_above { "  (reaches the grid's end)" } else { "" }
+                if segs.is_empty() {
+                    "(empty on this grid)".to_string()
+                } else {
+                    segs.join(" u ")
+                },
+                if iv.open_below || iv.open_above {
+                    "  (reaches the grid's end)"
+                } else {
+                    ""
+                }
             ));
         }
         s

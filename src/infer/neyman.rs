@@ -114,7 +114,11 @@ pub fn polish_scan<L: Likelihood>(
     let mut moved = 0;
     let order: Vec<usize> = (1..n).chain((0..n.saturating_sub(1)).rev()).collect();
     for (k, &j) in order.iter().enumerate() {
-        let from = if k < n.saturating_sub(1) { j - 1 } else { j + 1 };
+        let from = if k < n.saturating_sub(1) {
+            j - 1
+        } else {
+            j + 1
+        };
         if !scan.points[from].converged {
             continue;
         }
@@ -193,7 +197,9 @@ pub fn belt_toys<L: Likelihood>(
                 s.init.copy_from_slice(&best.x);
                 s.init[p.poi] = fixed.init[p.poi];
                 let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
-                if again.converged && (!fixed_fit.converged || again.twice_nll < fixed_fit.twice_nll) {
+                if again.converged
+                    && (!fixed_fit.converged || again.twice_nll < fixed_fit.twice_nll)
+                {
                     fixed_fit = again;
                 }
             }
@@ -242,8 +248,16 @@ pub fn intervals(points: &[BeltPoint], cls: &[f64]) -> Vec<Interval> {
                         xa
                     }
                 };
-                let lo = if start == 0 { points[0].mu } else { edge(start, start - 1) };
-                let hi = if j + 1 == points.len() { points[j].mu } else { edge(j, j + 1) };
+                let lo = if start == 0 {
+                    points[0].mu
+                } else {
+                    edge(start, start - 1)
+                };
+                let hi = if j + 1 == points.len() {
+                    points[j].mu
+                } else {
+                    edge(j, j + 1)
+                };
                 segments.push([lo, hi]);
                 j += 1;
             }
@@ -272,7 +286,9 @@ pub fn neyman<L: Likelihood>(
         )));
     }
     if let Some(cl) = s.cls.iter().find(|c| !(**c > 0.0 && **c < 1.0)) {
-        return Err(Error::input(format!("confidence level {cl} is not in (0, 1)")));
+        return Err(Error::input(format!(
+            "confidence level {cl} is not in (0, 1)"
+        )));
     }
     if s.n_toys == 0 {
         return Err(Error::input("--toys must be at least 1"));
@@ -303,7 +319,16 @@ pub fn neyman<L: Likelihood>(
         let mut start = 0;
         while start < s.n_toys {
             let end = (start + batch).min(s.n_toys);
-            t.extend(belt_toys(p, &generator, &free, &fixed, s.seed, j, start..end, &opts)?);
+            t.extend(belt_toys(
+                p,
+                &generator,
+                &free,
+                &fixed,
+                s.seed,
+                j,
+                start..end,
+                &opts,
+            )?);
             done += (end - start) as u64;
             progress(done, total);
             start = end;
@@ -375,8 +400,13 @@ pub fn scan_interval(points: &[(f64, f64)], level: f64) -> (Option<f64>, Option<
         let ((xa, ya), (xb, yb)) = (points[a], points[b]);
         xa + (xb - xa) * (level - ya) / (yb - ya)
     };
-    let lo = (0..jmin).rev().find(|&j| points[j].1 >= level).map(|j| cross(j + 1, j));
-    let hi = (jmin + 1..points.len()).find(|&j| points[j].1 >= level).map(|j| cross(j - 1, j));
+    let lo = (0..jmin)
+        .rev()
+        .find(|&j| points[j].1 >= level)
+        .map(|j| cross(j + 1, j));
+    let hi = (jmin + 1..points.len())
+        .find(|&j| points[j].1 >= level)
+        .map(|j| cross(j - 1, j));
     (lo, hi)
 }
 
@@ -406,7 +436,12 @@ mod tests {
 
     #[test]
     fn intervals_interpolate_their_edges() {
-        let pts = vec![pt(0.0, 3.0, 1.0), pt(1.0, 0.0, 1.0), pt(2.0, 0.5, 1.0), pt(3.0, 2.0, 1.0)];
+        let pts = vec![
+            pt(0.0, 3.0, 1.0),
+            pt(1.0, 0.0, 1.0),
+            pt(2.0, 0.5, 1.0),
+            pt(3.0, 2.0, 1.0),
+        ];
         let iv = &intervals(&pts, &[0.68])[0];
         assert_eq!(iv.segments.len(), 1);
         // f = t - c: 2 at 0, -1 at 1 -> zero at 2/3; -0.5 at 2, 1 at 3 -> zero at 2 + 1/3
@@ -417,10 +452,12 @@ mod tests {
 
     #[test]
     fn scan_interval_interpolates_the_crossings() {
-        let pts: Vec<(f64, f64)> = (0..=20).map(|i| {
-            let x = i as f64 * 0.2;
-            (x, (x - 2.0) * (x - 2.0))
-        }).collect();
+        let pts: Vec<(f64, f64)> = (0..=20)
+            .map(|i| {
+                let x = i as f64 * 0.2;
+                (x, (x - 2.0) * (x - 2.0))
+            })
+            .collect();
         let (lo, hi) = scan_interval(&pts, 1.0);
         assert!((lo.unwrap() - 1.0).abs() < 1e-12 && (hi.unwrap() - 3.0).abs() < 1e-12);
         let (lo, _) = scan_interval(&pts[8..], 1.0);

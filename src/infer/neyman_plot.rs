@@ -76,7 +76,9 @@ impl Plot for BeltPlot {
             m(chart.draw_series(AreaSeries::new(pts.clone(), 0.0, col.mix(0.12))))?;
             m(chart.draw_series(LineSeries::new(pts, col.stroke_width(2))))?
                 .label(format!("belt {:.2}% (toys)", 100.0 * cl))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
             for (k, s) in n.intervals[q].segments.iter().enumerate() {
                 let y = 0.03 * ymax * (q as f64 + 1.0);
                 let e = PathElement::new(vec![(s[0], y), (s[1], y)], col.stroke_width(5));
@@ -84,7 +86,9 @@ impl Plot for BeltPlot {
                 if k == 0 {
                     series
                         .label(format!("{:.2}% interval", 100.0 * cl))
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(5)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(5))
+                        });
                 }
             }
         }
@@ -97,7 +101,10 @@ impl Plot for BeltPlot {
         m(chart.draw_series(LineSeries::new(obs.clone(), BLACK.stroke_width(2))))?
             .label("observed profile scan")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-        m(chart.draw_series(obs.iter().map(|&(x, y)| Circle::new((x, y), 3, BLACK.filled()))))?;
+        m(chart.draw_series(
+            obs.iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, BLACK.filled())),
+        ))?;
         m(chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))

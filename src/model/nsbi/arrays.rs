@@ -34,7 +34,9 @@ pub fn parse_ref(v: &Value, ptr: &str, src: &str, base: &Path) -> Result<ArrayRe
     let bad = |msg: &str| Error::input(format!("{src}: {ptr}: {msg}"));
     let (file, column) = match v {
         Value::String(s) => match s.rsplit_once(':') {
-            Some((f, c)) if has_table_ext(f) && !c.is_empty() => (f.to_string(), Some(c.to_string())),
+            Some((f, c)) if has_table_ext(f) && !c.is_empty() => {
+                (f.to_string(), Some(c.to_string()))
+            }
             _ => (s.clone(), None),
         },
         Value::Object(o) => {

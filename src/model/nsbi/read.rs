@@ -94,8 +94,18 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
         .get("measurements")
         .and_then(Value::as_array)
         .and_then(|m| m.first())
-        .ok_or_else(|| err(src, "/measurements", "a workspace needs at least one measurement"))?;
-    let label = meas.get("name").and_then(Value::as_str).unwrap_or("measurement").to_string();
+        .ok_or_else(|| {
+            err(
+                src,
+                "/measurements",
+                "a workspace needs at least one measurement",
+            )
+        })?;
+    let label = meas
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("measurement")
+        .to_string();
     let poi = meas
         .pointer("/config/poi")
         .and_then(Value::as_str)
@@ -116,13 +126,29 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
     let mut pars: BTreeMap<String, ParInfo> = BTreeMap::new();
     for (ci, ch) in channels.iter().enumerate() {
         let binned = !is_unbinned(ch);
-        for (si, s) in ch.get("samples").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            for (mi, m) in s.get("modifiers").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (si, s) in ch
+            .get("samples")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (mi, m) in s
+                .get("modifiers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let at = format!("/channels/{ci}/samples/{si}/modifiers/{mi}");
                 let t = m.get("type").and_then(Value::as_str).unwrap_or("");
                 let name = m.get("name").and_then(Value::as_str).unwrap_or("");
                 let Some(kind) = kind_of(t) else {
-                    return Err(err(src, &format!("{at}/type"), format!("unknown modifier type '{t}'")));
+                    return Err(err(
+                        src,
+                        &format!("{at}/type"),
+                        format!("unknown modifier type '{t}'"),
+                    ));
                 };
                 if kind == "customfunc" || name.is_empty() {
                     continue;
@@ -130,7 +156,9 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
                 let (constrained, init, bounds) = defaults(kind);
                 match pars.get_mut(name) {
                     Some(p) => {
-                        if p.constrained != constrained || (p.kind == "normfactor") != (kind == "normfactor") {
+                        if p.constrained != constrained
+                            || (p.kind == "normfactor") != (kind == "normfactor")
+                        {
                             return Err(err(
                                 src,
                                 &at,
@@ -145,7 +173,15 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
                     None => {
                         pars.insert(
                             name.to_string(),
-                            ParInfo { kind, constrained, init, bounds, fixed: false, binned, at },
+                            ParInfo {
+                                kind,
+                                constrained,
+                                init,
+                                bounds,
+                                fixed: false,
+                                binned,
+                                at,
+                            },
                         );
                     }
                 }
@@ -156,7 +192,11 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
     let mut declared_only: BTreeMap<String, ParInfo> = BTreeMap::new();
     for (name, &(i, c)) in &config_of {
         let at = format!("/measurements/0/config/parameters/{i}");
-        let init = c.get("inits").and_then(Value::as_array).and_then(|v| v.first()).and_then(Value::as_f64);
+        let init = c
+            .get("inits")
+            .and_then(Value::as_array)
+            .and_then(|v| v.first())
+            .and_then(Value::as_f64);
         let bounds = c
             .get("bounds")
             .and_then(Value::as_array)
@@ -242,7 +282,11 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
             info.iter().map(|p| p.fixed).collect(),
         )));
     }
-    let poi_name = if poi.is_empty() { None } else { Some(poi.as_str()) };
+    let poi_name = if poi.is_empty() {
+        None
+    } else {
+        Some(poi.as_str())
+    };
     let model = CombinedModel::new(parts, poi_name, &label)
         .map_err(|e| Error::input(format!("{src}: {e}")))?;
     // the start point must be inside the domain
@@ -319,10 +363,21 @@ fn binned_model(
         .filter(|o| o["name"].as_str().is_some_and(|n| names.contains(&n)))
         .map(|o| json!({"name": o["name"], "data": o["data"]}))
         .collect();
-    let binned_pars: Vec<&String> = pars.iter().filter(|(_, p)| p.binned).map(|(n, _)| n).collect();
+    let binned_pars: Vec<&String> = pars
+        .iter()
+        .filter(|(_, p)| p.binned)
+        .map(|(n, _)| n)
+        .collect();
     let mut meas = value["measurements"][0].clone();
-    if let Some(ps) = meas.pointer_mut("/config/parameters").and_then(Value::as_array_mut) {
-        ps.retain(|p| p["name"].as_str().is_some_and(|n| binned_pars.iter().any(|b| *b == n)));
+    if let Some(ps) = meas
+        .pointer_mut("/config/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        ps.retain(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| binned_pars.iter().any(|b| *b == n))
+        });
     }
     if !binned_pars.iter().any(|b| *b == poi) {
         meas["config"]["poi"] = json!("");
@@ -385,12 +440,20 @@ fn read_channel(
             .and_then(Value::as_str)
             .ok_or_else(|| err(src, &sptr, "a sample needs a name"))?
             .to_string();
-        let nu = match s.get("data").and_then(Value::as_array).map(|v| v.as_slice()) {
+        let nu = match s
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|v| v.as_slice())
+        {
             Some([x]) => x.as_f64().filter(|x| x.is_finite() && *x >= 0.0),
             _ => None,
         }
         .ok_or_else(|| {
-            err(src, &format!("{sptr}/data"), "an unbinned sample needs \"data\": [yield] with one finite yield >= 0")
+            err(
+                src,
+                &format!("{sptr}/data"),
+                "an unbinned sample needs \"data\": [yield] with one finite yield >= 0",
+            )
         })?;
         let rref = match s.get("ratios") {
             Some(r) => (format!("{sptr}/ratios"), r.clone()),
@@ -400,17 +463,29 @@ fn read_channel(
                     return Err(err(
                         src,
                         &sptr,
-                        format!("sample '{sname}' of unbinned channel '{name}' has no \"ratios\" (per-event r_c)"),
+                        format!(
+                            "sample '{sname}' of unbinned channel '{name}' has no \"ratios\" (per-event r_c)"
+                        ),
                     ));
                 }
             },
         };
         ratio_refs.push(rref);
         let mut factors: Vec<Box<dyn Factor>> = Vec::new();
-        for (mi, m) in s.get("modifiers").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (mi, m) in s
+            .get("modifiers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let mptr = format!("{sptr}/modifiers/{mi}");
             let t = m.get("type").and_then(Value::as_str).unwrap_or("");
-            let mname = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let mname = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let data = m.get("data").cloned().unwrap_or(Value::Null);
             match t {
                 "normfactor" => {
@@ -421,10 +496,18 @@ fn read_channel(
                     let hi = data.get("hi").and_then(Value::as_f64);
                     let lo = data.get("lo").and_then(Value::as_f64);
                     let (Some(hi), Some(lo)) = (hi, lo) else {
-                        return Err(err(src, &format!("{mptr}/data"), "normsys needs numbers 'hi' and 'lo'"));
+                        return Err(err(
+                            src,
+                            &format!("{mptr}/data"),
+                            "normsys needs numbers 'hi' and 'lo'",
+                        ));
                     };
                     if !(hi > 0.0 && lo > 0.0 && hi.is_finite() && lo.is_finite()) {
-                        return Err(err(src, &format!("{mptr}/data"), format!("normsys factors must be finite and > 0, got hi {hi}, lo {lo}")));
+                        return Err(err(
+                            src,
+                            &format!("{mptr}/data"),
+                            format!("normsys factors must be finite and > 0, got hi {hi}, lo {lo}"),
+                        ));
                     }
                     let v = local(&mname, &mut par_names);
                     factors.push(Box::new(YieldCode4::new(v, hi, lo)));
@@ -439,15 +522,31 @@ fn read_channel(
                                     .as_f64()
                                     .filter(|y| y.is_finite() && *y > 0.0)
                                     .map(Some)
-                                    .ok_or_else(|| err(src, &format!("{mptr}/data/{key}"), "must be a finite yield ratio > 0")),
-                                _ => Err(err(src, &format!("{mptr}/data/{key}"), "expected a list with one yield ratio")),
+                                    .ok_or_else(|| {
+                                        err(
+                                            src,
+                                            &format!("{mptr}/data/{key}"),
+                                            "must be a finite yield ratio > 0",
+                                        )
+                                    }),
+                                _ => Err(err(
+                                    src,
+                                    &format!("{mptr}/data/{key}"),
+                                    "expected a list with one yield ratio",
+                                )),
                             },
                         }
                     };
                     match (one("hi_data")?, one("lo_data")?) {
                         (Some(hi), Some(lo)) => factors.push(Box::new(YieldCode4::new(v, hi, lo))),
                         (None, None) => {}
-                        _ => return Err(err(src, &format!("{mptr}/data"), "give both hi_data and lo_data, or neither")),
+                        _ => {
+                            return Err(err(
+                                src,
+                                &format!("{mptr}/data"),
+                                "give both hi_data and lo_data, or neither",
+                            ));
+                        }
                     }
                     match (data.get("hi_ratio"), data.get("lo_ratio")) {
                         (Some(h), Some(l)) => {
@@ -456,18 +555,37 @@ fn read_channel(
                                 par: v,
                                 label: format!("sample '{sname}', modifier '{mname}'"),
                             });
-                            shape_refs.push((format!("{mptr}/data/hi_ratio"), h.clone(), format!("{mptr}/data/lo_ratio"), l.clone()));
+                            shape_refs.push((
+                                format!("{mptr}/data/hi_ratio"),
+                                h.clone(),
+                                format!("{mptr}/data/lo_ratio"),
+                                l.clone(),
+                            ));
                         }
                         (None, None) => {}
-                        _ => return Err(err(src, &format!("{mptr}/data"), "give both hi_ratio and lo_ratio, or neither")),
+                        _ => {
+                            return Err(err(
+                                src,
+                                &format!("{mptr}/data"),
+                                "give both hi_ratio and lo_ratio, or neither",
+                            ));
+                        }
                     }
                 }
                 "customfunc" => {
                     let text = data.get("expr").and_then(Value::as_str).ok_or_else(|| {
-                        err(src, &format!("{mptr}/data"), "customfunc needs {\"expr\": \"...\"}")
+                        err(
+                            src,
+                            &format!("{mptr}/data"),
+                            "customfunc needs {\"expr\": \"...\"}",
+                        )
                     })?;
                     let expr = crate::expr::parse(text).map_err(|e| {
-                        err(src, &format!("{mptr}/data/expr"), format!("cannot parse '{text}': {e}"))
+                        err(
+                            src,
+                            &format!("{mptr}/data/expr"),
+                            format!("cannot parse '{text}': {e}"),
+                        )
                     })?;
                     let mut vars = Vec::new();
                     for vname in expr.variables() {
@@ -482,11 +600,16 @@ fn read_channel(
                             ));
                         }
                         if let Some(p) = declared_only.get(vname) {
-                            if !p.init.is_finite() || !p.bounds.0.is_finite() || !p.bounds.1.is_finite() {
+                            if !p.init.is_finite()
+                                || !p.bounds.0.is_finite()
+                                || !p.bounds.1.is_finite()
+                            {
                                 return Err(err(
                                     src,
                                     &p.at,
-                                    format!("parameter '{vname}' (used by customfunc at {mptr}) needs 'inits' and 'bounds'"),
+                                    format!(
+                                        "parameter '{vname}' (used by customfunc at {mptr}) needs 'inits' and 'bounds'"
+                                    ),
                                 ));
                             }
                         }
@@ -506,10 +629,18 @@ fn read_channel(
                 }
             }
         }
-        processes.push(Process { name: sname, nu, factors });
+        processes.push(Process {
+            name: sname,
+            nu,
+            factors,
+        });
     }
     // parameter table
-    let info = |n: &String| pars.get(n).or_else(|| declared_only.get(n)).expect("collected above");
+    let info = |n: &String| {
+        pars.get(n)
+            .or_else(|| declared_only.get(n))
+            .expect("collected above")
+    };
     let init: Vec<f64> = par_names.iter().map(|n| info(n).init).collect();
     let bounds: Vec<(f64, f64)> = par_names.iter().map(|n| info(n).bounds).collect();
     let fixed: Vec<bool> = par_names.iter().map(|n| info(n).fixed).collect();
@@ -519,7 +650,14 @@ fn read_channel(
     let wref = ch
         .get("weights")
         .map(|w| (format!("{cptr}/weights"), w.clone()))
-        .or_else(|| obs.and_then(|(oi, o)| Some((format!("/observations/{oi}/weights"), o.get("weights")?.clone()))))
+        .or_else(|| {
+            obs.and_then(|(oi, o)| {
+                Some((
+                    format!("/observations/{oi}/weights"),
+                    o.get("weights")?.clone(),
+                ))
+            })
+        })
         .filter(|(_, v)| !v.is_null());
     let observed = read_arrays(src, base, wref.as_ref(), &ratio_refs, &shape_refs)?;
 
@@ -534,7 +672,11 @@ fn read_channel(
             let mut rr = Vec::new();
             for p in &processes {
                 let v = r.pointer(&format!("/ratios/{}", p.name)).ok_or_else(|| {
-                    err(src, &format!("{rptr}/ratios"), format!("no ratios for sample '{}'", p.name))
+                    err(
+                        src,
+                        &format!("{rptr}/ratios"),
+                        format!("no ratios for sample '{}'", p.name),
+                    )
                 })?;
                 rr.push((format!("{rptr}/ratios/{}", p.name), v.clone()));
             }
@@ -543,15 +685,30 @@ fn read_channel(
                 let pname = &processes[s.process].name;
                 let mname = &par_names[s.par];
                 let at = format!("{rptr}/shape_ratios/{pname}/{mname}");
-                let obj = r.pointer(&format!("/shape_ratios/{pname}/{mname}")).ok_or_else(|| {
-                    err(src, &at, format!("missing: the reference sample needs the shape ratios of {}", s.label))
-                })?;
+                let obj = r
+                    .pointer(&format!("/shape_ratios/{pname}/{mname}"))
+                    .ok_or_else(|| {
+                        err(
+                            src,
+                            &at,
+                            format!(
+                                "missing: the reference sample needs the shape ratios of {}",
+                                s.label
+                            ),
+                        )
+                    })?;
                 let (Some(h), Some(l)) = (obj.get("hi"), obj.get("lo")) else {
                     return Err(err(src, &at, "needs \"hi\" and \"lo\""));
                 };
                 sr.push((format!("{at}/hi"), h.clone(), format!("{at}/lo"), l.clone()));
             }
-            Some(read_arrays(src, base, Some(&(format!("{rptr}/weights"), w.clone())), &rr, &sr)?)
+            Some(read_arrays(
+                src,
+                base,
+                Some(&(format!("{rptr}/weights"), w.clone())),
+                &rr,
+                &sr,
+            )?)
         }
     };
     NsbiChannel::new(
@@ -577,7 +734,10 @@ fn read_arrays(
                 return Err(err(
                     src,
                     ptr,
-                    format!("{r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths", a.len()),
+                    format!(
+                        "{r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths",
+                        a.len()
+                    ),
                 ));
             }
             _ => {}

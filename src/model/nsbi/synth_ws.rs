@@ -19,9 +19,17 @@ fn coefficient_expr(c: usize) -> &'static str {
     ["mu - sqrt(mu)", "sqrt(mu)", "1 - sqrt(mu)"][c]
 }
 
-fn modifiers(c: usize, hi: f64, lo: f64, ratios: Option<(String, String)>, lumi: (f64, f64)) -> Value {
-    let mut m = vec![json!({"name": format!("f_{}", PROCESSES[c]), "type": "customfunc",
-                            "data": {"expr": coefficient_expr(c)}})];
+fn modifiers(
+    c: usize,
+    hi: f64,
+    lo: f64,
+    ratios: Option<(String, String)>,
+    lumi: (f64, f64),
+) -> Value {
+    let mut m = vec![
+        json!({"name": format!("f_{}", PROCESSES[c]), "type": "customfunc",
+                            "data": {"expr": coefficient_expr(c)}}),
+    ];
     if c > 0 {
         let mut d = json!({"hi_data": [hi], "lo_data": [lo]});
         if let Some((h, l)) = ratios {
@@ -51,7 +59,12 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
 impl OffShell {
     /// Write the per-event workspace `nsbi.json` (and its arrays) into `dir`
     /// for observed events `obs` and a weighted reference sample.
-    pub fn write_workspace(&self, dir: &Path, obs: &[[f64; 2]], reference: (&[[f64; 2]], &[f64])) -> Result<PathBuf> {
+    pub fn write_workspace(
+        &self,
+        dir: &Path,
+        obs: &[[f64; 2]],
+        reference: (&[[f64; 2]], &[f64]),
+    ) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
             path: dir.to_path_buf(),
             source: e,
@@ -66,7 +79,10 @@ impl OffShell {
         for c in 0..3 {
             let p = PROCESSES[c];
             let ratio = save(dir, &format!("r_{p}.npy"), &a.ratios[c])?;
-            ref_ratios.insert(p.into(), json!(save(dir, &format!("ref_r_{p}.npy"), &r.ratios[c])?));
+            ref_ratios.insert(
+                p.into(),
+                json!(save(dir, &format!("ref_r_{p}.npy"), &r.ratios[c])?),
+            );
             // shape variations: index 0 is B, index 1 is SBI
             let (shape, hi, lo) = match c {
                 1 => (Some(1), su, sd),
@@ -109,7 +125,12 @@ impl OffShell {
     /// Write the histogram analysis `histogram.json` of the same observed events
     /// in bins of `x_1` (`edges`): each event's ratios are its bin's
     /// `nu_cb / nu_c`, and the shape variations its bin's yield ratios.
-    pub fn write_histogram_workspace(&self, dir: &Path, obs: &[[f64; 2]], edges: &[f64]) -> Result<PathBuf> {
+    pub fn write_histogram_workspace(
+        &self,
+        dir: &Path,
+        obs: &[[f64; 2]],
+        edges: &[f64],
+    ) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
             path: dir.to_path_buf(),
             source: e,
@@ -132,8 +153,14 @@ impl OffShell {
             let ratio = save(dir, &format!("h_r_{p}.npy"), &r)?;
             let ratios = if c > 0 {
                 // shape-only per-bin ratios (varied / nominal, each normalised)
-                let h: Vec<f64> = bins.iter().map(|&b| (up[c][b] / nu_up) / (nominal[c][b] / nu)).collect();
-                let l: Vec<f64> = bins.iter().map(|&b| (dn[c][b] / nu_dn) / (nominal[c][b] / nu)).collect();
+                let h: Vec<f64> = bins
+                    .iter()
+                    .map(|&b| (up[c][b] / nu_up) / (nominal[c][b] / nu))
+                    .collect();
+                let l: Vec<f64> = bins
+                    .iter()
+                    .map(|&b| (dn[c][b] / nu_dn) / (nominal[c][b] / nu))
+                    .collect();
                 Some((
                     save(dir, &format!("h_r_{p}_shape_up.npy"), &h)?,
                     save(dir, &format!("h_r_{p}_shape_down.npy"), &l)?,
