@@ -30,9 +30,11 @@ pub mod coef;
 pub mod constraint;
 pub mod diag;
 pub mod kernel;
+mod kernel_block;
 pub mod part;
 pub mod read;
 pub mod synth;
+pub mod synth_big;
 pub mod synth_ws;
 pub mod toys;
 
@@ -337,6 +339,14 @@ impl NsbiChannel {
                 return Err(here(format!(
                     "shape variation '{}' is out of range",
                     s.label
+                )));
+            }
+        }
+        for (i, s) in shapes.iter().enumerate() {
+            if let Some(t) = shapes[..i].iter().find(|t| t.process == s.process && t.par == s.par) {
+                return Err(here(format!(
+                    "'{}' and '{}' vary the same sample with the same parameter; give one shape variation per sample and parameter",
+                    t.label, s.label
                 )));
             }
         }
