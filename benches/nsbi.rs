@@ -69,7 +69,10 @@ fn toys(c: &mut Criterion) {
         vec![false; 2],
     );
     let m = gradfit::model::CombinedModel::new(
-        vec![Box::new(gradfit::model::nsbi::NsbiPart::new(ch)), Box::new(cons)],
+        vec![
+            Box::new(gradfit::model::nsbi::NsbiPart::new(ch)),
+            Box::new(cons),
+        ],
         Some("mu"),
         "offshell",
     )
@@ -87,7 +90,17 @@ fn toys(c: &mut Criterion) {
     let mut start = 0u32;
     grp.bench_function("100k-ref-256-toys", |b| {
         b.iter(|| {
-            let r = belt_toys(&p, &generator, &free, &fixed, 5, 0, start..start + 256, &opts).expect("toys");
+            let r = belt_toys(
+                &p,
+                &generator,
+                &free,
+                &fixed,
+                5,
+                0,
+                start..start + 256,
+                &opts,
+            )
+            .expect("toys");
             start += 256;
             r
         })

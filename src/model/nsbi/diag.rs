@@ -102,17 +102,18 @@ pub fn diagnostics(ch: &NsbiChannel) -> Diagnostics {
         .iter()
         .enumerate()
         .map(|(e, s)| {
-            let arr = &set.shapes[e];
+            let up: Vec<f64> = set.shapes[e][0].iter().map(|l| l.exp()).collect();
+            let down: Vec<f64> = set.shapes[e][1].iter().map(|l| l.exp()).collect();
             let r = &set.ratios[s.process];
             let wr = |i: usize| w(i) * r[i];
             let swr: f64 = (0..set.n).map(wr).sum();
             let norm = |x: &[f64]| (0..set.n).map(|i| wr(i) * x[i]).sum::<f64>() / swr;
             ShapeSpread {
                 label: s.label.clone(),
-                up: stats(&w, &arr[0]),
-                down: stats(&w, &arr[1]),
-                up_norm: norm(&arr[0]),
-                down_norm: norm(&arr[1]),
+                up: stats(&w, &up),
+                down: stats(&w, &down),
+                up_norm: norm(&up),
+                down_norm: norm(&down),
             }
         })
         .collect();

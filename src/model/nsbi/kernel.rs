@@ -159,7 +159,12 @@ pub fn eval(
     for (pr, c) in ch.processes.iter().zip(scratch.coefs.iter_mut()) {
         c.compute(pr.nu, &pr.factors, theta, order);
     }
-    let ctx = Ctx::new(ch, theta, order, scratch.coefs.iter().map(|c| c.a).collect());
+    let ctx = Ctx::new(
+        ch,
+        theta,
+        order,
+        scratch.coefs.iter().map(|c| c.a).collect(),
+    );
     let rows = match &data.weights {
         Weights::Sparse { idx, .. } => idx.len(),
         _ => ch.set(data.set).n,

@@ -11,7 +11,7 @@
 //! one at run time. Results are identical for any thread count on one machine
 //! (they may differ in the last bits between machines that take different paths).
 
-use super::code4::{Code4At, boundary};
+use super::code4::{Code4At, boundary, exp};
 use super::kernel::{BLOCK, Bad, CHUNK, LANES, Lanes, Partial};
 use super::{NsbiChannel, NsbiData, Weights};
 
@@ -181,7 +181,7 @@ struct Work {
     d: Vec<f64>,
     wd: Vec<f64>,
     y: Vec<f64>,
-    t: [Vec<f64>; 4],
+    t: [Vec<f64>; 2],
 }
 
 impl Work {
@@ -199,7 +199,7 @@ impl Work {
             d: vec![0.0; nk * b],
             wd: vec![0.0; nk * b],
             y: vec![0.0; ne * b],
-            t: [vec![0.0; b], vec![0.0; b], vec![0.0; b], vec![0.0; b]],
+            t: [vec![0.0; b], vec![0.0; b]],
         }
     }
 }
@@ -236,11 +236,9 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
     let derivs = ctx.order >= 1;
     for (e, &(c, _, at)) in ctx.entries.iter().enumerate() {
         let arr = &set.shapes[e];
-        let [t0, t1, t2, t3] = &mut wk.t;
-        let kp = rows.view(&arr[0], t0, 1.0);
-        let km = rows.view(&arr[1], t1, 1.0);
-        let lp = rows.view(&arr[2], t2, 0.0);
-        let lm = rows.view(&arr[3], t3, 0.0);
+        let [t0, t1] = &mut wk.t;
+        let lp = rows.view(&arr[0], t0, 0.0);
+        let lm = rows.view(&arr[1], t1, 0.0);
         let v = &mut wk.v[c * b..(c + 1) * b];
         let de = &mut wk.de[e * b..(e + 1) * b];
         let ee = &mut wk.ee[e * b..(e + 1) * b];
@@ -248,7 +246,7 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
         match at {
             Code4At::Poly { beta, beta1, beta2 } => {
                 for i in 0..b {
-                    let bb = boundary(kp[i], km[i], lp[i], lm[i]);
+                    let bb = boundary(exp(lp[i]), exp(lm[i]), lp[i], lm[i]);
                     let mut g = 1.0;
                     let mut g1 = 0.0;
                     let mut g2 = 0.0;
@@ -269,7 +267,7 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
             Code4At::Up(a) => {
                 for i in 0..b {
                     let l = lp[i];
-                    v[i] *= (a * l).exp();
+                    v[i] *= exp(a * l);
                     de[i] = l;
                     ee[i] = l * l;
                 }
@@ -277,7 +275,7 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
             Code4At::Down(a) => {
                 for i in 0..b {
                     let l = lm[i];
-                    v[i] *= (-a * l).exp();
+                    v[i] *= exp(-a * l);
                     de[i] = -l;
                     ee[i] = l * l;
                 }
@@ -286,12 +284,19 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
         if !ok {
             // g <= 0: out of the domain where the event counts, neutral where it does not
             for i in 0..n {
-                let (g, _, _) = at.eval(kp[i], km[i], lp[i], lm[i]);
+                let (g, _, _) = at.eval(lp[i].exp(), lm[i].exp(), lp[i], lm[i]);
                 if g > 0.0 {
                     continue;
                 }
                 if wk.w[i] != 0.0 {
-                    note_bad(part, Bad::Shape { event: rows.event(i), shape: e, g });
+                    note_bad(
+                        part,
+                        Bad::Shape {
+                            event: rows.event(i),
+                            shape: e,
+                            g,
+                        },
+                    );
                 }
                 v[i] = 0.0;
                 de[i] = 0.0;
@@ -300,21 +305,30 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
         }
     }
     // rates; events with weight 0 get lambda = 1 so that nothing is NaN
-    let mut ok = true;
-    for i in 0..b {
-        let mut l = 0.0;
-        for c in 0..nc {
-            l = F::fma(ctx.a[c], wk.v[c * b + i], l);
+    let mut lam = [0.0; BLOCK];
+    for c in 0..nc {
+        let (ac, v) = (ctx.a[c], &wk.v[c * BLOCK..(c + 1) * BLOCK]);
+        for i in 0..BLOCK {
+            lam[i] = F::fma(ac, v[i], lam[i]);
         }
+    }
+    let mut ok = true;
+    for i in 0..BLOCK {
         let counts = wk.w[i] != 0.0;
-        ok &= !counts || l > 0.0;
-        wk.lam[i] = if counts { l } else { 1.0 };
+        ok &= !counts || lam[i] > 0.0;
+        wk.lam[i] = if counts { lam[i] } else { 1.0 };
     }
     if !ok {
         for i in 0..n {
             let l = wk.lam[i];
             if wk.w[i] != 0.0 && !(l > 0.0) {
-                note_bad(part, Bad::Rate { event: rows.event(i), lambda: l });
+                note_bad(
+                    part,
+                    Bad::Rate {
+                        event: rows.event(i),
+                        lambda: l,
+                    },
+                );
             }
         }
         return;
@@ -332,25 +346,37 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
     }
     // fractions s = v / lambda, p = A s (0 where the weight is 0); w s, w p
     let mut inv = [0.0; BLOCK];
-    for i in 0..b {
+    for i in 0..BLOCK {
         inv[i] = if wk.w[i] != 0.0 { 1.0 / wk.lam[i] } else { 0.0 };
     }
+    let w = &wk.w[..BLOCK];
     for c in 0..nc {
         let ac = ctx.a[c];
-        for i in 0..b {
-            let s = wk.v[c * b + i] * inv[i];
-            wk.s[c * b + i] = s;
-            wk.ws[c * b + i] = wk.w[i] * s;
-            wk.wp[c * b + i] = wk.w[i] * (ac * s);
+        let r = c * BLOCK..(c + 1) * BLOCK;
+        let v = &wk.v[r.clone()];
+        let s = &mut wk.s[r.clone()];
+        for i in 0..BLOCK {
+            s[i] = v[i] * inv[i];
         }
-        sum_into(&mut part.sv[c], &wk.ws[c * b..(c + 1) * b]);
+        let ws = &mut wk.ws[r.clone()];
+        for i in 0..BLOCK {
+            ws[i] = w[i] * s[i];
+        }
+        let wp = &mut wk.wp[r.clone()];
+        for i in 0..BLOCK {
+            wp[i] = ac * ws[i];
+        }
+        sum_into(&mut part.sv[c], ws);
     }
-    // d = sum_c p_c D_c (p = wp / w: use s A)
-    wk.d[..nk * b].fill(0.0);
+    // d = sum_c p_c D_c, with p_c = A_c s_c
+    wk.d[..nk * BLOCK].fill(0.0);
     for (e, &(c, k, _)) in ctx.entries.iter().enumerate() {
         let ac = ctx.a[c];
-        for i in 0..b {
-            wk.d[k * b + i] = F::fma(ac * wk.s[c * b + i], wk.de[e * b + i], wk.d[k * b + i]);
+        let s = &wk.s[c * BLOCK..(c + 1) * BLOCK];
+        let de = &wk.de[e * BLOCK..(e + 1) * BLOCK];
+        let d = &mut wk.d[k * BLOCK..(k + 1) * BLOCK];
+        for i in 0..BLOCK {
+            d[i] = F::fma(ac * s[i], de[i], d[i]);
         }
     }
     for k in 0..nk {
@@ -361,37 +387,64 @@ fn block<F: Arith>(ctx: &Ctx, data: &NsbiData, rows: Rows, wk: &mut Work, part: 
     }
     for c in 0..nc {
         for c2 in 0..=c {
-            dot_into::<F>(&mut part.ss[c * nc + c2], &wk.ws[c * b..(c + 1) * b], &wk.s[c2 * b..(c2 + 1) * b]);
+            dot_into::<F>(
+                &mut part.ss[c * nc + c2],
+                &wk.ws[c * b..(c + 1) * b],
+                &wk.s[c2 * b..(c2 + 1) * b],
+            );
         }
     }
     // rc_c = sum w s_c (D_c - d); dg_k = sum_c w p_c (E_ck - D_ck^2); y_e = w p_c D_e
     for (e, &(c, k, _)) in ctx.entries.iter().enumerate() {
-        let de = &wk.de[e * b..(e + 1) * b];
-        dot_into::<F>(&mut part.rc[c * nk + k], &wk.ws[c * b..(c + 1) * b], de);
+        let de = &wk.de[e * BLOCK..(e + 1) * BLOCK];
+        let ee = &wk.ee[e * BLOCK..(e + 1) * BLOCK];
+        let wp = &wk.wp[c * BLOCK..(c + 1) * BLOCK];
+        dot_into::<F>(
+            &mut part.rc[c * nk + k],
+            &wk.ws[c * BLOCK..(c + 1) * BLOCK],
+            de,
+        );
         let mut t = [0.0; BLOCK];
-        for i in 0..b {
-            t[i] = F::fma(-de[i], de[i], wk.ee[e * b + i]);
-            wk.y[e * b + i] = wk.wp[c * b + i] * de[i];
+        for i in 0..BLOCK {
+            t[i] = F::fma(-de[i], de[i], ee[i]);
         }
-        dot_into::<F>(&mut part.dg[k], &wk.wp[c * b..(c + 1) * b], &t);
+        dot_into::<F>(&mut part.dg[k], wp, &t);
+        let y = &mut wk.y[e * BLOCK..(e + 1) * BLOCK];
+        for i in 0..BLOCK {
+            y[i] = wp[i] * de[i];
+        }
     }
     for c in 0..nc {
         for k in 0..nk {
-            dot_sub::<F>(&mut part.rc[c * nk + k], &wk.ws[c * b..(c + 1) * b], &wk.d[k * b..(k + 1) * b]);
+            dot_sub::<F>(
+                &mut part.rc[c * nk + k],
+                &wk.ws[c * b..(c + 1) * b],
+                &wk.d[k * b..(k + 1) * b],
+            );
         }
     }
     // covariance: sum over same-process pairs of w p D D^T, minus w d d^T
     for &(e1, e2, idx) in &ctx.pairs {
-        dot_into::<F>(&mut part.cov[idx], &wk.y[e1 * b..(e1 + 1) * b], &wk.de[e2 * b..(e2 + 1) * b]);
+        dot_into::<F>(
+            &mut part.cov[idx],
+            &wk.y[e1 * b..(e1 + 1) * b],
+            &wk.de[e2 * b..(e2 + 1) * b],
+        );
     }
     for k in 0..nk {
-        for i in 0..b {
-            wk.wd[k * b + i] = wk.w[i] * wk.d[k * b + i];
+        let r = k * BLOCK..(k + 1) * BLOCK;
+        let (d, wd) = (&wk.d[r.clone()], &mut wk.wd[r]);
+        for i in 0..BLOCK {
+            wd[i] = wk.w[i] * d[i];
         }
     }
     for k in 0..nk {
         for l in 0..=k {
-            dot_sub::<F>(&mut part.cov[k * nk + l], &wk.wd[k * b..(k + 1) * b], &wk.d[l * b..(l + 1) * b]);
+            dot_sub::<F>(
+                &mut part.cov[k * nk + l],
+                &wk.wd[k * b..(k + 1) * b],
+                &wk.d[l * b..(l + 1) * b],
+            );
         }
     }
 }
@@ -444,12 +497,15 @@ unsafe fn chunk_avx2(ctx: &Ctx, data: &NsbiData, j: usize, part: &mut Partial) {
 pub(crate) fn run_chunk(ctx: &Ctx, data: &NsbiData, j: usize, part: &mut Partial) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports AVX-512F and FMA (checked just above).
             unsafe { chunk_avx512(ctx, data, j, part) };
             return;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             unsafe { chunk_avx2(ctx, data, j, part) };
             return;

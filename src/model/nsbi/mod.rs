@@ -80,8 +80,9 @@ pub struct EventSet {
     pub weights: Option<Vec<f64>>,
     /// `r_c(x_i)` per process: `ratios[c][i]`.
     pub ratios: Vec<Vec<f64>>,
-    /// Per shape variation: `[k+, k-, ln k+, ln k-]` per event.
-    pub shapes: Vec<[Vec<f64>; 4]>,
+    /// Per shape variation: `[ln k+, ln k-]` per event (`k+-` are recomputed
+    /// with [`code4::exp`]: half the bytes to stream per evaluation).
+    pub shapes: Vec<[Vec<f64>; 2]>,
 }
 
 /// Raw per-event arrays of an event set, before checks.
@@ -182,10 +183,19 @@ impl EventSet {
                         ),
                     ));
                 }
+                if let Some(i) = a.iter().position(|x| !(x.ln().abs() <= 700.0)) {
+                    return Err(bad(
+                        &what,
+                        format!(
+                            "event {i} has ratio {} (shape ratios must lie in [e^-700, e^700])",
+                            a[i]
+                        ),
+                    ));
+                }
             }
             let lp: Vec<f64> = up.iter().map(|x| x.ln()).collect();
             let lm: Vec<f64> = dn.iter().map(|x| x.ln()).collect();
-            out.push([up, dn, lp, lm]);
+            out.push([lp, lm]);
         }
         Ok(EventSet {
             label: label.to_string(),
@@ -343,7 +353,10 @@ impl NsbiChannel {
             }
         }
         for (i, s) in shapes.iter().enumerate() {
-            if let Some(t) = shapes[..i].iter().find(|t| t.process == s.process && t.par == s.par) {
+            if let Some(t) = shapes[..i]
+                .iter()
+                .find(|t| t.process == s.process && t.par == s.par)
+            {
                 return Err(here(format!(
                     "'{}' and '{}' vary the same sample with the same parameter; give one shape variation per sample and parameter",
                     t.label, s.label

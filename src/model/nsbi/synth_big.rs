@@ -36,10 +36,11 @@ pub fn big_arrays(spec: &BigSpec) -> (EventArrays, Vec<ShapeVar>) {
             [s.normal(), s.normal()]
         })
         .collect();
-    let ratio = |c: usize, x: &[f64; 2]| match c {
-        0 => (0.8 * x[0] - 0.32).exp(),
-        1 => (0.3 * x[0] + 0.2 * x[1] - 0.065).exp(),
-        _ => (-0.4 * x[0] - 0.08).exp(),
+    // r_c = exp(u_c . x - |u_c|^2 / 2) has mean 1 under the generating N(0, 1)^2
+    let u: [[f64; 2]; 3] = [[0.8, 0.0], [0.3, 0.2], [-0.4, 0.0]];
+    let ratio = |c: usize, x: &[f64; 2]| {
+        let uu = u[c][0] * u[c][0] + u[c][1] * u[c][1];
+        (u[c][0] * x[0] + u[c][1] * x[1] - 0.5 * uu).exp()
     };
     let ratios: Vec<Vec<f64>> = (0..3)
         .map(|c| xs.par_iter().map(|x| ratio(c, x)).collect())
@@ -55,14 +56,18 @@ pub fn big_arrays(spec: &BigSpec) -> (EventArrays, Vec<ShapeVar>) {
         let a = 0.02 + 0.004 * (k % 7) as f64;
         let b = 0.015 * ((k % 5) as f64 - 2.0) / 2.0;
         for c in procs {
-            let up: Vec<f64> = xs
-                .par_iter()
-                .map(|x| (a * x[k % 2] + b * x[(k + 1) % 2] * (c as f64 + 1.0) / 3.0).exp())
-                .collect();
-            let down: Vec<f64> = xs
-                .par_iter()
-                .map(|x| (-0.9 * a * x[k % 2] - b * x[(k + 1) % 2] * (c as f64 + 1.0) / 3.0).exp())
-                .collect();
+            // g = exp(v . x - c0) with E_c[g] = E[r_c g] = 1: c0 = u_c . v + |v|^2 / 2
+            let tilt = |v: [f64; 2]| {
+                let c0 = u[c][0] * v[0] + u[c][1] * v[1] + 0.5 * (v[0] * v[0] + v[1] * v[1]);
+                xs.par_iter()
+                    .map(|x| (v[0] * x[0] + v[1] * x[1] - c0).exp())
+                    .collect::<Vec<f64>>()
+            };
+            let mut v = [0.0; 2];
+            v[k % 2] = a;
+            v[(k + 1) % 2] = b * (c as f64 + 1.0) / 3.0;
+            let up = tilt(v);
+            let down = tilt([-0.9 * v[0], -0.9 * v[1]]);
             shapes.push(ShapeVar {
                 process: c,
                 par: 1 + k,
@@ -101,9 +106,26 @@ pub fn big_processes(spec: &BigSpec) -> Vec<Process> {
         .collect()
 }
 
-/// A synthetic channel (parameters `mu`, `alpha_0`, ...; observed events = the generated ones).
+/// A synthetic channel (parameters `mu`, `alpha_0`, ...): the generated
+/// events weighted to the Asimov dataset at `mu = 1`, nuisance parameters 0
+/// (`w_i = lambda_i / n`, so that the fit has a well-defined minimum there).
 pub fn big_channel(spec: &BigSpec) -> Result<NsbiChannel> {
+    let ch = big_channel_unweighted(spec)?;
+    let mut theta = vec![0.0; ch.par_names.len()];
+    theta[0] = 1.0;
+    let w = super::toys::asimov_weights(&ch, &theta);
+    let (mut arrays, shapes) = big_arrays(spec);
+    arrays.weights = Some(w);
+    build(spec, arrays, shapes)
+}
+
+/// The synthetic channel with unit weights on the generated events.
+pub fn big_channel_unweighted(spec: &BigSpec) -> Result<NsbiChannel> {
     let (arrays, shapes) = big_arrays(spec);
+    build(spec, arrays, shapes)
+}
+
+fn build(spec: &BigSpec, arrays: EventArrays, shapes: Vec<ShapeVar>) -> Result<NsbiChannel> {
     let mut names = vec!["mu".to_string()];
     names.extend((0..spec.n_syst).map(|k| format!("alpha_{k}")));
     let p = names.len();

@@ -51,7 +51,8 @@ pub fn rates(ch: &NsbiChannel, theta: &[f64], set: &EventSet) -> Vec<f64> {
                 let mut ok = true;
                 for (e, s) in ch.shapes.iter().enumerate() {
                     let arr = &set.shapes[e];
-                    let (g, _, _) = at[e].eval(arr[0][i], arr[1][i], arr[2][i], arr[3][i]);
+                    let (lp, lm) = (arr[0][i], arr[1][i]);
+                    let (g, _, _) = at[e].eval(lp.exp(), lm.exp(), lp, lm);
                     ok &= g > 0.0;
                     v[s.process] *= g;
                 }
