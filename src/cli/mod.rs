@@ -4,6 +4,7 @@ mod core_cmds;
 mod gpu_cmds;
 mod infer_cmds;
 mod infer_plots;
+mod neyman_cmd;
 mod pyhf_cmds;
 mod report_cmds;
 pub mod table;
@@ -52,6 +53,8 @@ enum Command {
     Scan(infer_cmds::ScanArgs),
     /// Generate and fit pseudo-experiments, save per-toy results (shardable).
     Toys(infer_cmds::ToysArgs),
+    /// Neyman belts of the profile likelihood ratio from toys, and the intervals they give.
+    Neyman(neyman_cmd::NeymanArgs),
     /// Merge toy shards into one run.
     Merge(infer_cmds::MergeArgs),
     /// Pulls of the parameters at the best fit: (fitted - nominal) / pre-fit width.
@@ -97,6 +100,7 @@ impl Command {
             Command::Yields(a) => &a.out,
             Command::Corr(a) => &a.out,
             Command::Toys(a) => return Some(&a.out),
+            Command::Neyman(a) => &a.out,
             Command::Merge(a) => return Some(&a.out),
             Command::Selftest(_) | Command::Digest(_) | Command::Train(_) => return None,
             Command::Combine(a) => return a.out.output.as_deref(),
@@ -630,6 +634,7 @@ pub fn main() -> i32 {
         Command::Discovery(a) => infer_cmds::discovery(a),
         Command::Scan(a) => infer_cmds::scan(a),
         Command::Toys(a) => infer_cmds::toys_cmd(a),
+        Command::Neyman(a) => neyman_cmd::neyman_cmd(a),
         Command::Merge(a) => infer_cmds::merge_cmd(a),
         Command::Pulls(a) => report_cmds::pulls(a),
         Command::Impacts(a) => report_cmds::impacts(a),

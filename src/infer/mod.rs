@@ -5,6 +5,8 @@
 pub mod asymptotic;
 pub mod limits;
 pub mod minos;
+pub mod neyman;
+pub mod neyman_plot;
 pub mod scan;
 pub mod shards;
 pub mod teststat;

@@ -190,11 +190,12 @@ pub fn load_other(
     source: &str,
     base_dir: &std::path::Path,
 ) -> Result<CombinedModel> {
-    if format == Format::Hs3 {
-        return super::unbinned::load_hs3(value, source, base_dir, None);
+    match format {
+        Format::Hs3 => super::unbinned::load_hs3(value, source, base_dir, None),
+        Format::Nsbi => super::nsbi::read::load(value, source, base_dir),
+        _ => Err(Error::input(format!(
+            "{source}: {} is recognised, but this build of gradfit cannot read it yet",
+            format.describe()
+        ))),
     }
-    Err(Error::input(format!(
-        "{source}: {} is recognised, but this build of gradfit cannot read it yet",
-        format.describe()
-    )))
 }

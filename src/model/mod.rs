@@ -5,6 +5,7 @@ pub mod any;
 pub mod combined;
 pub mod histfactory;
 pub mod layout;
+pub mod nsbi;
 pub mod unbinned;
 
 pub use any::{AnyModel, Format, ModelInfo, format_of, load_other};
