@@ -191,7 +191,11 @@ impl ModelArgs {
     }
 
     /// The patched input document with a label for messages, and the labels of the patches.
-    fn read_patched(&self, bytes: &[u8]) -> Result<(Value, String, Vec<String>)> {
+    fn read_patched(
+        &self,
+        bytes: &[u8],
+        extra: &[(Value, String)],
+    ) -> Result<(Value, String, Vec<String>)> {
         let mut patches: Vec<Value> = Vec::new();
         if let (Some(ps), Some(name)) = (&self.patchset, &self.patch_name) {
             let set = workspace::load_patchset(ps)?;
@@ -208,6 +212,10 @@ impl ModelArgs {
         for p in &self.patches {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
+        }
+        for (p, label) in extra {
+            patches.push(p.clone());
+            labels.push(label.clone());
         }
         let mut value = workspace::json::parse_strict(bytes, &self.source_name())?;
         for (p, label) in patches.iter().zip(&labels) {
@@ -243,7 +251,21 @@ impl ModelArgs {
                 );
             }
         }
-        let mut loaded = self.load_raw(digest)?;
+        let bytes = workspace::json::read_bytes(&self.workspace)?;
+        self.load_any_from(&bytes, &[], digest)
+    }
+
+    /// [`load_any_with`](Self::load_any_with) on an input already in memory
+    /// (`bytes`; `self.workspace` names it in messages and its folder resolves
+    /// relative data paths), with in-memory patches `(patch, label)` applied
+    /// after the patch files: the loader of front ends such as the Python package.
+    pub fn load_any_from(
+        &self,
+        bytes: &[u8],
+        extra: &[(Value, String)],
+        digest: bool,
+    ) -> Result<Loaded> {
+        let mut loaded = self.load_raw(bytes, extra, digest)?;
         if !self.bounds.is_empty() {
             crate::with_model!(&mut loaded.model, m => set_bounds(m, &self.bounds))?;
             if digest {
@@ -254,13 +276,12 @@ impl ModelArgs {
         Ok(loaded)
     }
 
-    fn load_raw(&self, digest: bool) -> Result<Loaded> {
-        let bytes = workspace::json::read_bytes(&self.workspace)?;
-        if self.patches.is_empty() && self.patchset.is_none() {
+    fn load_raw(&self, bytes: &[u8], extra: &[(Value, String)], digest: bool) -> Result<Loaded> {
+        if self.patches.is_empty() && self.patchset.is_none() && extra.is_empty() {
             // fast path: a plain pyhf workspace parsed straight into its types;
             // anything else (or an error) takes the general path below
             let src = self.source_name();
-            if let Ok(ws) = workspace::Workspace::from_bytes(&bytes, &src, &self.read_options()) {
+            if let Ok(ws) = workspace::Workspace::from_bytes(bytes, &src, &self.read_options()) {
                 let (m, digest) = self.compile_ws(&ws, &src, digest)?;
                 return Ok(Loaded {
                     model: AnyModel::HistFactory(Box::new(m)),
@@ -268,7 +289,7 @@ impl ModelArgs {
                 });
             }
         }
-        let (value, src, patches) = self.read_patched(&bytes)?;
+        let (value, src, patches) = self.read_patched(bytes, extra)?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
                 let (m, digest) = self.compile_pyhf(value, &src, digest).map_err(|e| match e {
