@@ -17,6 +17,7 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod synthetic;
+pub mod train;
 pub mod util;
 pub mod workspace;
 

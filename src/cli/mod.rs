@@ -5,6 +5,7 @@ mod gpu_cmds;
 mod infer_cmds;
 mod report_cmds;
 pub mod table;
+mod train_cmd;
 
 use crate::error::{Error, Result};
 use crate::model::{AnyModel, HistFactoryModel, InterpCode, Likelihood, ModelOptions};
@@ -60,6 +61,8 @@ enum Command {
     Corr(report_cmds::CorrArgs),
     /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
     Selftest(gpu_cmds::SelftestArgs),
+    /// Train a network on an inference loss (neos, INFERNO).
+    Train(train_cmd::TrainArgs),
 }
 
 impl Command {
@@ -600,6 +603,7 @@ pub fn main() -> i32 {
         Command::Yields(a) => report_cmds::yields(a),
         Command::Corr(a) => report_cmds::corr(a),
         Command::Selftest(a) => gpu_cmds::selftest(a),
+        Command::Train(a) => train_cmd::train(a),
     };
     match r {
         Ok(code) => code,

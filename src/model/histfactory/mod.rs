@@ -451,6 +451,31 @@ impl HistFactoryModel {
         Ok(())
     }
 
+    /// Drop the constraint term of parameter `i` (a free nuisance parameter,
+    /// which pyhf's schema cannot express: training and INFERNO's benchmarks
+    /// use it). Its aux datum leaves the observed data.
+    pub fn set_unconstrained(&mut self, i: usize) -> Result<()> {
+        let Some(k) = self.aux_index.get(i).copied().flatten() else {
+            return Err(Error::input(format!(
+                "parameter {i} is not constrained (or does not exist)"
+            )));
+        };
+        self.constraints[i] = Constraint::None;
+        self.aux_index[i] = None;
+        for a in self.aux_index.iter_mut().flatten() {
+            if *a > k {
+                *a -= 1;
+            }
+        }
+        if let Some(obs) = self.observed.take() {
+            let mut aux = obs.aux;
+            aux.remove(k);
+            self.observed = Some(self.dataset(obs.main, aux)?);
+        }
+        self.finish_structure();
+        Ok(())
+    }
+
     fn finish_structure(&mut self) {
         self.structure = kernel::Structure::new(self);
     }
