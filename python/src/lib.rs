@@ -8,6 +8,7 @@ mod infer;
 mod model;
 mod report;
 mod toys;
+mod train;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -118,5 +119,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     infer::register(m)?;
     report::register(m)?;
     toys::register(m)?;
+    train::register(m)?;
     Ok(())
 }

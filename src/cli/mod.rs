@@ -82,7 +82,7 @@ impl Command {
             Command::Corr(a) => &a.out,
             Command::Toys(a) => return Some(&a.out),
             Command::Merge(a) => return Some(&a.out),
-            Command::Selftest(_) => return None,
+            Command::Selftest(_) | Command::Train(_) => return None,
         };
         out.output.as_deref()
     }
