@@ -15,49 +15,49 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(
-    _core,
+    gradfit._core,
     GradfitError,
     PyException,
     "Base class of gradfit's errors."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     InvalidWorkspace,
     GradfitError,
     "A workspace (or other model input) that is not valid: schema, JSON or content."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     InvalidPatch,
     GradfitError,
     "A JSON Patch or pyhf patchset that cannot be read or applied."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     InvalidInput,
     GradfitError,
     "A bad argument: shapes, values, parameter names, settings."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     NumericalError,
     GradfitError,
     "A numerical failure: a likelihood that is not finite, a singular Hessian."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     FailedMinimization,
     NumericalError,
     "A fit that did not converge where a result depends on it."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     InvalidToyFile,
     GradfitError,
     "A toy run that does not verify or does not merge with the others."
 );
 create_exception!(
-    _core,
+    gradfit._core,
     FileError,
     GradfitError,
     "A file that could not be read or written."

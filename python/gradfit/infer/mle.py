@@ -23,7 +23,12 @@ def _fixed_flags(model, fixed_params, init):
             except (TypeError, ValueError):
                 raise InvalidInput(f"fixed_params[{name!r}]: {value!r} is not a number") from None
         return flags, init
-    items = list(fixed_params)
+    try:
+        items = list(fixed_params)
+    except TypeError:
+        raise InvalidInput(
+            f"fixed_params: expected {cfg.npars} booleans, parameter names or {{name: value}}, "
+            f"got {type(fixed_params).__name__}") from None
     if items and all(isinstance(x, str) for x in items):
         flags = list(cfg.suggested_fixed())
         for name in items:
