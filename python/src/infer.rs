@@ -2,7 +2,8 @@
 //! library's calculators, with results as dicts of numpy arrays.
 
 use crate::model::{ModelData, PyModel, check_pars, matrix, vector};
-use crate::{InvalidInput, IntoPy, with_threads};
+use crate::{IntoPy, InvalidInput, with_threads};
+use gradfit::Likelihood;
 use gradfit::device::Device;
 use gradfit::fit::{FitOptions, FitResult, FitSpec};
 use gradfit::infer::limits::{LimitMethod, upper_limit as lib_upper_limit};
@@ -12,7 +13,6 @@ use gradfit::infer::toys::{ToySettings, toy_cls};
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
 use gradfit::model::ModelInfo;
 use numpy::PyArray1;
-use gradfit::Likelihood;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -109,7 +109,14 @@ fn fit_dict<'py>(py: Python<'py>, r: FitResult, p: usize) -> PyResult<Bound<'py,
     let d = PyDict::new(py);
     d.set_item("twice_nll", r.twice_nll)?;
     d.set_item("converged", r.converged)?;
-    d.set_item("status", serde_json::to_value(r.status).map_err(|e| InvalidInput::new_err(e.to_string()))?.as_str().unwrap_or("").to_string())?;
+    d.set_item(
+        "status",
+        serde_json::to_value(r.status)
+            .map_err(|e| InvalidInput::new_err(e.to_string()))?
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )?;
     d.set_item("message", r.status.reason())?;
     d.set_item("iterations", r.iterations)?;
     d.set_item("edm", r.edm)?;
@@ -303,7 +310,9 @@ fn upper_limit<'py>(
         )));
     }
     if !(level > 0.0 && level < 1.0) {
-        return Err(InvalidInput::new_err(format!("level must lie in (0, 1), got {level}")));
+        return Err(InvalidInput::new_err(format!(
+            "level must lie in (0, 1), got {level}"
+        )));
     }
     let digest = model.inner.digest.clone();
     let d = PyDict::new(py);
@@ -428,7 +437,9 @@ fn scan<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let grid = vector(values, "values")?;
     if let Some(v) = grid.iter().find(|v| !v.is_finite()) {
-        return Err(InvalidInput::new_err(format!("values: {v} is not a finite number")));
+        return Err(InvalidInput::new_err(format!(
+            "values: {v} is not a finite number"
+        )));
     }
     let s = any!(model, m => {
         if par >= m.n_pars() {
@@ -445,14 +456,29 @@ fn scan<'py>(
     d.set_item("parameter", s.parameter)?;
     d.set_item("best_value", s.best_value)?;
     d.set_item("best_twice_nll", s.best_twice_nll)?;
-    d.set_item("values", PyArray1::from_vec(py, s.points.iter().map(|p| p.value).collect()))?;
-    d.set_item("twice_nll", PyArray1::from_vec(py, s.points.iter().map(|p| p.twice_nll).collect()))?;
-    d.set_item("delta_twice_nll", PyArray1::from_vec(py, s.points.iter().map(|p| p.delta_twice_nll).collect()))?;
-    d.set_item("converged", s.points.iter().map(|p| p.converged).collect::<Vec<_>>())?;
+    d.set_item(
+        "values",
+        PyArray1::from_vec(py, s.points.iter().map(|p| p.value).collect()),
+    )?;
+    d.set_item(
+        "twice_nll",
+        PyArray1::from_vec(py, s.points.iter().map(|p| p.twice_nll).collect()),
+    )?;
+    d.set_item(
+        "delta_twice_nll",
+        PyArray1::from_vec(py, s.points.iter().map(|p| p.delta_twice_nll).collect()),
+    )?;
+    d.set_item(
+        "converged",
+        s.points.iter().map(|p| p.converged).collect::<Vec<_>>(),
+    )?;
     let n = s.points.len();
     let p = s.points.first().map_or(0, |x| x.pars.len());
     let pars: Vec<f64> = s.points.into_iter().flat_map(|x| x.pars).collect();
-    d.set_item("pars", numpy::PyArrayMethods::reshape(&PyArray1::from_vec(py, pars), [n, p])?)?;
+    d.set_item(
+        "pars",
+        numpy::PyArrayMethods::reshape(&PyArray1::from_vec(py, pars), [n, p])?,
+    )?;
     d.set_item("messages", s.messages)?;
     Ok(d)
 }

@@ -1,7 +1,7 @@
 //! Models and data: loading through the command line's loader, the parameter
 //! table, likelihood evaluations and expected data.
 
-use crate::{InvalidInput, InvalidPatch, IntoPy, to_py};
+use crate::{IntoPy, InvalidInput, InvalidPatch, to_py};
 use gradfit::cli::ModelArgs;
 use gradfit::model::{AnyModel, CombinedData, CombinedModel, InterpCode, ModelInfo};
 use gradfit::{Dataset, HistFactoryModel, Likelihood};
@@ -116,9 +116,9 @@ impl ModelData for CombinedModel {
 
 /// A float64 vector from a numpy array (the Python layer converts and checks shapes).
 pub fn vector(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<f64>> {
-    let a: PyReadonlyArray1<'_, f64> = obj.extract().map_err(|_| {
-        InvalidInput::new_err(format!("{what}: expected a 1-d float64 array"))
-    })?;
+    let a: PyReadonlyArray1<'_, f64> = obj
+        .extract()
+        .map_err(|_| InvalidInput::new_err(format!("{what}: expected a 1-d float64 array")))?;
     Ok(a.as_array().to_vec())
 }
 
@@ -343,13 +343,20 @@ impl PyModel {
     #[getter]
     fn channels(&self) -> Vec<(String, usize)> {
         self.hf()
-            .map(|m| m.channels.iter().map(|c| (c.name.clone(), c.nbins)).collect())
+            .map(|m| {
+                m.channels
+                    .iter()
+                    .map(|c| (c.name.clone(), c.nbins))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     /// Sample names in model order (binned models).
     #[getter]
     fn samples(&self) -> Vec<String> {
-        self.hf().map(|m| m.sample_names.clone()).unwrap_or_default()
+        self.hf()
+            .map(|m| m.sample_names.clone())
+            .unwrap_or_default()
     }
     /// Interpolation codes (normsys, histosys) of a binned model.
     #[getter]
@@ -412,7 +419,11 @@ impl PyModel {
         Ok((f, g, h))
     }
     /// Why twice_nll is not finite at `pars` on `data`, if the model can tell.
-    fn domain_issue(&self, pars: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    fn domain_issue(
+        &self,
+        pars: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<String>> {
         let theta = vector(pars, "pars")?;
         any!(self, m => {
             check_pars(m, &theta, "pars")?;

@@ -2,13 +2,13 @@
 //! observed data, as the command line's report commands compute them.
 
 use crate::model::{PyModel, matrix};
-use crate::{InvalidInput, IntoPy};
+use crate::{IntoPy, InvalidInput};
+use gradfit::Likelihood;
 use gradfit::device::Device;
 use gradfit::fit::FitSpec;
 use gradfit::model::ModelInfo;
 use gradfit::report::{self, PostFit, ShiftKind, Yields};
 use numpy::PyArray1;
-use gradfit::Likelihood;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -124,7 +124,10 @@ fn yields_dict<'py>(py: Python<'py>, y: &Yields) -> PyResult<Bound<'py, PyDict>>
         let ch = PyDict::new(py);
         ch.set_item("data", PyArray1::from_vec(py, c.data.clone()))?;
         ch.set_item("total", PyArray1::from_vec(py, c.total.clone()))?;
-        ch.set_item("total_errors", PyArray1::from_vec(py, c.total_errors.clone()))?;
+        ch.set_item(
+            "total_errors",
+            PyArray1::from_vec(py, c.total_errors.clone()),
+        )?;
         ch.set_item("sum", c.sum)?;
         ch.set_item("sum_error", c.sum_error)?;
         ch.set_item("data_sum", c.data_sum)?;

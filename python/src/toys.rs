@@ -4,7 +4,8 @@
 
 use crate::infer::toy_settings;
 use crate::model::PyModel;
-use crate::{InvalidInput, InvalidToyFile, IntoPy, with_threads};
+use crate::{IntoPy, InvalidInput, InvalidToyFile, with_threads};
+use gradfit::Likelihood;
 use gradfit::device::Device;
 use gradfit::fit::FitOptions;
 use gradfit::infer::shards::merge;
@@ -12,12 +13,12 @@ use gradfit::infer::toys::{ToyRun, toy_cls};
 use gradfit::infer::{Problem, TestStat};
 use gradfit::model::ModelInfo;
 use numpy::PyArray1;
-use gradfit::Likelihood;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 fn to_text(run: &ToyRun) -> PyResult<String> {
-    let mut s = serde_json::to_string_pretty(run).map_err(|e| InvalidInput::new_err(e.to_string()))?;
+    let mut s =
+        serde_json::to_string_pretty(run).map_err(|e| InvalidInput::new_err(e.to_string()))?;
     s.push('\n');
     Ok(s)
 }
@@ -27,7 +28,8 @@ fn parse(text: &str, name: &str) -> PyResult<ToyRun> {
         .map_err(|e| InvalidToyFile::new_err(e.to_string()))?;
     let run: ToyRun = serde_json::from_value(v)
         .map_err(|e| InvalidToyFile::new_err(format!("{name}: not a gradfit toy file: {e}")))?;
-    run.verify(name).map_err(|e| InvalidToyFile::new_err(e.to_string()))?;
+    run.verify(name)
+        .map_err(|e| InvalidToyFile::new_err(e.to_string()))?;
     Ok(run)
 }
 
@@ -60,14 +62,18 @@ fn run_toys(
     if let Some((i, n)) = shard
         && (n == 0 || i >= n)
     {
-        return Err(InvalidInput::new_err(format!("shard {i}/{n}: need 0 <= i < N")));
+        return Err(InvalidInput::new_err(format!(
+            "shard {i}/{n}: need 0 <= i < N"
+        )));
     }
     if batch == 0 {
         return Err(InvalidInput::new_err("batch must be at least 1"));
     }
     let mut warnings = Vec::new();
     let mu = if kind == TestStat::Q0 && mu != 0.0 {
-        warnings.push(format!("q0 tests mu = 0 (the discovery hypothesis); mu {mu} ignored"));
+        warnings.push(format!(
+            "q0 tests mu = 0 (the discovery hypothesis); mu {mu} ignored"
+        ));
         0.0
     } else {
         mu
@@ -131,7 +137,11 @@ fn toy_result<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("range", (run.range[0], run.range[1]))?;
     d.set_item("test_stat_obs", run.test_stat_obs)?;
     d.set_item("model_digest", run.model_digest.clone())?;
-    let stats = |rs: &[gradfit::infer::toys::ToyRecord]| rs.iter().map(|r| r.stat.unwrap_or(f64::NAN)).collect::<Vec<_>>();
+    let stats = |rs: &[gradfit::infer::toys::ToyRecord]| {
+        rs.iter()
+            .map(|r| r.stat.unwrap_or(f64::NAN))
+            .collect::<Vec<_>>()
+    };
     d.set_item("sig_bkg", PyArray1::from_vec(py, stats(&run.sig_bkg)))?;
     d.set_item("bkg", PyArray1::from_vec(py, stats(&run.bkg)))?;
     if run.shard.is_none() {

@@ -4,7 +4,7 @@
 //! library's `train` module.
 
 use crate::model::vector;
-use crate::{InvalidInput, IntoPy};
+use crate::{IntoPy, InvalidInput};
 use candle_core::{DType, Tensor, Var};
 use gradfit::train::graph::DataTensors;
 use gradfit::train::spec::{ModifierSpec, SampleValues};
@@ -43,8 +43,7 @@ fn layout_of(spec: &AnalysisSpec) -> Vec<Slot> {
                 size,
             };
             out.push(slot("nominal", None, c.nbins));
-            if s
-                .modifiers
+            if s.modifiers
                 .iter()
                 .any(|m| matches!(m, ModifierSpec::StatError { .. }))
             {
@@ -81,7 +80,10 @@ impl PyAnalysis {
                 slot.channel,
                 slot.sample,
                 slot.kind,
-                slot.modifier.as_deref().map(|m| format!(" of '{m}'")).unwrap_or_default()
+                slot.modifier
+                    .as_deref()
+                    .map(|m| format!(" of '{m}'"))
+                    .unwrap_or_default()
             );
             let v = vector(&item, &what)?;
             if v.len() != slot.size {
@@ -186,7 +188,15 @@ impl PyAnalysis {
     fn layout(&self) -> Vec<(String, String, &'static str, Option<String>, usize)> {
         self.layout
             .iter()
-            .map(|s| (s.channel.clone(), s.sample.clone(), s.kind, s.modifier.clone(), s.size))
+            .map(|s| {
+                (
+                    s.channel.clone(),
+                    s.sample.clone(),
+                    s.kind,
+                    s.modifier.clone(),
+                    s.size,
+                )
+            })
             .collect()
     }
     /// Parameter names in model order.
@@ -258,7 +268,11 @@ impl PyAnalysis {
                 g.n_main
             )));
         }
-        if let Some((i, v)) = main.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        if let Some((i, v)) = main
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
             return Err(InvalidInput::new_err(format!(
                 "data: main count {i} is {v}; counts must be finite and >= 0"
             )));
@@ -319,8 +333,8 @@ impl PyAnalysis {
         kind: &str,
         flat: &Bound<'py, PyList>,
     ) -> PyResult<(f64, Bound<'py, PyList>, Bound<'py, PyDict>)> {
-        let kind: LossKind = serde_json::from_str(kind)
-            .map_err(|e| InvalidInput::new_err(format!("loss: {e}")))?;
+        let kind: LossKind =
+            serde_json::from_str(kind).map_err(|e| InvalidInput::new_err(format!("loss: {e}")))?;
         let values = self.values(flat)?;
         let (lv, grads) = py
             .allow_threads(|| self.analysis.value_and_grad(&kind, &values))
@@ -336,7 +350,11 @@ impl PyAnalysis {
 /// The neos four-blob samples of the library's example (signal, background,
 /// up, down), each `[n, 2]`, the first 3/4 for training.
 #[pyfunction]
-fn neos_data<'py>(py: Python<'py>, n: usize, seed: u64) -> PyResult<Vec<Bound<'py, numpy::PyArray2<f64>>>> {
+fn neos_data<'py>(
+    py: Python<'py>,
+    n: usize,
+    seed: u64,
+) -> PyResult<Vec<Bound<'py, numpy::PyArray2<f64>>>> {
     if n < 8 {
         return Err(InvalidInput::new_err("n must be at least 8"));
     }

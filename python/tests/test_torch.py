@@ -131,3 +131,18 @@ def test_bad_input(model, templates):
         gt.TemplateModel({"channels": [], "poi": "mu"})
     with pytest.raises(E, match="missing"):
         gt.cls_loss(model, {"SR/signal": {}, "SR/background": {}, "CR/background": {}})
+
+
+def test_neos_example_lowers_cls():
+    """python/examples/neos_torch.py trains the four-blob problem through the layer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ex = os.path.join(os.path.dirname(__file__), "..", "examples", "neos_torch.py")
+    r = subprocess.run([sys.executable, ex, "--steps", "6", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert rows[-1]["train_cls"] < rows[1]["train_cls"] / 3
+    assert rows[-1]["test_cls"] < rows[0]["test_cls"] / 10
