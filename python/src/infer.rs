@@ -105,7 +105,12 @@ fn poi_of<L: gradfit::Likelihood>(m: &L, spec: &FitSpec, mu: f64, what: &str) ->
     Ok(poi)
 }
 
-fn fit_dict<'py>(py: Python<'py>, r: FitResult, p: usize) -> PyResult<Bound<'py, PyDict>> {
+fn fit_dict<'py>(
+    py: Python<'py>,
+    r: FitResult,
+    p: usize,
+    matrices: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("twice_nll", r.twice_nll)?;
     d.set_item("converged", r.converged)?;
@@ -121,10 +126,11 @@ fn fit_dict<'py>(py: Python<'py>, r: FitResult, p: usize) -> PyResult<Bound<'py,
     d.set_item("iterations", r.iterations)?;
     d.set_item("edm", r.edm)?;
     d.set_item("hessian_positive_definite", !r.hessian_not_pd)?;
-    let corr = r.correlation();
+    let corr = if matrices { r.correlation() } else { None };
+    let cov = if matrices { r.covariance } else { None };
     d.set_item("x", PyArray1::from_vec(py, r.x))?;
     d.set_item("errors", PyArray1::from_vec(py, r.errors))?;
-    match r.covariance {
+    match cov {
         Some(c) => d.set_item("covariance", matrix(py, c, p)?)?,
         None => d.set_item("covariance", py.None())?,
     }
@@ -138,7 +144,9 @@ fn fit_dict<'py>(py: Python<'py>, r: FitResult, p: usize) -> PyResult<Bound<'py,
 /// One fit: free, or with the POI fixed at `poi_value`. Returns the library's
 /// result (a fit that did not converge is returned with `converged: False`).
 #[pyfunction]
-#[pyo3(signature = (model, data, spec=SpecArgs::default(), poi_value=None, max_iter=500, covariance=true))]
+/// `matrices`: also return the covariance and correlation matrices.
+#[pyo3(signature = (model, data, spec=SpecArgs::default(), poi_value=None, max_iter=500, covariance=true, matrices=true))]
+#[allow(clippy::too_many_arguments)]
 fn fit<'py>(
     py: Python<'py>,
     model: &PyModel,
@@ -147,6 +155,7 @@ fn fit<'py>(
     poi_value: Option<f64>,
     max_iter: usize,
     covariance: bool,
+    matrices: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (r, p) = any!(model, m => {
         let d = m.data_of(data)?;
@@ -162,7 +171,7 @@ fn fit<'py>(
         }).py_err()?;
         (r, m.n_pars())
     });
-    fit_dict(py, r, p)
+    fit_dict(py, r, p, matrices)
 }
 
 fn opt_list(v: &[Option<f64>]) -> Vec<Option<f64>> {

@@ -85,7 +85,20 @@ impl ModelData for HistFactoryModel {
                 )),
             };
         }
-        let v = vector(obj, "data")?;
+        let a: PyReadonlyArray1<'_, f64> = obj
+            .extract()
+            .map_err(|_| InvalidInput::new_err("data: expected a 1-d float64 array"))?;
+        let v = a.as_slice().ok();
+        // the observed data (the usual case) are reused with their constant
+        let obs = self.observed();
+        if let Some(v) = v
+            && v.len() == obs.main.len() + obs.aux.len()
+            && v[..obs.main.len()] == obs.main[..]
+            && v[obs.main.len()..] == obs.aux[..]
+        {
+            return Ok(obs.clone());
+        }
+        let v = a.as_array().to_vec();
         self.dataset_from_vec(&v).py_err()
     }
     fn wrap(d: Dataset) -> DataInner {

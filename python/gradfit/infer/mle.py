@@ -66,7 +66,8 @@ def _spec(model, init_pars, par_bounds, fixed_params):
 def _run(data, model, init_pars, par_bounds, fixed_params, poi_value, return_uncertainties,
          return_fitted_val, return_correlations, max_iter=500):
     r = _core.fit(model._core, model._data(data), _spec(model, init_pars, par_bounds, fixed_params),
-                  poi_value, max_iter, bool(return_uncertainties or return_correlations))
+                  poi_value, max_iter, bool(return_uncertainties or return_correlations),
+                  bool(return_correlations))
     if not r["converged"]:
         raise FailedMinimization(
             f"the fit did not converge: {r['message']} (twice_nll = {r['twice_nll']}, "
