@@ -221,12 +221,14 @@ impl ModelArgs {
     }
 
     /// The patched input document and the labels of the patches; `src`
-    /// labels the input, `archive_set` is the patchset of a HEPData archive.
+    /// labels the input, `archive_set` is the patchset of a HEPData archive,
+    /// `extra` are in-memory patches `(patch, label)` applied last.
     fn read_patched(
         &self,
         bytes: &[u8],
         src: &str,
         archive_set: Option<workspace::hepdata::Member>,
+        extra: &[(Value, String)],
     ) -> Result<(Value, Vec<String>)> {
         let mut patches: Vec<Value> = Vec::new();
         let mut labels = Vec::new();
@@ -251,6 +253,10 @@ impl ModelArgs {
         for p in &self.patches {
             patches.push(workspace::load_patch(p)?);
             labels.push(p.display().to_string());
+        }
+        for (p, label) in extra {
+            patches.push(p.clone());
+            labels.push(label.clone());
         }
         let mut value = workspace::json::parse_strict(bytes, src)?;
         if let Some((ps, label)) = &set
@@ -305,7 +311,33 @@ impl ModelArgs {
                 );
             }
         }
-        let mut loaded = self.load_raw(digest)?;
+        let (bytes, src, archive_set) = self.read_input()?;
+        self.load_input(&bytes, &src, archive_set, &[], digest)
+    }
+
+    /// [`load_any_with`](Self::load_any_with) on an input already in memory
+    /// (`bytes`; `self.workspace` names it in messages and its folder resolves
+    /// relative data paths), with in-memory patches `(patch, label)` applied
+    /// after the patch files: the loader of front ends such as the Python package.
+    pub fn load_any_from(
+        &self,
+        bytes: &[u8],
+        extra: &[(Value, String)],
+        digest: bool,
+    ) -> Result<Loaded> {
+        self.load_input(bytes, &self.source_name(), None, extra, digest)
+    }
+
+    /// Load from bytes in memory and apply `--bounds`.
+    fn load_input(
+        &self,
+        bytes: &[u8],
+        src: &str,
+        archive_set: Option<workspace::hepdata::Member>,
+        extra: &[(Value, String)],
+        digest: bool,
+    ) -> Result<Loaded> {
+        let mut loaded = self.load_raw(bytes, src, archive_set, extra, digest)?;
         if !self.bounds.is_empty() {
             crate::with_model!(&mut loaded.model, m => set_bounds(m, &self.bounds))?;
             if digest {
@@ -316,23 +348,29 @@ impl ModelArgs {
         Ok(loaded)
     }
 
-    fn load_raw(&self, digest: bool) -> Result<Loaded> {
-        let (bytes, src, archive_set) = self.read_input()?;
-        if self.patches.is_empty() && self.patch_name.is_none() {
+    fn load_raw(
+        &self,
+        bytes: &[u8],
+        src: &str,
+        archive_set: Option<workspace::hepdata::Member>,
+        extra: &[(Value, String)],
+        digest: bool,
+    ) -> Result<Loaded> {
+        if self.patches.is_empty() && self.patch_name.is_none() && extra.is_empty() {
             // fast path: a plain pyhf workspace parsed straight into its types;
             // anything else (or an error) takes the general path below
-            if let Ok(ws) = workspace::Workspace::from_bytes(&bytes, &src, &self.read_options()) {
-                let (m, digest) = self.compile_ws(&ws, &src, digest)?;
+            if let Ok(ws) = workspace::Workspace::from_bytes(bytes, src, &self.read_options()) {
+                let (m, digest) = self.compile_ws(&ws, src, digest)?;
                 return Ok(Loaded {
                     model: AnyModel::HistFactory(Box::new(m)),
                     digest,
                 });
             }
         }
-        let (value, patches) = self.read_patched(&bytes, &src, archive_set)?;
+        let (value, patches) = self.read_patched(bytes, src, archive_set, extra)?;
         match crate::model::format_of(&value) {
             crate::model::Format::Pyhf => {
-                let (m, digest) = self.compile_pyhf(value, &src, digest).map_err(|e| match e {
+                let (m, digest) = self.compile_pyhf(value, src, digest).map_err(|e| match e {
                     Error::Workspace {
                         source_name,
                         location,
@@ -364,7 +402,7 @@ impl ModelArgs {
                     .parent()
                     .map(|p| p.to_path_buf())
                     .unwrap_or_default();
-                let m = crate::model::load_other(other, &value, &src, &base)?;
+                let m = crate::model::load_other(other, &value, src, &base)?;
                 for w in &m.warnings {
                     eprintln!("warning: {src}: {w}");
                 }

@@ -398,7 +398,7 @@ pub fn patchset(c: &PatchsetCmd) -> Result<i32> {
 /// warns when the workspace has several and none was chosen.
 pub(super) fn add_measurements(m: &ModelArgs, v: &mut Value, taken: &str) -> Result<String> {
     let (bytes, src, archive_set) = m.read_input()?;
-    let (doc, _) = m.read_patched(&bytes, &src, archive_set)?;
+    let (doc, _) = m.read_patched(&bytes, &src, archive_set, &[])?;
     let list: Vec<(String, String, Vec<String>)> = doc["measurements"]
         .as_array()
         .map(|a| {
