@@ -62,6 +62,7 @@ enum Command {
     /// Pulls of the parameters at the best fit: (fitted - nominal) / pre-fit width.
     Pulls(report_cmds::PullsArgs),
     /// Impacts of the nuisance parameters on the POI (Hessian and refit ranking).
+    #[command(visible_alias = "ranking")]
     Impacts(report_cmds::ImpactsArgs),
     /// Pre- and post-fit yields per channel, sample and bin, with uncertainties.
     Yields(report_cmds::YieldsArgs),
