@@ -81,9 +81,13 @@ pub struct ModelArgs {
     /// Interpolation code per modifier type, e.g. `--interp normsys=code1 --interp histosys=code0`.
     #[arg(long = "interp", value_name = "TYPE=CODE", value_parser = parse_interp)]
     pub interp: Vec<(String, InterpCode)>,
-    /// Accept negative nominal yields (pyhf does silently; refused by default).
-    #[arg(long)]
+    /// Accepted for old scripts; negative nominal yields are accepted by default.
+    #[arg(long, hide = true)]
     pub allow_negative_yields: bool,
+    /// pyhf's domain exactly: refuse negative nominal yields, and no extension
+    /// of the Poisson terms where an expected rate is not positive.
+    #[arg(long, conflicts_with = "allow_negative_yields")]
+    pub strict: bool,
     /// Where fits and toys run: cpu, cuda or cuda:N (the GPU needs the cuda
     /// build, see scripts/build-cuda.sh).
     #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<crate::device::Device>())]
@@ -127,7 +131,7 @@ impl ModelArgs {
             labels.push(p.display().to_string());
         }
         let read = ReadOptions {
-            allow_negative_yields: self.allow_negative_yields,
+            strict: self.strict,
         };
         let mut value = workspace::read_json(&self.workspace)?;
         let offset = usize::from(self.patchset.is_some());
@@ -147,6 +151,7 @@ impl ModelArgs {
         let ws = workspace::Workspace::from_value(value, &[], &src, &read)?;
         let mut opts = ModelOptions {
             measurement: self.measurement.clone(),
+            strict_domain: self.strict,
             ..Default::default()
         };
         for (t, c) in &self.interp {
@@ -181,6 +186,9 @@ impl ModelArgs {
                 )
                 .as_bytes(),
             );
+            if model.strict_domain {
+                h.update(b"|strict");
+            }
             h.finalize()
                 .iter()
                 .map(|b| format!("{b:02x}"))

@@ -431,6 +431,7 @@ impl<B: Backend> Gpu<B> {
             n_jac: dm.n_jac as u64,
             max_mult: dm.max_mult as u64,
             max_add: dm.max_add as u64,
+            strict_domain: dm.strict_domain as u64,
             ..Default::default()
         };
         let mut tables = Vec::new();

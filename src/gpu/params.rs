@@ -167,6 +167,7 @@ params! {
     n_jac: u64,
     max_mult: u64,
     max_add: u64,
+    strict_domain: u64,
     // launch and run settings
     ms: u64,
     nd: u64,

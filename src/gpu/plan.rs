@@ -38,6 +38,8 @@ pub struct DeviceModel {
     pub max_mult: usize,
     /// Most additive terms in one sample-bin.
     pub max_add: usize,
+    /// No extension of the Poisson terms outside pyhf's domain.
+    pub strict_domain: bool,
     /// Largest scratch of the local-block factors (sum of squared block sizes).
     pub n_dfac: usize,
     /// The permutation and blocks.
@@ -185,6 +187,7 @@ impl DeviceModel {
             n_jac: st.bin_pars.len(),
             max_mult,
             max_add,
+            strict_domain: m.strict_domain,
             n_dfac,
             layout: lay,
             u32_tables,

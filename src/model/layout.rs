@@ -159,6 +159,34 @@ impl HessianLayout {
         s
     }
 
+    /// `y = H x` for a block Hessian and `x`, `y` in the new (permuted) order.
+    pub fn matvec(&self, hb: &[f64], x: &[f64], y: &mut [f64]) {
+        let (n, g) = (self.n, self.n_global);
+        y[..n].fill(0.0);
+        for i in 0..g {
+            let row = &hb[i * n..i * n + i + 1];
+            let xi = x[i];
+            let mut acc = 0.0;
+            for j in 0..i {
+                acc += row[j] * x[j];
+                y[j] += row[j] * xi;
+            }
+            y[i] += acc + row[i] * xi;
+        }
+        for &(s, e) in &self.blocks {
+            for i in s..e {
+                let row = &hb[i * n..i * n + i + 1];
+                let xi = x[i];
+                let mut acc = 0.0;
+                for j in (0..g).chain(s..i) {
+                    acc += row[j] * x[j];
+                    y[j] += row[j] * xi;
+                }
+                y[i] += acc + row[i] * xi;
+            }
+        }
+    }
+
     /// Whether `(a, b)` (original indices) is a structural entry.
     pub fn is_structural(&self, a: usize, b: usize) -> bool {
         let (i, j) = (self.inv[a].max(self.inv[b]), self.inv[a].min(self.inv[b]));
@@ -211,6 +239,15 @@ mod tests {
             .map(|a| (0..n).map(|b| full[a * n + b] * x[a] * x[b]).sum::<f64>())
             .sum();
         assert!((l.quad_form(&hb, &x) - direct).abs() < 1e-12);
+        // the product in the new order against the dense one
+        let xn: Vec<f64> = (0..n).map(|k| x[l.perm[k]]).collect();
+        let mut y = vec![f64::NAN; n];
+        l.matvec(&hb, &xn, &mut y);
+        for k in 0..n {
+            let a = l.perm[k];
+            let d: f64 = (0..n).map(|b| full[a * n + b] * x[b]).sum();
+            assert!((y[k] - d).abs() < 1e-12, "row {k}: {} vs {d}", y[k]);
+        }
         // locals of different blocks do not couple
         assert_eq!(full[n + 3], 0.0);
     }

@@ -199,6 +199,66 @@ impl Scratch {
     }
 }
 
+/// Expected rate below which a bin with data (`n > 0`) uses the extension of
+/// its Poisson term (events).
+pub const RATE_FLOOR: f64 = 1e-6;
+
+/// Width (events) of the quadratic penalty on a negative expected rate in a
+/// bin without data (`n = 0`).
+pub const EMPTY_BIN_WIDTH: f64 = 1e-3;
+
+/// One main bin's term of twice_nll (without the data constant) and its first
+/// and second derivatives with respect to the expected rate `nu`:
+/// `(t, dt/dnu, d2t/dnu2)`.
+///
+/// Inside the Poisson domain this is `2 (nu - n ln nu)` (`2 nu` for `n = 0`).
+/// Outside it, unless `strict`, the term is extended so that fits can cross or
+/// sit on the edge of the domain with a consistent gradient and Hessian:
+///
+/// - `n > 0` and `nu < RATE_FLOOR`: the second-order Taylor expansion of the
+///   Poisson term at `RATE_FLOOR` (continuous with two derivatives, convex,
+///   decreasing towards the floor, so fits are pushed back into the domain);
+/// - `n = 0` and `nu < 0`: `2 nu + (nu / EMPTY_BIN_WIDTH)^2` (continuous with
+///   one derivative at 0; bounded below where pyhf's `2 nu` is not).
+///
+/// With `strict` (or `nu` not finite) the term is `+inf` outside the domain.
+#[inline]
+pub fn bin_term(n: f64, nu: f64, strict: bool) -> (f64, f64, f64) {
+    if n > 0.0 {
+        if nu >= RATE_FLOOR || (strict && nu > 0.0) {
+            return (2.0 * (nu - n * nu.ln()), 2.0 * (1.0 - n / nu), 2.0 * n / (nu * nu));
+        }
+        if strict || !nu.is_finite() {
+            return (f64::INFINITY, 0.0, 0.0);
+        }
+        let e = RATE_FLOOR;
+        let d = nu - e;
+        let c = n / (e * e);
+        let g = 2.0 * (1.0 - n / e);
+        (2.0 * (e - n * e.ln()) + g * d + c * d * d, g + 2.0 * c * d, 2.0 * c)
+    } else {
+        if nu >= 0.0 {
+            return (2.0 * nu, 2.0, 0.0);
+        }
+        if strict || !nu.is_finite() {
+            return (f64::INFINITY, 0.0, 0.0);
+        }
+        let k = 1.0 / (EMPTY_BIN_WIDTH * EMPTY_BIN_WIDTH);
+        (2.0 * nu + k * nu * nu, 2.0 + 2.0 * k * nu, 2.0 * k)
+    }
+}
+
+/// The expected-information weight of one main bin for scoring steps: `2 / nu`
+/// inside the domain, the extension's exact curvature `w2` outside it.
+#[inline]
+pub fn fisher_weight(n: f64, nu: f64, w2: f64) -> f64 {
+    if (n > 0.0 && nu >= RATE_FLOOR) || (n <= 0.0 && nu >= 0.0) {
+        if nu > 0.0 { 2.0 / nu } else { 0.0 }
+    } else {
+        w2
+    }
+}
+
 impl HistFactoryModel {
     /// Expected rate of every sample-bin at `theta`.
     pub fn expected_sample_bins(&self, theta: &[f64]) -> Vec<f64> {
@@ -390,29 +450,19 @@ impl HistFactoryModel {
             s.nu[sb.bin as usize] += f * a;
         }
 
-        // 3. main term and per-bin weights
+        // 3. main term and per-bin weights (outside the Poisson domain: the
+        // extension of [`bin_term`], unless the model is strict)
         let mut val = data.constant;
         let mut bad = false;
         for b in 0..self.n_main {
-            let n = data.main[b];
-            let nu = s.nu[b];
-            if n > 0.0 {
-                if !(nu > 0.0) {
-                    bad = true;
-                    break;
-                }
-                val += 2.0 * (nu - n * nu.ln());
-                s.w1[b] = 2.0 * (1.0 - n / nu);
-                s.w2[b] = 2.0 * n / (nu * nu);
-            } else {
-                if !(nu >= 0.0) {
-                    bad = true;
-                    break;
-                }
-                val += 2.0 * nu;
-                s.w1[b] = 2.0;
-                s.w2[b] = 0.0;
+            let (t, w1, w2) = bin_term(data.main[b], s.nu[b], self.strict_domain);
+            if !t.is_finite() {
+                bad = true;
+                break;
             }
+            val += t;
+            s.w1[b] = w1;
+            s.w2[b] = w2;
         }
         // 4. constraints (value)
         for &(i, a, c) in &st.constrained {
@@ -446,8 +496,7 @@ impl HistFactoryModel {
         }
         if fisher {
             for b in 0..self.n_main {
-                let nu = s.nu[b];
-                s.w2[b] = if nu > 0.0 { 2.0 / nu } else { 0.0 };
+                s.w2[b] = fisher_weight(data.main[b], s.nu[b], s.w2[b]);
             }
         }
         let pairs = need_h && !fisher;
