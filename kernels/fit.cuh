@@ -56,6 +56,26 @@ GF_HD double gf_noise(double f, double mag) { return 1e-13 * fmax(fmax(fabs(f), 
 
 GF_HD double gf_raise(double lambda) { return lambda == 0.0 ? 1e-4 : lambda * 10.0; }
 
+// The scoring runs of src/fit/newton.rs: consecutive iterations with an
+// indefinite exact Hessian after which steps use the expected information,
+// and the stagnation test (iterations, gain, largest edm of the expected
+// information) that ends such a run at a minimum.
+#define GF_NOT_PD_RUN 8u
+#define GF_STAGNANT_ITERS 10u
+#define GF_STAGNANT_GAIN 1e-7
+#define GF_EDM_STAGNANT 1e-4
+
+// newton.rs `stagnant`: twice_nll fell by less than GF_STAGNANT_GAIN over the
+// last GF_STAGNANT_ITERS iterations (checked once per such window).
+GF_HD bool gf_stagnant(const GfParams& p, u64 t, double f) {
+    u32 it0 = p.mb_win_iter[t];
+    double f0 = p.mb_win_f[t];
+    if (p.mb_iter[t] < it0 + GF_STAGNANT_ITERS) return false;
+    p.mb_win_iter[t] = p.mb_iter[t];
+    p.mb_win_f[t] = f;
+    return f0 - f < GF_STAGNANT_GAIN;
+}
+
 // Reset member t to the start of a fit from x (already clamped into the bounds).
 GF_HD void gf_reset_member(const GfParams& p, u64 t) {
     p.mb_f[t] = GF_NAN;
@@ -66,6 +86,9 @@ GF_HD void gf_reset_member(const GfParams& p, u64 t) {
     p.mb_evals[t] = 0;
     p.mb_status[t] = GF_MAX_ITERATIONS;
     p.mb_flags[t] = GF_F_FAR;
+    p.mb_npd[t] = 0;
+    p.mb_win_iter[t] = 0;
+    p.mb_win_f[t] = GF_INF;
 }
 
 // Start member t at its specification's initial values.
@@ -174,17 +197,43 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         gf_finish(p, m, s);
         return;
     }
+    if (exact_pd)
+        p.mb_npd[t] = 0;
+    else
+        p.mb_npd[t] += 1;
     p.mb_iter[t] += 1;
     // the step matrix: exact Hessian where positive definite; far from the
-    // minimum the expected information (scoring); near it, the damped exact Hessian
+    // minimum the expected information (scoring); near it, the damped exact
+    // Hessian, unless it has been indefinite for a run of iterations (then
+    // scoring again, with damping)
     double lambda = exact_pd ? 0.0 : p.mb_lambda[t];
     bool undamped_ready = exact_pd;
+    const bool scoring_run = p.robust != 0 && p.mb_npd[t] >= GF_NOT_PD_RUN;
     if (!exact_pd) {
-        if (p.mb_flags[t] & GF_F_FAR) {
+        const bool far = (p.mb_flags[t] & GF_F_FAR) != 0;
+        if (far || scoring_run) {
             gf_eval(p, m.x, m.data, s, GF_EVAL_FISHER, m.g, m.h);
             p.mb_evals[t] += 1;
             p.mb_flags[t] |= GF_F_HFISHER;
             lambda = 0.0;
+            if (scoring_run && !far && gf_stagnant(p, t, f) && gf_factor(p, sl, m.h, m.free_new, 0.0)) {
+                // no measurable progress where the exact Hessian stays indefinite:
+                // a minimum when the expected information sees none left to gain
+                gf_newton_step(p, m, sl, nf);
+                double acc = 0.0;
+                for (u32 k = 0; k < nf; k++) {
+                    u32 i = m.free_list[k];
+                    acc += m.g[i] * m.d[p.m_inv[i]];
+                }
+                double edm_f = -0.5 * acc;
+                if (edm_f >= 0.0 && edm_f < GF_EDM_STAGNANT) {
+                    p.mb_edm[t] = edm_f;
+                    p.mb_status[t] = GF_CONVERGED;
+                    gf_finish(p, m, s);
+                    return;
+                }
+                undamped_ready = true;
+            }
         } else {
             lambda = fmax(lambda, 1e-3);
         }

@@ -234,10 +234,11 @@ fn eval_matches_the_cpu_kernel_for_every_interpolation_code() {
 
 #[test]
 fn eval_reports_points_outside_the_domain() {
-    let m = load(
-        "examples/workspaces/two-channel.json",
-        &ModelOptions::default(),
-    );
+    let strict = ModelOptions {
+        strict_domain: true,
+        ..Default::default()
+    };
+    let m = load("examples/workspaces/two-channel.json", &strict);
     let gpu = Gpu::new(EmuBackend, &m).unwrap();
     let mut x = m.init().to_vec();
     // a negative normfactor makes the signal rate negative where there are data
@@ -246,6 +247,17 @@ fn eval_reports_points_outside_the_domain() {
     let out = gpu.eval_batch(&x, &[m.observed()], EvalMode::Grad).unwrap();
     assert_eq!(cpu, f64::INFINITY);
     assert_eq!(out.f[0], f64::INFINITY);
+    // without strict, both evaluate gradfit's extension of the Poisson terms there
+    let e = load(
+        "examples/workspaces/two-channel.json",
+        &ModelOptions::default(),
+    );
+    let ge = Gpu::new(EmuBackend, &e).unwrap();
+    let cpu = e.twice_nll_grad(&x, e.observed());
+    let out = ge.eval_batch(&x, &[e.observed()], EvalMode::Grad).unwrap();
+    assert!(cpu.0.is_finite());
+    assert!(rel_dev(&[out.f[0]], &[cpu.0]) < 1e-12);
+    assert!(rel_dev(&out.grad.unwrap(), &cpu.1) < 1e-12);
     // bad shapes are errors, not panics
     assert!(
         gpu.eval_batch(&x[..3], &[m.observed()], EvalMode::Value)
@@ -319,10 +331,11 @@ fn fits_match_the_cpu_minimiser() {
 
 #[test]
 fn fits_with_failures_and_limits_match() {
-    let m = load(
-        "examples/workspaces/two-channel.json",
-        &ModelOptions::default(),
-    );
+    let strict = ModelOptions {
+        strict_domain: true,
+        ..Default::default()
+    };
+    let m = load("examples/workspaces/two-channel.json", &strict);
     let gpu = Gpu::new(EmuBackend, &m).unwrap();
     let poi = m.poi().unwrap();
     let all_fixed = FitSpec {

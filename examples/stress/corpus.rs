@@ -100,9 +100,9 @@ fn compile(ws: &Value, name: &str, opts: &ModelOptions) -> HistFactoryModel {
 
 /// Stream for corpus draws: `what` names the quantity, `k` its instance.
 fn stream(name: &str, what: u32, k: u32) -> Stream {
-    let seed = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     Stream::new(seed, k, 7, what)
 }
 
@@ -247,21 +247,28 @@ pub fn run(c: &Corpus, opts: &FitOptions) -> Vec<FitResult> {
         let idx: Vec<usize> = (0..c.cases.len())
             .filter(|&k| c.cases[k].variant == vi)
             .collect();
-        let data: Vec<&Dataset> = idx.iter().map(|&k| &c.datasets[c.cases[k].data].2).collect();
+        let data: Vec<&Dataset> = idx
+            .iter()
+            .map(|&k| &c.datasets[c.cases[k].data].2)
+            .collect();
         let specs: Vec<FitSpec> = idx.iter().map(|&k| c.cases[k].spec.clone()).collect();
         let r = fit::fit_batch(&v.model, &data, &specs, opts);
         for (k, r) in idx.into_iter().zip(r) {
             out[k] = Some(r);
         }
     }
-    out.into_iter().map(|r| r.expect("every case fitted")).collect()
+    out.into_iter()
+        .map(|r| r.expect("every case fitted"))
+        .collect()
 }
 
 /// Shared workspace `name` with its signal patch, as JSON.
 pub fn shared_workspace(dir: &std::path::Path, name: &str) -> Value {
     let read = |p: std::path::PathBuf| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        serde_json::from_str(
+            &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
     let mut ws = read(dir.join("workspaces").join(format!("{name}.json")));
     let patch = dir
@@ -292,7 +299,9 @@ pub fn dump(c: &Corpus, r: &[FitResult]) -> Value {
     let variants: Vec<Value> = c
         .variants
         .iter()
-        .map(|v| json!({"label": v.label, "workspace": v.workspace, "par_names": v.model.par_names}))
+        .map(
+            |v| json!({"label": v.label, "workspace": v.workspace, "par_names": v.model.par_names}),
+        )
         .collect();
     let datasets: Vec<Value> = c
         .datasets

@@ -105,12 +105,21 @@ fn main() {
                     case.id, res.status, res.iterations, res.twice_nll, res.edm
                 );
             }
-            if let Some(rf) = refs.as_ref().and_then(|v| v["cases"][case.key()]["twice_nll"].as_f64())
+            if let Some(rf) = refs
+                .as_ref()
+                .and_then(|v| v["cases"][case.key()]["twice_nll"].as_f64())
             {
                 n_ref += 1;
-                let d = if res.converged { (res.twice_nll - rf).abs() } else { f64::INFINITY };
+                let d = if res.converged {
+                    (res.twice_nll - rf).abs()
+                } else {
+                    f64::INFINITY
+                };
                 if d > 1e-4 {
-                    eprintln!("  {}: {} vs reference {rf} ({:?})", case.id, res.twice_nll, res.status);
+                    eprintln!(
+                        "  {}: {} vs reference {rf} ({:?})",
+                        case.id, res.twice_nll, res.status
+                    );
                 }
                 worst_ref = worst_ref.max(d);
             }
@@ -121,7 +130,11 @@ fn main() {
             "{name}: {n} fits in {dt:.2} s, {ok} converged ({:.2}% not), {trust} used the trust region; \
              statuses {count:?}; largest distance to the best minimum of a problem {worst:.2e}{}",
             100.0 * (n - ok) as f64 / n as f64,
-            if n_ref > 0 { format!("; {n_ref} compared with references, largest difference {worst_ref:.2e}") } else { String::new() }
+            if n_ref > 0 {
+                format!("; {n_ref} compared with references, largest difference {worst_ref:.2e}")
+            } else {
+                String::new()
+            }
         );
         *totals.entry("fits").or_default() += n;
         *totals.entry("converged").or_default() += ok;
@@ -138,7 +151,12 @@ fn main() {
 }
 
 /// Print the parameters that differ most between a fit and the best fit of its problem.
-fn show(c: &corpus::Corpus, r: &[gradfit::fit::FitResult], case: &corpus::Case, res: &gradfit::fit::FitResult) {
+fn show(
+    c: &corpus::Corpus,
+    r: &[gradfit::fit::FitResult],
+    case: &corpus::Case,
+    res: &gradfit::fit::FitResult,
+) {
     let (k, b) = c
         .cases
         .iter()
@@ -147,15 +165,31 @@ fn show(c: &corpus::Corpus, r: &[gradfit::fit::FitResult], case: &corpus::Case, 
         .min_by(|a, b| a.1.twice_nll.total_cmp(&b.1.twice_nll))
         .unwrap();
     let m = &c.variants[case.variant].model;
-    let mut d: Vec<(f64, usize)> = (0..res.x.len()).map(|i| ((res.x[i] - b.x[i]).abs(), i)).collect();
+    let mut d: Vec<(f64, usize)> = (0..res.x.len())
+        .map(|i| ((res.x[i] - b.x[i]).abs(), i))
+        .collect();
     d.sort_by(|a, b| b.0.total_cmp(&a.0));
-    eprintln!("    best: {} ({}), iterations {} vs {}", k.id, b.twice_nll, res.iterations, b.iterations);
+    eprintln!(
+        "    best: {} ({}), iterations {} vs {}",
+        k.id, b.twice_nll, res.iterations, b.iterations
+    );
     let d0 = &c.datasets[case.data].2;
-    eprintln!("    domain at best: {:?}; at this fit: {:?}", m.domain_issue(&b.x, d0), m.domain_issue(&res.x, d0));
+    eprintln!(
+        "    domain at best: {:?}; at this fit: {:?}",
+        m.domain_issue(&b.x, d0),
+        m.domain_issue(&res.x, d0)
+    );
     let mut strict = m.clone();
     strict.strict_domain = true;
-    eprintln!("    strict twice_nll at best {} at this fit {}", strict.twice_nll(&b.x, d0), strict.twice_nll(&res.x, d0));
+    eprintln!(
+        "    strict twice_nll at best {} at this fit {}",
+        strict.twice_nll(&b.x, d0),
+        strict.twice_nll(&res.x, d0)
+    );
     for &(_, i) in d.iter().take(8) {
-        eprintln!("    {:40} {:12.6} vs best {:12.6} bounds {:?} start {:.4}", m.par_names[i], res.x[i], b.x[i], m.bounds[i], case.spec.init[i]);
+        eprintln!(
+            "    {:40} {:12.6} vs best {:12.6} bounds {:?} start {:.4}",
+            m.par_names[i], res.x[i], b.x[i], m.bounds[i], case.spec.init[i]
+        );
     }
 }

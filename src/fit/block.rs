@@ -1,4 +1,4 @@
-//! Solves with a block Hessian (see [`HessianLayout`]) by the Schur complement
+//! Solves with a packed block Hessian (see [`HessianLayout`]) by the Schur complement
 //! on the global parameters:
 //!
 //! ```text
@@ -18,7 +18,6 @@ use crate::model::HessianLayout;
 
 /// Reusable factorisation of the free part of a block Hessian.
 pub struct BlockSolver {
-    n: usize,
     gfree: Vec<usize>,
     lfree: Vec<usize>,
     blk: Vec<(usize, usize)>,
@@ -87,7 +86,6 @@ impl BlockSolver {
     /// Buffers for a layout.
     pub fn new(layout: &HessianLayout) -> Self {
         BlockSolver {
-            n: layout.n,
             gfree: Vec::with_capacity(layout.n_global),
             lfree: Vec::new(),
             blk: Vec::new(),
@@ -140,7 +138,6 @@ impl BlockSolver {
     /// with damping `lambda`; false when it is not positive definite.
     pub fn factor(&mut self, lay: &HessianLayout, hb: &[f64], free: &[bool], lambda: f64) -> bool {
         self.prepare(lay, free);
-        let n = self.n;
         let gf = self.gfree.len();
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let l = end - start;
@@ -149,12 +146,12 @@ impl BlockSolver {
             if l == 1 {
                 // the common case: one local parameter in the bin
                 let i = self.lfree[start];
-                let d = damp(hb[i * n + i], lambda);
+                let d = damp(hb[lay.pos(i, i)], lambda);
                 if !(d > 0.0) || !d.is_finite() {
                     return false;
                 }
                 self.dfac[d0] = d.sqrt();
-                let row = &hb[i * n..i * n + lay.n_global];
+                let row = &hb[lay.row_off[i]..lay.row_off[i] + lay.n_global];
                 for (c, &g) in self.gfree.iter().enumerate() {
                     self.w[w0 + c] = row[g] / d;
                 }
@@ -164,9 +161,9 @@ impl BlockSolver {
                 let ia = self.lfree[start + a];
                 for b in 0..l {
                     self.dfac[d0 + a * l + b] = if b < a {
-                        hb[ia * n + self.lfree[start + b]]
+                        hb[lay.pos(ia, self.lfree[start + b])]
                     } else if b == a {
-                        damp(hb[ia * n + ia], lambda)
+                        damp(hb[lay.pos(ia, ia)], lambda)
                     } else {
                         0.0
                     };
@@ -180,7 +177,7 @@ impl BlockSolver {
                 let gc = self.gfree[c];
                 let col = &mut self.y[..l];
                 for a in 0..l {
-                    col[a] = hb[self.lfree[start + a] * n + gc];
+                    col[a] = hb[lay.row_off[self.lfree[start + a]] + gc];
                 }
                 small_solve(&self.dfac[d0..d0 + l * l], l, col);
                 for a in 0..l {
@@ -193,16 +190,16 @@ impl BlockSolver {
         }
         // Schur complement on the free globals (lower triangle)
         for a in 0..gf {
-            let ga = self.gfree[a];
+            let ga = lay.row_off[self.gfree[a]];
             for c in 0..=a {
-                let v = hb[ga * n + self.gfree[c]];
+                let v = hb[ga + self.gfree[c]];
                 self.s[a * gf + c] = if a == c { damp(v, lambda) } else { v };
             }
         }
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let w0 = self.woff[bi];
             for k in 0..end - start {
-                let row = self.lfree[start + k] * n;
+                let row = lay.row_off[self.lfree[start + k]];
                 let wk = &self.w[w0 + k * gf..w0 + (k + 1) * gf];
                 for a in 0..gf {
                     let ca = hb[row + self.gfree[a]];
@@ -222,8 +219,7 @@ impl BlockSolver {
 
     /// Solve with the last factorisation; `r` (new index order, length n) holds
     /// the right-hand side on the free entries and receives the solution there.
-    pub fn solve(&mut self, hb: &[f64], r: &mut [f64]) {
-        let n = self.n;
+    pub fn solve(&mut self, lay: &HessianLayout, hb: &[f64], r: &mut [f64]) {
         let gf = self.gfree.len();
         // y_b = D_b^-1 r_b
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
@@ -246,7 +242,7 @@ impl BlockSolver {
             self.rg.extend(self.gfree.iter().map(|&g| r[g]));
             for &(start, end) in &self.blk {
                 for k in start..end {
-                    let row = self.lfree[k] * n;
+                    let row = lay.row_off[self.lfree[k]];
                     let yk = self.y[k];
                     if yk == 0.0 {
                         continue;
@@ -302,8 +298,8 @@ mod tests {
             put(3, l, -0.2 + 0.05 * l as f64);
         }
         assert!(lay.is_structural(1, 2) && !lay.is_structural(1, 4));
-        let mut hb = vec![0.0; n * n];
-        lay.for_each_entry(|i, j| hb[i * n + j] = full[lay.perm[i] * n + lay.perm[j]]);
+        let mut hb = vec![0.0; lay.n_packed];
+        lay.pack(&full, &mut hb);
         let free_old = [true, true, true, true, false, true];
         let mut free = vec![false; n];
         for (i, f) in free_old.iter().enumerate() {
@@ -317,7 +313,7 @@ mod tests {
             for i in 0..n {
                 r[lay.inv[i]] = rhs_old[i];
             }
-            solver.solve(&hb, &mut r);
+            solver.solve(&lay, &hb, &mut r);
             // check (H_ff + damping) x = rhs on the free set
             let fidx: Vec<usize> = (0..n).filter(|&i| free_old[i]).collect();
             for &a in &fidx {
@@ -336,7 +332,7 @@ mod tests {
         }
         // an indefinite matrix is reported
         let mut bad = hb.clone();
-        bad[lay.inv[5] * n + lay.inv[5]] = -1.0;
+        bad[lay.pos(lay.inv[5], lay.inv[5])] = -1.0;
         assert!(!solver.factor(&lay, &bad, &free, 0.0));
     }
 }

@@ -292,7 +292,7 @@ impl Member {
 struct Work<S> {
     s: S,
     g: Vec<f64>,
-    /// Block Hessian (see `HessianLayout`).
+    /// Packed block Hessian (see `HessianLayout`).
     h: Vec<f64>,
     solver: BlockSolver,
     /// Free parameters (original indices) of the current iteration.
@@ -314,7 +314,7 @@ impl<S> Work<S> {
         Work {
             s,
             g: vec![0.0; p],
-            h: vec![0.0; p * p],
+            h: vec![0.0; layout.n_packed],
             solver: BlockSolver::new(layout),
             free: Vec::with_capacity(p),
             free_new: vec![false; p],
@@ -457,4 +457,3 @@ fn fit_chunk<L: Likelihood>(
         })
         .collect()
 }
-

@@ -140,8 +140,8 @@ pub(super) fn iterate<L: Likelihood>(
             let neg: Vec<(usize, f64, f64)> = w
                 .free
                 .iter()
-                .filter(|&&i| w.h[lay.inv[i] * p + lay.inv[i]] <= 0.0)
-                .map(|&i| (i, w.h[lay.inv[i] * p + lay.inv[i]], m.x[i]))
+                .filter(|&&i| w.h[lay.pos(lay.inv[i], lay.inv[i])] <= 0.0)
+                .map(|&i| (i, w.h[lay.pos(lay.inv[i], lay.inv[i])], m.x[i]))
                 .collect();
             eprintln!("  not PD; non-positive diagonal: {neg:?}");
         }
@@ -171,7 +171,10 @@ pub(super) fn iterate<L: Likelihood>(
             m.evals += 1;
             w.h_is_fisher = true;
             lambda = 0.0;
-            if scoring_run && !m.far && stagnant(m, f) && w.solver.factor(lay, &w.h, &w.free_new, 0.0)
+            if scoring_run
+                && !m.far
+                && stagnant(m, f)
+                && w.solver.factor(lay, &w.h, &w.free_new, 0.0)
             {
                 // No measurable progress for a while where the exact Hessian stays
                 // indefinite (at the edge of the likelihood's domain, or at a
@@ -179,8 +182,7 @@ pub(super) fn iterate<L: Likelihood>(
                 // minimum when the expected information sees none left to gain.
                 newton_step(lay, w);
                 let edm_f = -0.5
-                    * w
-                        .free
+                    * w.free
                         .iter()
                         .map(|&i| w.g[i] * w.d[lay.inv[i]])
                         .sum::<f64>();
@@ -304,7 +306,7 @@ pub(super) fn newton_step<S>(lay: &HessianLayout, w: &mut Work<S>) {
     for &i in &w.free {
         w.d[lay.inv[i]] = -w.g[i];
     }
-    w.solver.solve(&w.h, &mut w.d);
+    w.solver.solve(lay, &w.h, &mut w.d);
 }
 
 /// Finish a member: covariance from the exact Hessian at `m.x` (already in `w`

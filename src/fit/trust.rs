@@ -146,7 +146,11 @@ fn steihaug(lay: &HessianLayout, h: &[f64], c: &mut CgWork, radius: f64) -> bool
         c.s.fill(0.0);
         for k in 0..n {
             c.r[k] = if c.act[k] { c.g[k] } else { 0.0 };
-            c.z[k] = if c.act[k] { c.r[k] / (c.d[k] * c.d[k]) } else { 0.0 };
+            c.z[k] = if c.act[k] {
+                c.r[k] / (c.d[k] * c.d[k])
+            } else {
+                0.0
+            };
             c.p[k] = -c.z[k];
         }
         let mut rz = dot(&c.r, &c.z);
@@ -194,7 +198,11 @@ fn steihaug(lay: &HessianLayout, h: &[f64], c: &mut CgWork, radius: f64) -> bool
                 c.r[k] += alpha * c.hp[k];
             }
             for k in 0..n {
-                c.z[k] = if c.act[k] { c.r[k] / (c.d[k] * c.d[k]) } else { 0.0 };
+                c.z[k] = if c.act[k] {
+                    c.r[k] / (c.d[k] * c.d[k])
+                } else {
+                    0.0
+                };
             }
             let rz_new = dot(&c.r, &c.z);
             if !(rz_new.sqrt() > stop) {
@@ -303,7 +311,7 @@ pub(super) fn iterate<L: Likelihood>(
     let mut dmax: f64 = 0.0;
     for &i in &w.free {
         let k = lay.inv[i];
-        let hii = w.h[k * p + k].abs();
+        let hii = w.h[lay.pos(k, k)].abs();
         m.scale[i] = hii.sqrt();
         dmax = dmax.max(m.scale[i]);
     }

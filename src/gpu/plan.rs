@@ -227,11 +227,11 @@ impl DeviceModel {
         }
     }
 
-    /// The packed form of a CPU block Hessian (`n x n` buffer, see [`HessianLayout`]).
+    /// The device's packed form of a CPU block Hessian (see [`HessianLayout`];
+    /// the two formats are the same, this checks it entry by entry).
     pub fn pack(&self, hb: &[f64]) -> Vec<f64> {
-        let n = self.n_pars;
         let mut out = vec![0.0; self.n_hess];
-        self.for_each_packed(|r, c, k| out[k] = hb[r * n + c]);
+        self.for_each_packed(|r, c, k| out[k] = hb[self.layout.pos(r, c)]);
         out
     }
 
