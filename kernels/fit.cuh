@@ -11,6 +11,7 @@
 #define GF_MAX_ITERATIONS 2u
 #define GF_NON_FINITE_START 3u
 #define GF_STALLED 4u
+#define GF_OUTSIDE_DOMAIN 5u
 
 // Member flags.
 #define GF_F_DONE 1u
@@ -19,6 +20,7 @@
 #define GF_F_UNVERIFIED 8u
 #define GF_F_CHECKED 16u
 #define GF_F_HFISHER 32u
+#define GF_F_OUTSIDE 64u
 
 struct GfMember {
     u64 t;
@@ -55,6 +57,15 @@ GF_HD GfMember gf_member(const GfParams& p, u64 t) {
 GF_HD double gf_noise(double f, double mag) { return 1e-13 * fmax(fmax(fabs(f), mag), 1.0); }
 
 GF_HD double gf_raise(double lambda) { return lambda == 0.0 ? 1e-4 : lambda * 10.0; }
+
+// Rejected trials: the step fraction shrinks by parabolic interpolation down to
+// GF_T_MIN before the damping grows (newton.rs `shorten`).
+#define GF_T_MIN 0.1
+GF_HD double gf_shorten(double t, double gs, double actual) {
+    double c = -actual - gs;
+    double tau = (c > 0.0 && gf_finite(c)) ? -gs * t / (2.0 * c) : 0.0;
+    return fmin(fmax(tau, 0.05 * t), 0.5 * t);
+}
 
 // The scoring runs of src/fit/newton.rs: consecutive iterations with an
 // indefinite exact Hessian after which steps use the expected information,
@@ -113,6 +124,7 @@ GF_HD void gf_newton_step(const GfParams& p, const GfMember& m, const GfSolver& 
 GF_HD void gf_finish(const GfParams& p, const GfMember& m, const GfScratch& s) {
     u64 t = m.t;
     p.mb_flags[t] |= GF_F_DONE;
+    if (p.mb_status[t] == GF_CONVERGED && (p.mb_flags[t] & GF_F_OUTSIDE)) p.mb_status[t] = GF_OUTSIDE_DOMAIN;
     if (!p.want_hess || !gf_finite(p.mb_f[t])) return;
     if (p.mb_flags[t] & GF_F_HFISHER) {
         gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
@@ -133,7 +145,8 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
 
     double f = gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
     p.mb_evals[t] += 1;
-    flags &= ~GF_F_HFISHER;
+    flags &= ~(GF_F_HFISHER | GF_F_OUTSIDE);
+    if (gf_outside_domain(p, m.data, s)) flags |= GF_F_OUTSIDE;
     if (flags & GF_F_UNVERIFIED) {
         flags &= ~GF_F_UNVERIFIED;
         double fprev = p.mb_fprev[t];
@@ -327,8 +340,8 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
             p.mb_flags[t] |= GF_F_STOP;
             return;
         }
-        if (tstep > 0.1) {
-            tstep *= 0.5;
+        if (tstep > GF_T_MIN) {
+            tstep = gf_shorten(tstep, gs, actual);
         } else {
             lambda = gf_raise(lambda);
             undamped_ready = false;

@@ -233,6 +233,15 @@ GF_HD double gf_fisher_weight(double n, double nu, double w2) {
     return w2;
 }
 
+// Whether the rates of the last evaluation put a bin with data below the
+// floor of its extension (kernel.rs `outside_domain`).
+GF_HD bool gf_outside_domain(const GfParams& p, const GfData& data, const GfScratch& s) {
+    if (p.strict_domain) return false;
+    for (u32 b = 0; b < (u32)p.n_main; b++)
+        if (data.main[b] > 0.0 && !(s.nu[b] >= GF_RATE_FLOOR)) return true;
+    return false;
+}
+
 // twice_nll at theta on data. mode: GF_EVAL_VALUE, _GRAD (gradient),
 // _HESS (gradient and exact Hessian), _FISHER (gradient and expected
 // information). Returns +inf outside the model's domain (then gradient and

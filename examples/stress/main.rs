@@ -90,6 +90,12 @@ fn main() {
         for (case, res) in c.cases.iter().zip(&r) {
             *count.entry(format!("{:?}", res.status)).or_default() += 1;
             trust += usize::from(res.trust_iterations > 0);
+            if res.trust_iterations > 0 && std::env::var_os("STRESS_SHOW").is_some() {
+                eprintln!(
+                    "  {}: trust region for {} of {} iterations, {:?}",
+                    case.id, res.trust_iterations, res.iterations, res.status
+                );
+            }
             if res.converged {
                 let d = res.twice_nll - best[case.key()];
                 if d > 1e-4 {

@@ -113,6 +113,10 @@ pub enum FitStatus {
     NonFiniteStart,
     /// No step decreases twice_nll any more while edm is still large.
     Stalled,
+    /// The minimum found lies outside the likelihood's domain (an expected
+    /// rate in a bin with data is not positive there: only the extension of
+    /// the Poisson term is minimised, see docs/robustness.md).
+    OutsideDomain,
 }
 
 impl FitStatus {
@@ -131,6 +135,10 @@ impl FitStatus {
                 "likelihood not finite at the start point (an expected rate is not positive)"
             }
             FitStatus::Stalled => "no decreasing step found while edm is still above tolerance",
+            FitStatus::OutsideDomain => {
+                "the minimum found is outside the likelihood's domain (an expected rate in a bin \
+                 with data is not positive there)"
+            }
         }
     }
 }
@@ -251,6 +259,8 @@ struct Member {
     not_pd_run: u32,
     /// Iteration and twice_nll at the start of the current progress window.
     window: (usize, f64),
+    /// The current point is outside the likelihood's domain in a bin with data.
+    outside: bool,
 }
 
 impl Member {
@@ -285,6 +295,7 @@ impl Member {
             trust_iter: 0,
             not_pd_run: 0,
             window: (0, f64::INFINITY),
+            outside: false,
         }
     }
 }

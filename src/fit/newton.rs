@@ -48,6 +48,25 @@ pub(super) fn trace() -> bool {
     *T.get_or_init(|| std::env::var_os("GRADFIT_TRACE").is_some())
 }
 
+/// Shortest step fraction tried along one direction before damping further.
+const T_MIN: f64 = 0.1;
+
+/// The step fraction after a rejected trial at `t` with slope term `gs`
+/// (`g . step`, negative) and actual decrease `actual` (twice_nll before minus
+/// after): the minimum of the parabola through the start value, the slope and
+/// the trial value, kept within [0.05 t, 0.5 t] (0.05 t where the trial value is
+/// not finite or the parabola has no minimum).
+pub(super) fn shorten(t: f64, gs: f64, actual: f64) -> f64 {
+    // parabola phi(tau) = f + (gs / t) tau + c (tau / t)^2 with c = -actual - gs
+    let c = -actual - gs;
+    let tau = if c > 0.0 && c.is_finite() {
+        -gs * t / (2.0 * c)
+    } else {
+        0.0
+    };
+    tau.clamp(0.05 * t, 0.5 * t)
+}
+
 /// Next damping value after a failure.
 fn raise(lambda: f64) -> f64 {
     if lambda == 0.0 { 1e-4 } else { lambda * 10.0 }
@@ -67,6 +86,7 @@ pub(super) fn iterate<L: Likelihood>(
     let mag = model.magnitude(data);
     let f = model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
     m.evals += 1;
+    m.outside = model.outside_domain(&w.s, data);
     w.h_is_fisher = false;
     if m.unverified {
         m.unverified = false;
@@ -282,8 +302,8 @@ pub(super) fn iterate<L: Likelihood>(
             m.stop = true;
             return;
         }
-        if t > 0.1 {
-            t *= 0.5;
+        if t > T_MIN {
+            t = shorten(t, gs, actual);
         } else {
             lambda = raise(lambda);
             undamped_ready = false;
@@ -320,6 +340,9 @@ pub(super) fn finish<L: Likelihood>(
     w: &mut Work<L::Scratch>,
 ) {
     m.done = true;
+    if m.status == FitStatus::Converged && m.outside {
+        m.status = FitStatus::OutsideDomain;
+    }
     if !opts.covariance || !m.f.is_finite() {
         return;
     }

@@ -233,6 +233,7 @@ pub(super) fn iterate<L: Likelihood>(
     let mag = model.magnitude(data);
     let f = model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
     m.evals += 1;
+    m.outside = model.outside_domain(&w.s, data);
     w.h_is_fisher = false;
     if !f.is_finite() {
         m.f = f;

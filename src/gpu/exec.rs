@@ -410,6 +410,7 @@ fn status_of(code: u32) -> Result<FitStatus> {
         2 => FitStatus::MaxIterations,
         3 => FitStatus::NonFiniteStart,
         4 => FitStatus::Stalled,
+        5 => FitStatus::OutsideDomain,
         other => {
             return Err(Error::Numerical(format!(
                 "GPU returned an unknown fit status {other}"

@@ -59,6 +59,13 @@ pub trait Likelihood: Send + Sync {
     fn magnitude(&self, _data: &Self::Data) -> f64 {
         0.0
     }
+    /// Whether the rates of the last evaluation with `scratch` leave the
+    /// likelihood's domain in a bin with data, where the model evaluates an
+    /// extension (a minimum found there is reported as
+    /// [`crate::fit::FitStatus::OutsideDomain`]). Default: never.
+    fn outside_domain(&self, _scratch: &Self::Scratch, _data: &Self::Data) -> bool {
+        false
+    }
     /// twice_nll with the Hessian in packed block form (`layout()`,
     /// `layout().n_packed` entries), or, with `fisher`, a positive
     /// semi-definite approximation of it (the expected information) for steps
@@ -137,6 +144,9 @@ impl Likelihood for HistFactoryModel {
     }
     fn magnitude(&self, data: &Dataset) -> f64 {
         data.constant.abs()
+    }
+    fn outside_domain(&self, scratch: &histfactory::Scratch, data: &Dataset) -> bool {
+        HistFactoryModel::outside_domain(self, scratch, data)
     }
     fn eval_block(
         &self,

@@ -269,7 +269,6 @@ pub fn fisher_weight(n: f64, nu: f64, w2: f64) -> f64 {
         w2
     }
 }
-
 impl HistFactoryModel {
     /// Expected rate of every sample-bin at `theta`.
     pub fn expected_sample_bins(&self, theta: &[f64]) -> Vec<f64> {
@@ -326,6 +325,18 @@ impl HistFactoryModel {
             }
         }
         None
+    }
+
+    /// Whether the rates of the last evaluation with `s` put a bin with data
+    /// below [`RATE_FLOOR`], where the extension of its Poisson term applies
+    /// (never for strict models, which are infinite there).
+    pub fn outside_domain(&self, s: &Scratch, data: &Dataset) -> bool {
+        !self.strict_domain
+            && data
+                .main
+                .iter()
+                .zip(&s.nu)
+                .any(|(&n, &nu)| n > 0.0 && !(nu >= RATE_FLOOR))
     }
 
     /// twice_nll at `theta` on `data`.
