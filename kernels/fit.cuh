@@ -280,9 +280,10 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         double noise = gf_noise(f, mag);
         // a full Newton step on a positive-definite Hessian that stays inside the
         // bounds is taken without evaluating twice_nll first; the next
-        // iteration's evaluation checks it (as the CPU minimiser does)
+        // iteration's evaluation checks it (as the CPU minimiser does; its predicted
+        // decrease is edm)
         u32 fl = p.mb_flags[t];
-        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && pred > 0.0) {
+        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm > 0.0) {
             bool inside = true;
             for (u32 k = 0; k < nf; k++) {
                 u32 i = m.free_list[k];
@@ -341,7 +342,7 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
             return;
         }
         if (tstep > GF_T_MIN) {
-            tstep = gf_shorten(tstep, gs, actual);
+            tstep = p.robust ? gf_shorten(tstep, gs, actual) : 0.5 * tstep;
         } else {
             lambda = gf_raise(lambda);
             undamped_ready = false;

@@ -49,9 +49,11 @@ pub struct FitOptions {
     pub covariance: bool,
     /// Members advanced together (bounds memory for large batches).
     pub chunk: usize,
-    /// Escalate to the trust-region strategy where the Newton iteration finds
-    /// no decreasing step (on by default; off reproduces the plain Newton
-    /// minimiser, which then reports such fits as stalled).
+    /// The robustness measures of docs/robustness.md: scoring runs where the
+    /// exact Hessian stays indefinite, parabolic backtracking, and the
+    /// trust-region strategy where no decreasing step is found (on by
+    /// default; off reproduces the plain Newton minimiser of gradfit 0.1,
+    /// which reports such fits as stalled).
     pub robust: bool,
 }
 

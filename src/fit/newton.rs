@@ -240,6 +240,35 @@ pub(super) fn iterate<L: Likelihood>(
             w.step[i] = m.x_trial[i] - m.x[i];
             gs += w.g[i] * w.step[i];
         }
+        // A full Newton step on a positive-definite Hessian that stays inside the
+        // bounds is taken without evaluating twice_nll first: the next
+        // iteration's evaluation checks it, and an uphill step is undone (after
+        // which every step of this fit is checked before it is taken). Its
+        // predicted decrease is edm (`-(g.d + d.H.d / 2)` with `H d = -g`), so
+        // the quadratic form is not needed.
+        if !m.checked
+            && exact_pd
+            && lambda == 0.0
+            && t == 1.0
+            && m.edm > 0.0
+            && w.free
+                .iter()
+                .all(|&i| m.x_trial[i] == m.x[i] + w.d[lay.inv[i]])
+        {
+            if trace() {
+                eprintln!(
+                    "iter {} f {:.12} edm {:.3e} lambda {:.1e} pred {:.3e} exact_pd {} far {}",
+                    m.iter, f, m.edm, lambda, m.edm, exact_pd, m.far
+                );
+            }
+            m.x_prev.clone_from(&m.x);
+            m.f_prev = f;
+            m.x.copy_from_slice(&m.x_trial);
+            m.unverified = true;
+            m.far = false;
+            m.lambda = 0.0;
+            return;
+        }
         let shs = lay.quad_form(&w.h, &w.step);
         let pred = -(gs + 0.5 * shs);
         if trace() {
@@ -249,25 +278,6 @@ pub(super) fn iterate<L: Likelihood>(
             );
         }
         let noise = f_noise(f, mag);
-        // A full Newton step on a positive-definite Hessian that stays inside the
-        // bounds is taken without evaluating twice_nll first: the next
-        // iteration's evaluation checks it, and an uphill step is undone (after
-        // which every step of this fit is checked before it is taken).
-        if !m.checked && exact_pd && lambda == 0.0 && t == 1.0 && pred > 0.0 {
-            let inside = w
-                .free
-                .iter()
-                .all(|&i| m.x_trial[i] == m.x[i] + w.d[lay.inv[i]]);
-            if inside {
-                m.x_prev.clone_from(&m.x);
-                m.f_prev = f;
-                m.x.copy_from_slice(&m.x_trial);
-                m.unverified = true;
-                m.far = false;
-                m.lambda = 0.0;
-                return;
-            }
-        }
         if !(pred > 0.0) {
             if pred.abs() <= noise && m.edm < 1e-6 {
                 m.status = FitStatus::Converged;
@@ -303,7 +313,11 @@ pub(super) fn iterate<L: Likelihood>(
             return;
         }
         if t > T_MIN {
-            t = shorten(t, gs, actual);
+            t = if opts.robust {
+                shorten(t, gs, actual)
+            } else {
+                0.5 * t
+            };
         } else {
             lambda = raise(lambda);
             undamped_ready = false;
