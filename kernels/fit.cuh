@@ -21,6 +21,7 @@
 #define GF_F_CHECKED 16u
 #define GF_F_HFISHER 32u
 #define GF_F_OUTSIDE 64u
+#define GF_F_LIGHT 128u
 
 struct GfMember {
     u64 t;
@@ -75,6 +76,8 @@ GF_HD double gf_shorten(double t, double gs, double actual) {
 #define GF_STAGNANT_ITERS 10u
 #define GF_STAGNANT_GAIN 1e-7
 #define GF_EDM_STAGNANT 1e-4
+// edm below which a Newton step is followed by a gradient-only check (newton.rs LIGHT_EDM)
+#define GF_LIGHT_EDM 1e-6
 
 // newton.rs `stagnant`: twice_nll fell by less than GF_STAGNANT_GAIN over the
 // last GF_STAGNANT_ITERS iterations (checked once per such window).
@@ -142,6 +145,57 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
     const GfSolver sl = gf_solver(p, t);
     const u32 np = (u32)p.n_pars;
     const double mag = fabs(m.data.constant);
+
+    if (flags & GF_F_LIGHT) {
+        // newton.rs `light_check`: after a Newton step taken close to the
+        // minimum, the gradient alone and the previous point's factorisation
+        flags &= ~GF_F_LIGHT;
+        double fl = gf_eval(p, m.x, m.data, s, GF_EVAL_GRAD, m.g, m.h);
+        p.mb_evals[t] += 1;
+        if (flags & GF_F_UNVERIFIED) {
+            flags &= ~GF_F_UNVERIFIED;
+            double fprev = p.mb_fprev[t];
+            if (!(fl <= fprev + gf_noise(fprev, mag))) {
+                for (u32 i = 0; i < np; i++) m.x[i] = m.xp[i];
+                p.mb_f[t] = fprev;
+                p.mb_flags[t] = flags | GF_F_CHECKED;
+                return;
+            }
+        }
+        if (gf_finite(fl)) {
+            // the free set must be the one factorised (free_new, free_list unchanged)
+            u32 nf = 0;
+            bool same = true;
+            for (u32 i = 0; i < np; i++) {
+                bool fr = !m.fixed[i] && !((m.x[i] <= m.lo[i] && m.g[i] > 0.0) || (m.x[i] >= m.hi[i] && m.g[i] < 0.0));
+                if (fr != (m.free_new[p.m_inv[i]] != 0)) {
+                    same = false;
+                    break;
+                }
+                if (fr) nf++;
+            }
+            if (same && nf > 0) {
+                gf_newton_step(p, m, sl, nf);
+                double acc = 0.0;
+                for (u32 k = 0; k < nf; k++) {
+                    u32 i = m.free_list[k];
+                    acc += m.g[i] * m.d[p.m_inv[i]];
+                }
+                double edm = -0.5 * acc;
+                if (edm >= 0.0 && edm < fmax(p.edm_tol, 0.01 * gf_noise(fl, mag))) {
+                    flags &= ~(GF_F_HFISHER | GF_F_OUTSIDE);
+                    if (gf_outside_domain(p, m.data, s)) flags |= GF_F_OUTSIDE;
+                    p.mb_f[t] = fl;
+                    p.mb_edm[t] = edm;
+                    p.mb_flags[t] = flags;
+                    p.mb_status[t] = GF_CONVERGED;
+                    gf_finish(p, m, s);
+                    return;
+                }
+            }
+        }
+        // not converged: the full evaluation, as usual
+    }
 
     double f = gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
     p.mb_evals[t] += 1;
@@ -298,7 +352,10 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
                     m.x[i] = m.xt[i];
                 }
                 p.mb_fprev[t] = f;
-                p.mb_flags[t] = (fl | GF_F_UNVERIFIED) & ~GF_F_FAR;
+                // this close to the minimum the next point is very likely converged:
+                // check it with the gradient alone (no Hessian wanted)
+                u32 light = (p.robust && !p.want_hess && edm < GF_LIGHT_EDM) ? GF_F_LIGHT : 0u;
+                p.mb_flags[t] = ((fl | GF_F_UNVERIFIED) & ~GF_F_FAR) | light;
                 p.mb_lambda[t] = 0.0;
                 return;
             }

@@ -2,7 +2,7 @@
 """Reference minima for gradfit's stress corpus, from an independent minimiser.
 
     cargo run --release --example stress -- --dump /tmp/stress     # the corpus (CI size) and gradfit's fits
-    /work/.venv-dev/bin/python scripts/stress_refs.py /tmp/stress [NAME...] [--force]
+    /work/.venv-dev/bin/python scripts/stress_refs.py /tmp/stress [NAME...] [--force] [--match SUBSTRING]
                                         # writes tests/refs/stress_refs.json (only missing cases without --force)
 
 Needs pyhf 0.7.6, scipy and iminuit (numpy backend; no gradfit code is used).
@@ -46,6 +46,8 @@ def from_start(name, case):
     if name not in FEW_FROM_START:
         return True
     _, v, data, fit = case["id"].split("/", 3)
+    if name in LARGE:
+        return v == "v0" and (data, fit) in (("obs", "free"), ("toy1-0", "free"))
     return v == "v0" and (data, fit) in (("obs", "free"), ("obs", "mu=1"), ("asimov1", "free"), ("toy1-0", "free"))
 
 
@@ -164,8 +166,13 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     folder = sys.argv[1]
-    only = [a for a in sys.argv[2:] if a != "--force"]
-    force = "--force" in sys.argv[2:]
+    args = sys.argv[2:]
+    force = "--force" in args
+    match = None
+    if "--match" in args:
+        match = args[args.index("--match") + 1]
+        args = [a for a in args if a not in ("--match", match)]
+    only = [a for a in args if a != "--force"]
     out = {"cases": {}}
     if os.path.exists(OUT):
         out = json.load(open(OUT))
@@ -184,7 +191,7 @@ def main():
         t0 = time.time()
         n = 0
         for case in dump["cases"]:
-            if not selected(name, case):
+            if not selected(name, case) or (match and match not in case["id"]):
                 continue
             old = out["cases"].get(case["id"])
             if old is not None and old.get("twice_nll") is not None and not force:

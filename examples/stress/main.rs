@@ -132,8 +132,9 @@ fn main() {
         }
         let n = r.len();
         let ok = r.iter().filter(|x| x.converged).count();
+        let evals: usize = r.iter().map(|x| x.n_evals).sum();
         println!(
-            "{name}: {n} fits in {dt:.2} s, {ok} converged ({:.2}% not), {trust} used the trust region; \
+            "{name}: {n} fits in {dt:.2} s, {evals} evaluations, {ok} converged ({:.2}% not), {trust} used the trust region; \
              statuses {count:?}; largest distance to the best minimum of a problem {worst:.2e}{}",
             100.0 * (n - ok) as f64 / n as f64,
             if n_ref > 0 {

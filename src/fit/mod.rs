@@ -263,6 +263,8 @@ struct Member {
     window: (usize, f64),
     /// The current point is outside the likelihood's domain in a bin with data.
     outside: bool,
+    /// The next evaluation may be the gradient alone (see `newton::light_check`).
+    light: bool,
 }
 
 impl Member {
@@ -298,6 +300,7 @@ impl Member {
             not_pd_run: 0,
             window: (0, f64::INFINITY),
             outside: false,
+            light: false,
         }
     }
 }

@@ -67,6 +67,83 @@ pub(super) fn shorten(t: f64, gs: f64, actual: f64) -> f64 {
     tau.clamp(0.05 * t, 0.5 * t)
 }
 
+/// edm below which a verified-later Newton step is followed by a check with
+/// the gradient alone (see [`light_check`]).
+const LIGHT_EDM: f64 = 1e-6;
+
+/// The free parameters at `x` (not fixed, not held at a bound by the
+/// gradient in `w.g`): `w.free` (original indices) and `w.free_new`.
+fn free_set<S>(lay: &HessianLayout, spec: &FitSpec, x: &[f64], w: &mut Work<S>) {
+    w.free.clear();
+    for i in 0..x.len() {
+        if spec.fixed[i] {
+            continue;
+        }
+        let (lo, hi) = spec.bounds[i];
+        if (at_lower(x[i], lo) && w.g[i] > 0.0) || (at_upper(x[i], hi) && w.g[i] < 0.0) {
+            continue;
+        }
+        w.free.push(i);
+    }
+    w.free_new.iter_mut().for_each(|x| *x = false);
+    for &i in &w.free {
+        w.free_new[lay.inv[i]] = true;
+    }
+}
+
+/// After a Newton step taken close to the minimum (edm below `LIGHT_EDM`)
+/// in a fit that wants no covariance: evaluate twice_nll and the gradient
+/// only, and estimate edm with the previous point's factorised Hessian (the
+/// step was small, so it differs from the new one by about the step's
+/// relative size). Below tolerance the fit has converged and the Hessian
+/// evaluation is saved; otherwise (false) the iteration continues as usual.
+/// An uphill step is undone here as in [`iterate`] (true).
+fn light_check<L: Likelihood>(
+    model: &L,
+    data: &L::Data,
+    spec: &FitSpec,
+    opts: &FitOptions,
+    m: &mut Member,
+    w: &mut Work<L::Scratch>,
+) -> bool {
+    m.light = false;
+    let lay = model.layout();
+    let mag = model.magnitude(data);
+    let f = model.eval(&m.x, data, &mut w.s, Some(&mut w.g), None);
+    m.evals += 1;
+    if m.unverified {
+        m.unverified = false;
+        if !(f <= m.f_prev + f_noise(m.f_prev, mag)) {
+            m.x.copy_from_slice(&m.x_prev);
+            m.f = m.f_prev;
+            m.checked = true;
+            return true;
+        }
+    }
+    if !f.is_finite() {
+        return false;
+    }
+    free_set(lay, spec, &m.x, w);
+    if w.free.is_empty() || !w.solver.factored_for(&w.free_new) {
+        return false;
+    }
+    newton_step(lay, w);
+    let edm = -0.5
+        * w.free
+            .iter()
+            .map(|&i| w.g[i] * w.d[lay.inv[i]])
+            .sum::<f64>();
+    if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f, mag)) {
+        m.f = f;
+        m.edm = edm;
+        m.outside = model.outside_domain(&w.s, data);
+        m.status = FitStatus::Converged;
+        finish(model, data, m, spec, opts, w);
+        return true;
+    }
+    false
+}
+
 /// Next damping value after a failure.
 fn raise(lambda: f64) -> f64 {
     if lambda == 0.0 { 1e-4 } else { lambda * 10.0 }
@@ -81,9 +158,11 @@ pub(super) fn iterate<L: Likelihood>(
     m: &mut Member,
     w: &mut Work<L::Scratch>,
 ) {
-    let p = m.x.len();
     let lay = model.layout();
     let mag = model.magnitude(data);
+    if m.light && light_check(model, data, spec, opts, m, w) {
+        return;
+    }
     let f = model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
     m.evals += 1;
     m.outside = model.outside_domain(&w.s, data);
@@ -113,17 +192,7 @@ pub(super) fn iterate<L: Likelihood>(
         finish(model, data, m, spec, opts, w);
         return;
     }
-    w.free.clear();
-    for i in 0..p {
-        if spec.fixed[i] {
-            continue;
-        }
-        let (lo, hi) = spec.bounds[i];
-        if (at_lower(m.x[i], lo) && w.g[i] > 0.0) || (at_upper(m.x[i], hi) && w.g[i] < 0.0) {
-            continue;
-        }
-        w.free.push(i);
-    }
+    free_set(lay, spec, &m.x, w);
     let nf = w.free.len();
     if nf == 0 {
         m.edm = 0.0;
@@ -134,10 +203,6 @@ pub(super) fn iterate<L: Likelihood>(
         };
         finish(model, data, m, spec, opts, w);
         return;
-    }
-    w.free_new.iter_mut().for_each(|x| *x = false);
-    for &i in &w.free {
-        w.free_new[lay.inv[i]] = true;
     }
     // Undamped Newton on the exact Hessian: edm and convergence test.
     let exact_pd = w.solver.factor(lay, &w.h, &w.free_new, 0.0);
@@ -267,6 +332,9 @@ pub(super) fn iterate<L: Likelihood>(
             m.unverified = true;
             m.far = false;
             m.lambda = 0.0;
+            // this close to the minimum the next point is very likely converged:
+            // check it with the gradient alone (no covariance wanted)
+            m.light = opts.robust && !opts.covariance && m.edm < LIGHT_EDM;
             return;
         }
         let shs = lay.quad_form(&w.h, &w.step);
