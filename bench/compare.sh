@@ -4,6 +4,8 @@
 #
 #     bash bench/compare.sh            # full run (~30 minutes on 2 cores)
 #     bash bench/compare.sh --quick    # smoke test (a few minutes)
+#     bash bench/compare.sh --train    # training through fits: neos/relaxed (JAX) and
+#                                      # pytorch_inferno (torch) against gradfit
 #
 # It builds gradfit (release), creates .venv-bench with pinned pyhf[jax] and
 # cabinetry from PyPI, then writes bench/results.json and bench/results.md
@@ -22,6 +24,32 @@ PY=${PYTHON:-python3}
 
 echo "==> building gradfit (release)" >&2
 cargo build --release --quiet
+
+# --- training through fits (bench/train_compare.py), its own venvs -----------------
+if [ "${1:-}" = "--train" ]; then
+    cargo build --release --quiet --example neos --example inferno
+    TV="$ROOT/.venv-train-bench"
+    if [ ! -x "$TV/bin/python" ] || ! "$TV/bin/python" -c "import relaxed, optax" 2>/dev/null; then
+        echo "==> installing relaxed 0.4.0 (JAX) into $TV" >&2
+        "$PY" -m venv "$TV"
+        # neos 0.3.0 depends on the deprecated 'sklearn' name
+        SKLEARN_ALLOW_DEPRECATED_SKLEARN_PACKAGE_INSTALL=True "$TV/bin/pip" install --quiet \
+            "neos==0.3.0" "relaxed==0.4.0" "pyhf[jax]==0.7.6" optax
+    fi
+    TT="$ROOT/.venv-train-torch"
+    if [ ! -x "$TT/bin/python" ] || ! "$TT/bin/python" -c "import pytorch_inferno.inferno" 2>/dev/null; then
+        echo "==> installing pytorch_inferno 0.2.2 (torch from PyPI, several GB) into $TT" >&2
+        "$PY" -m venv "$TT"
+        # pytorch_inferno 0.2.2 imports fastcore.typedispatch (gone after fastcore 1.5)
+        "$TT/bin/pip" install --quiet "pytorch_inferno==0.2.2" "fastcore==1.5.29" "fastprogress==1.0.3"
+    fi
+    "$TV/bin/python" bench/train_compare.py neos --gradfit-example "$ROOT/target/release/examples/neos" \
+        --out "$ROOT/bench/train_neos.json"
+    "$TT/bin/python" bench/train_compare.py inferno --gradfit-example "$ROOT/target/release/examples/inferno" \
+        --epochs 1 --out "$ROOT/bench/train_inferno.json"
+    echo "==> results in bench/train_neos.json and bench/train_inferno.json" >&2
+    exit 0
+fi
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyhf, jax, cabinetry" 2>/dev/null; then
     echo "==> installing pyhf[jax] and cabinetry into $VENV" >&2

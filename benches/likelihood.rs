@@ -107,9 +107,29 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The load path before a fit: file bytes to a compiled model, as the
+/// command line does it (typed parse and validation, then compilation).
+fn bench_load(c: &mut Criterion) {
+    use gradfit::model::ModelOptions;
+    use gradfit::workspace::{ReadOptions, Workspace};
+    let path = common::shared_dir().join("workspaces/atlas-susy-2019-09-3l-offshell.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!("note: {} not found; no load benchmark", path.display());
+        return;
+    };
+    let mut g = c.benchmark_group("load/offshell");
+    g.bench_function("parse+validate+compile", |b| {
+        b.iter(|| {
+            let ws = Workspace::from_bytes(&bytes, "offshell", &ReadOptions::default()).unwrap();
+            HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "offshell").unwrap()
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = bench
+    targets = bench, bench_load
 }
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitResult, FitSpec};
 use crate::infer::Problem;
 use crate::infer::toys::{self, ToyRun, ToySettings};
-use crate::model::{Dataset, HistFactoryModel};
+use crate::model::{Dataset, HistFactoryModel, Likelihood};
 use std::fmt;
 use std::str::FromStr;
 
@@ -302,6 +302,132 @@ pub fn run_toys(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ToyRun> {
     Session::new(device, p.model)?.run_toys(p, settings, opts, progress)
+}
+
+/// Where a model's fits, toys and batched evaluations run: a [`Session`]
+/// for HistFactory models (CPU or GPU), [`CpuEngine`] for any likelihood.
+pub trait Engine<L: Likelihood>: fit::BatchFitter<L> {
+    /// The device.
+    fn device(&self) -> Device;
+    /// A description of the device for reports.
+    fn describe(&self) -> String;
+    /// Generate and fit toys, as [`crate::infer::toys::run_toys`].
+    fn run_toys(
+        &self,
+        p: &Problem<L>,
+        settings: &ToySettings,
+        opts: &FitOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<ToyRun>;
+    /// twice_nll at `thetas` (row-major `T x P`), with the gradient when
+    /// `grad`; one dataset for all members or one per member.
+    fn eval_batch(
+        &self,
+        model: &L,
+        thetas: &[f64],
+        data: &[&L::Data],
+        grad: bool,
+    ) -> Result<(Vec<f64>, Option<Vec<f64>>)>;
+}
+
+impl Engine<HistFactoryModel> for Session<'_> {
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn describe(&self) -> String {
+        Session::describe(self)
+    }
+    fn run_toys(
+        &self,
+        p: &Problem<HistFactoryModel>,
+        settings: &ToySettings,
+        opts: &FitOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<ToyRun> {
+        Session::run_toys(self, p, settings, opts, progress)
+    }
+    fn eval_batch(
+        &self,
+        model: &HistFactoryModel,
+        thetas: &[f64],
+        data: &[&Dataset],
+        grad: bool,
+    ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        if !std::ptr::eq(model, self.model) {
+            return Err(Error::input("the model is not the session's model"));
+        }
+        Session::eval_batch(self, thetas, data, grad)
+    }
+}
+
+/// The CPU for any likelihood: the minimiser of [`crate::fit`] and the toys
+/// of [`crate::infer::toys`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuEngine;
+
+impl<L: Likelihood> fit::BatchFitter<L> for CpuEngine {
+    fn fit_batch(
+        &self,
+        model: &L,
+        data: &[&L::Data],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+    ) -> Result<Vec<FitResult>> {
+        if !(data.len() == 1 || data.len() == specs.len()) {
+            return Err(Error::input(format!(
+                "{} datasets for {} fits (need 1 or {})",
+                data.len(),
+                specs.len(),
+                specs.len()
+            )));
+        }
+        Ok(fit::fit_batch(model, data, specs, opts))
+    }
+}
+
+impl<L: Likelihood> Engine<L> for CpuEngine {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn describe(&self) -> String {
+        format!("CPU ({} threads)", rayon::current_num_threads())
+    }
+    fn run_toys(
+        &self,
+        p: &Problem<L>,
+        settings: &ToySettings,
+        opts: &FitOptions,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<ToyRun> {
+        toys::run_toys(p, settings, opts, progress)
+    }
+    fn eval_batch(
+        &self,
+        model: &L,
+        thetas: &[f64],
+        data: &[&L::Data],
+        grad: bool,
+    ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
+        use rayon::prelude::*;
+        let p = model.n_pars();
+        let t = batch_members(p, thetas.len(), data.len())?;
+        let rows: Vec<(f64, Vec<f64>)> = (0..t)
+            .into_par_iter()
+            .map_init(
+                || model.scratch(),
+                |s, k| {
+                    let d = data[if data.len() == 1 { 0 } else { k }];
+                    let mut g = vec![0.0; if grad { p } else { 0 }];
+                    let th = &thetas[k * p..(k + 1) * p];
+                    let f = model.eval(th, d, s, grad.then_some(&mut g[..]), None);
+                    (f, g)
+                },
+            )
+            .collect();
+        let f = rows.iter().map(|r| r.0).collect();
+        let g = grad.then(|| rows.into_iter().flat_map(|r| r.1).collect());
+        Ok((f, g))
+    }
 }
 
 impl fit::BatchFitter<HistFactoryModel> for Session<'_> {

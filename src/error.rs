@@ -45,6 +45,13 @@ pub enum Error {
     /// A numerical failure (non-finite likelihood, singular Hessian...).
     #[error("numerical error: {0}")]
     Numerical(String),
+    /// A result holds values that are not numbers (NaN or infinite); the
+    /// results were still printed and written, with `null` in their place.
+    #[error("{0}")]
+    NotFinite(String),
+    /// Standard output was closed by its reader (e.g. `| head`): not a failure.
+    #[error("standard output was closed")]
+    ClosedOutput,
     /// An error raised by candle.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

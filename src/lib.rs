@@ -5,9 +5,13 @@
 //! [`fit`] (batched bounded Newton minimiser, covariance) -> [`cli`].
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod expr;
 pub mod fit;
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;
 pub mod infer;
@@ -15,6 +19,7 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod synthetic;
+pub mod train;
 pub mod util;
 pub mod workspace;
 

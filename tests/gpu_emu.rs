@@ -680,7 +680,7 @@ fn shared_workspaces_fits_and_toys_match_the_cpu() {
         let mut pars = m.init().to_vec();
         pars[m.poi().unwrap()] = 0.0;
         let g = m.generator(&pars);
-        let mut datas = vec![m.observed().clone(), m.sample(&g, 5, 0, purpose::BKG)];
+        let datas = vec![m.observed().clone(), m.sample(&g, 5, 0, purpose::BKG)];
         if name.contains("offshell") {
             // toys whose POI-fixed fits take many iterations (they walk into the
             // wall of an empty bin: scoring runs and their stagnation test,

@@ -6,8 +6,13 @@ use common::*;
 use gradfit::fit::{self, FitOptions, FitSpec};
 use gradfit::infer::limits::{LimitMethod, upper_limit};
 use gradfit::infer::scan::profile_scan;
+use gradfit::infer::shards;
 use gradfit::infer::teststat::evaluate;
-use gradfit::infer::toys::{ToyRun, ToySettings, merge, run_toys, toy_cls};
+use gradfit::infer::toys::{ToyRun, ToySettings, run_toys, toy_cls};
+
+fn merge(runs: Vec<ToyRun>) -> gradfit::Result<ToyRun> {
+    shards::merge(runs, &[])
+}
 use gradfit::infer::{AsymptoticCalculator, Problem, TestStat};
 use gradfit::model::{HistFactoryModel, ModelOptions};
 use gradfit::util::special::normal_cdf;
@@ -239,7 +244,44 @@ fn shards_merge_into_the_unsplit_run() {
         ])
         .is_err()
     );
+    // every shard as written verifies; tampered ones do not
+    for (k, sh) in shards.iter().enumerate() {
+        sh.verify(&format!("shard {k}")).unwrap();
+    }
+    merged.verify("merged").unwrap();
+    let mut edited = shards[1].clone();
+    edited.sig_bkg[0].stat = edited.sig_bkg[0].stat.map(|x| x + 1.0);
+    let e = edited.verify("edited.json").unwrap_err().to_string();
+    assert!(e.contains("edited.json") && e.contains("digest"), "{e}");
+    let mut dup = shards[1].clone();
+    dup.bkg[1].toy = dup.bkg[0].toy;
+    dup.seal();
+    let e = dup.verify("dup.json").unwrap_err().to_string();
+    assert!(
+        e.contains("background toys") && e.contains("duplicated"),
+        "{e}"
+    );
+    let mut cut = shards[2].clone();
+    cut.sig_bkg.truncate(2);
+    cut.seal();
+    let e = cut.verify("cut.json").unwrap_err().to_string();
+    assert!(e.contains("2 records"), "{e}");
+    let mut outside = shards[3].clone();
+    outside.range = [30, 50];
+    assert!(outside.verify("range.json").is_err());
+    let e = merge(vec![
+        shards[0].clone(),
+        shards[0].clone(),
+        shards[1].clone(),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("toys [0, 10) are covered twice"), "{e}");
     let other = run(&m, &settings(1.5, 40, 4, 512, Some((1, 4))));
+    let e = merge(vec![shards[0].clone(), other.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differ in: seed") && !e.contains("Some("), "{e}");
     assert!(
         merge(vec![
             shards[0].clone(),
@@ -331,4 +373,99 @@ fn toy_cls_agrees_with_asymptotics_at_high_counts() {
         "median expected {med} vs {}",
         h.cls_exp[2]
     );
+}
+
+#[test]
+fn minos_errors_match_the_profile_crossings() {
+    use gradfit::fit::Cpu;
+    use gradfit::infer::minos::{Profile, minos};
+    // one bin: the profile is the likelihood itself, solved here by bisection
+    let text = r#"{"channels":[{"name":"c","samples":[
+        {"name":"s","data":[10.0],"modifiers":[{"name":"mu","type":"normfactor","data":null}]},
+        {"name":"b","data":[20.0],"modifiers":[]}]}],
+      "observations":[{"name":"c","data":[35.0]}],"version":"1.0.0",
+      "measurements":[{"name":"m","config":{"poi":"mu","parameters":[{"name":"mu","bounds":[[0,10]],"inits":[1]}]}}]}"#;
+    let ws = gradfit::workspace::Workspace::from_str(text, "t", &ReadOptions::default()).unwrap();
+    let m = HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "t").unwrap();
+    let spec = FitSpec::from_model(&m);
+    let opts = FitOptions::default();
+    let best = fit::fit(&m, m.observed(), &spec, &opts);
+    let q = |mu: f64| {
+        let nu = 10.0 * mu + 20.0;
+        let nh = 35.0;
+        2.0 * (nu - nh * nu.ln()) - 2.0 * (nh - nh * nh.ln())
+    };
+    let root = |mut a: f64, mut b: f64| {
+        for _ in 0..200 {
+            let c = 0.5 * (a + b);
+            if (q(c) - 1.0) * (q(a) - 1.0) > 0.0 {
+                a = c
+            } else {
+                b = c
+            }
+        }
+        0.5 * (a + b)
+    };
+    let (lo, hi) = (root(0.0, 1.5), root(1.5, 5.0));
+    let p = Profile {
+        model: &m,
+        data: m.observed(),
+        spec: &spec,
+        fitter: &Cpu,
+    };
+    let e = &minos(&p, &best, &[0], 1.0, &opts).unwrap()[0];
+    let x = best.x[0];
+    assert!((x - 1.5).abs() < 1e-8);
+    assert!(
+        (x + e.lower.error.unwrap() - lo).abs() < 1e-4,
+        "{e:?} vs {lo}"
+    );
+    assert!(
+        (x + e.upper.error.unwrap() - hi).abs() < 1e-4,
+        "{e:?} vs {hi}"
+    );
+    // asymmetric, as a Poisson profile is
+    assert!(e.upper.error.unwrap() > -e.lower.error.unwrap());
+    // a lower bound inside the interval is reported as such
+    let mut tight = spec.clone();
+    tight.bounds[0] = (1.2, 10.0);
+    let pt = Profile { spec: &tight, ..p };
+    let e = &minos(&pt, &best, &[0], 1.0, &opts).unwrap()[0];
+    assert!(e.lower.at_bound && e.lower.error.is_none(), "{e:?}");
+    assert!(e.upper.error.is_some());
+
+    // with nuisance parameters: each crossing is a point where the profiled
+    // twice_nll (a fit with the parameter fixed) rises by 1
+    let m = load("two-channel.json");
+    let spec = FitSpec::from_model(&m);
+    let best = fit::fit(&m, m.observed(), &spec, &opts);
+    let p = Profile {
+        model: &m,
+        data: m.observed(),
+        spec: &spec,
+        fitter: &Cpu,
+    };
+    let pars: Vec<usize> = (0..m.n_pars())
+        .filter(|&i| !spec.fixed[i])
+        .take(6)
+        .collect();
+    for e in minos(&p, &best, &pars, 1.0, &opts).unwrap() {
+        for side in [e.lower, e.upper] {
+            let Some(d) = side.error else {
+                assert!(side.at_bound, "{e:?}");
+                continue;
+            };
+            let f = fit::fit(
+                &m,
+                m.observed(),
+                &spec.clone().fix(e.par, best.x[e.par] + d),
+                &opts,
+            );
+            assert!(
+                (f.twice_nll - best.twice_nll - 1.0).abs() < 2e-4,
+                "{} {e:?}",
+                m.par_names[e.par]
+            );
+        }
+    }
 }

@@ -1,11 +1,11 @@
 //! `eval`, `fit` and `inspect`.
 
-use super::table::{Table, fmt};
+use super::table::{Table, fmt, fmt_fitted};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums, par_index, parse_fix};
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitSpec};
-use crate::model::HistFactoryModel;
 use crate::model::histfactory::Constraint;
+use crate::model::{AnyModel, CombinedModel, HistFactoryModel, Likelihood, ModelInfo};
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct EvalArgs {
     #[arg(long)]
     hessian: bool,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit fit`.
@@ -36,18 +36,24 @@ pub struct FitArgs {
     /// Fix a parameter: NAME=VALUE (repeatable).
     #[arg(long = "fix", value_name = "NAME=VALUE", value_parser = parse_fix)]
     fix: Vec<(String, f64)>,
-    /// Print the correlation matrix in the table output too.
+    /// Print the correlation matrix in the table output too, and always
+    /// include it in the JSON (by default only for models of at most
+    /// 200 parameters: it grows as the square of the parameter count).
     #[arg(long)]
     correlation: bool,
     /// Iteration limit of the minimiser.
     #[arg(long, default_value_t = 500)]
     max_iter: usize,
+    /// Asymmetric errors from the profile likelihood (where twice_nll rises
+    /// by 1) for these parameters; all free parameters when none are named.
+    #[arg(long, value_name = "NAME", num_args = 0..)]
+    minos: Option<Vec<String>>,
     /// Time the fit: run it N times in this process and add `timing`
     /// (median, min, max seconds per fit, model loading excluded) to the output.
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit inspect`.
@@ -56,10 +62,10 @@ pub struct InspectArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
-fn read_pars(path: &std::path::Path, model: &HistFactoryModel) -> Result<Vec<f64>> {
+fn read_pars<M: Likelihood>(path: &std::path::Path, model: &M) -> Result<Vec<f64>> {
     let v = crate::workspace::read_json(path)?;
     let name = path.display().to_string();
     let arr = v.as_array().ok_or_else(|| {
@@ -76,28 +82,53 @@ fn read_pars(path: &std::path::Path, model: &HistFactoryModel) -> Result<Vec<f64
                 .ok_or_else(|| Error::input(format!("{name}: entry {i} is not a number: {x}")))
         })
         .collect::<Result<_>>()?;
-    model
-        .check_pars(&pars)
-        .map_err(|e| Error::input(format!("{name}: {e}")))?;
+    check_pars(model, &pars).map_err(|e| Error::input(format!("{name}: {e}")))?;
     Ok(pars)
+}
+
+/// Check a parameter vector's length and that every entry is finite.
+pub fn check_pars<M: Likelihood>(model: &M, theta: &[f64]) -> Result<()> {
+    if theta.len() != model.n_pars() {
+        return Err(Error::input(format!(
+            "parameter vector has {} entries, the model has {} parameters",
+            theta.len(),
+            model.n_pars()
+        )));
+    }
+    if let Some((i, v)) = theta.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::input(format!(
+            "parameter {} ({}) is {v}",
+            i,
+            model.par_names()[i]
+        )));
+    }
+    Ok(())
 }
 
 /// `gradfit eval`.
 pub fn eval(a: &EvalArgs) -> Result<i32> {
-    let model = a.model.load()?;
-    let pars = read_pars(&a.pars, &model)?;
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => eval_model(a, m))
+}
+
+fn eval_model<M: ModelInfo>(a: &EvalArgs, model: &M) -> Result<i32> {
+    let pars = read_pars(&a.pars, model)?;
     let data = model.observed();
     let p = model.n_pars();
-    let session = crate::device::Session::new(&a.model.device, &model)?;
+    let engine = model.engine(&a.model.device)?;
     let (f, g) = {
-        let (f, g) = session.eval_batch(&pars, &[data], true)?;
+        let (f, g) = engine.eval_batch(model, &pars, &[data], true)?;
         (f[0], g.unwrap_or_default())
     };
     let h = if a.hessian {
         if a.model.device.is_gpu() {
             eprintln!("note: the Hessian is computed by the CPU kernel");
         }
-        Some(model.twice_nll_hessian(&pars, data).2)
+        let mut s = model.scratch();
+        let mut g = vec![0.0; p];
+        let mut h = vec![0.0; p * p];
+        model.eval(&pars, data, &mut s, Some(&mut g), Some(&mut h));
+        Some(h)
     } else {
         None
     };
@@ -109,7 +140,7 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
         ));
     }
     let mut v = json!({
-        "par_names": model.par_names,
+        "par_names": model.par_names(),
         "twice_nll": num(f),
         "grad": nums(&g),
     });
@@ -123,7 +154,7 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
             &[false, true, true],
         );
         for i in 0..p {
-            t.row(vec![model.par_names[i].clone(), fmt(pars[i]), fmt(g[i])]);
+            t.row(vec![model.par_names()[i].clone(), fmt(pars[i]), fmt(g[i])]);
         }
         s.push_str(&t.render());
         if h.is_some() {
@@ -135,63 +166,122 @@ pub fn eval(a: &EvalArgs) -> Result<i32> {
 }
 
 /// Build the fit spec from `--poi-value` and `--fix`.
-pub fn fit_spec(
-    model: &HistFactoryModel,
+pub fn fit_spec<M: Likelihood>(
+    model: &M,
     poi_value: Option<f64>,
     fix: &[(String, f64)],
 ) -> Result<FitSpec> {
     let mut spec = FitSpec::from_model(model);
+    let mut fixed_by: Vec<Option<String>> = vec![None; model.n_pars()];
     if let Some(mu) = poi_value {
-        let poi = model.poi.ok_or_else(|| {
+        let poi = model.poi().ok_or_else(|| {
             Error::input(
                 "--poi-value: the model has no POI (is the signal patch applied?)".to_string(),
             )
         })?;
+        super::check_poi_value(model, poi, mu, "--poi-value")?;
         spec = spec.fix(poi, mu);
+        fixed_by[poi] = Some(format!("--poi-value {mu}"));
     }
     for (name, val) in fix {
         let i = par_index(model, name)?;
+        if let Some(prev) = &fixed_by[i] {
+            return Err(Error::input(format!(
+                "--fix {name}={val} conflicts with {prev}: '{name}' can be fixed once"
+            )));
+        }
+        super::check_poi_value(model, i, *val, &format!("--fix {name}="))?;
         spec = spec.fix(i, *val);
+        fixed_by[i] = Some(format!("--fix {name}={val}"));
     }
     Ok(spec)
 }
 
-/// JSON of a fit result.
-pub fn fit_json(model: &HistFactoryModel, r: &fit::FitResult) -> Value {
+/// Largest model whose fit JSON includes the correlation matrix by default.
+pub const CORRELATION_JSON_MAX_PARS: usize = 200;
+
+/// JSON of a fit result; the correlation matrix when `correlation` or the
+/// model is small ([`CORRELATION_JSON_MAX_PARS`]).
+pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool) -> Value {
     let p = model.n_pars();
-    let corr = r.correlation();
-    json!({
+    let with_corr = correlation || p <= CORRELATION_JSON_MAX_PARS;
+    let mut v = json!({
         "twice_nll": num(r.twice_nll),
         "converged": r.converged,
         "status": r.status,
         "message": r.status.reason(),
         "iterations": r.iterations,
         "edm": num(r.edm),
-        "par_names": model.par_names,
+        "par_names": model.par_names(),
         "values": nums(&r.x),
         "errors": nums(&r.errors),
-        "correlation": corr.map(|c| matrix(&c, p)).unwrap_or(Value::Null),
         "hessian_positive_definite": !r.hessian_not_pd,
-    })
+        "mle_parameters": super::mle_parameters(model.par_names(), &r.x),
+    });
+    if with_corr {
+        v["correlation"] = r
+            .correlation()
+            .map(|c| matrix(&c, p))
+            .unwrap_or(Value::Null);
+    }
+    v
 }
 
 /// `gradfit fit`.
 pub fn fit(a: &FitArgs) -> Result<i32> {
-    let model = a.model.load()?;
-    let spec = fit_spec(&model, a.poi_value, &a.fix)?;
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => fit_model(a, m))
+}
+
+fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
+    let spec = fit_spec(model, a.poi_value, &a.fix)?;
     let opts = FitOptions {
         max_iter: a.max_iter,
         ..Default::default()
     };
     let mut times = Vec::new();
-    let session = crate::device::Session::new(&a.model.device, &model)?;
-    let mut r = session.fit(model.observed(), &spec, &opts)?;
+    let engine = model.engine(&a.model.device)?;
+    let mut r = engine.fit(model, model.observed(), &spec, &opts)?;
     for _ in 0..a.repeat.unwrap_or(0) {
         let t0 = std::time::Instant::now();
-        r = session.fit(model.observed(), &spec, &opts)?;
+        r = engine.fit(model, model.observed(), &spec, &opts)?;
         times.push(t0.elapsed().as_secs_f64());
     }
-    let mut v = fit_json(&model, &r);
+    let mut v = fit_json(model, &r, a.correlation);
+    let minos = match &a.minos {
+        Some(names) if r.converged => {
+            let pars: Vec<usize> = if names.is_empty() {
+                (0..model.n_pars()).filter(|&i| !spec.fixed[i]).collect()
+            } else {
+                names
+                    .iter()
+                    .map(|n| par_index(model, n))
+                    .collect::<Result<_>>()?
+            };
+            let p = crate::infer::minos::Profile {
+                model,
+                data: model.observed(),
+                spec: &spec,
+                fitter: &*engine,
+            };
+            let m = crate::infer::minos::minos(&p, &r, &pars, 1.0, &opts)?;
+            let mut obj = serde_json::Map::new();
+            for e in &m {
+                obj.insert(
+                    model.par_names()[e.par].clone(),
+                    json!({
+                        "lower": e.lower.error.map(num).unwrap_or(Value::Null),
+                        "upper": e.upper.error.map(num).unwrap_or(Value::Null),
+                        "lower_at_bound": e.lower.at_bound,
+                        "upper_at_bound": e.upper.at_bound,
+                    }),
+                );
+            }
+            v["minos"] = Value::Object(obj);
+            Some(m)
+        }
+        _ => None,
+    };
     if !times.is_empty() {
         times.sort_by(f64::total_cmp);
         let k = times.len();
@@ -212,6 +302,22 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
             r.iterations
         );
         let mut t = Table::new(&["parameter", "value", "error", ""], &[false, true, true, false]);
+        let minos_of = |i: usize| {
+            minos.as_ref().and_then(|m| m.iter().find(|e| e.par == i)).map(|e| {
+                let side = |x: &crate::infer::minos::MinosSide| match (x.error, x.at_bound) {
+                    (Some(v), _) => format!("{v:+.4e}"),
+                    (None, true) => "bound".into(),
+                    (None, false) => "?".into(),
+                };
+                format!("{} / {}", side(&e.lower), side(&e.upper))
+            })
+        };
+        if minos.is_some() {
+            t = Table::new(
+                &["parameter", "value", "error", "minos -/+", ""],
+                &[false, true, true, true, false],
+            );
+        }
         for i in 0..model.n_pars() {
             let tag = if spec.fixed[i] {
                 "fixed"
@@ -220,7 +326,16 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
             } else {
                 ""
             };
-            t.row(vec![model.par_names[i].clone(), fmt(r.x[i]), fmt(r.errors[i]), tag.into()]);
+            let mut row = vec![
+                model.par_names()[i].clone(),
+                fmt_fitted(r.x[i], r.errors[i]),
+                fmt(r.errors[i]),
+            ];
+            if minos.is_some() {
+                row.push(minos_of(i).unwrap_or_default());
+            }
+            row.push(tag.into());
+            t.row(row);
         }
         s.push_str(&t.render());
         if r.hessian_not_pd {
@@ -236,8 +351,8 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
                             s.push_str(&format!(
                                 "  {:>8.4}  {} , {}\n",
                                 c[i * p + j],
-                                model.par_names[i],
-                                model.par_names[j]
+                                model.par_names()[i],
+                                model.par_names()[j]
                             ));
                         }
                     }
@@ -252,76 +367,88 @@ pub fn fit(a: &FitArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn constraint_json(model: &HistFactoryModel, i: usize) -> Value {
-    let aux = model.aux_index[i].map(|k| model.observed().aux[k]);
-    match model.constraints[i] {
-        Constraint::None => json!({"type": "none"}),
-        Constraint::Normal { sigma } => json!({"type": "normal", "sigma": sigma, "auxdata": aux}),
-        Constraint::Poisson { tau } => json!({"type": "poisson", "tau": tau, "auxdata": aux}),
+/// `gradfit inspect`.
+pub fn inspect(a: &InspectArgs) -> Result<i32> {
+    match a.model.load_any()?.model {
+        AnyModel::HistFactory(model) => inspect_histfactory(a, &model),
+        AnyModel::Combined(model) => inspect_combined(a, &model),
     }
 }
 
-/// `gradfit inspect`.
-pub fn inspect(a: &InspectArgs) -> Result<i32> {
-    let model = a.model.load()?;
-    let mut channels = Vec::new();
-    for (ci, c) in model.channels.iter().enumerate() {
-        let mut samples = Vec::new();
-        for s in model.samples.iter().filter(|s| s.channel == ci) {
-            let sbs = &model.sb[s.first_sb..s.first_sb + c.nbins];
-            let mut mods: Vec<String> = Vec::new();
-            for sb in sbs.iter().take(1) {
-                for t in &model.mult[sb.mult.0 as usize..sb.mult.1 as usize] {
-                    mods.push(
-                        model.par_names[t.par as usize]
-                            .split('[')
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
-                for t in &model.add[sb.add.0 as usize..sb.add.1 as usize] {
-                    mods.push(model.par_names[t.par as usize].clone());
-                }
-            }
-            mods.sort();
-            mods.dedup();
-            samples.push(json!({
-                "name": s.name,
-                "yields": sbs.iter().map(|x| x.nom).collect::<Vec<_>>(),
-                "parameters": mods,
-            }));
-        }
-        let obs = &model.observed().main[c.bin_offset..c.bin_offset + c.nbins];
-        channels
-            .push(json!({"name": c.name, "nbins": c.nbins, "observed": obs, "samples": samples}));
-    }
+fn inspect_combined(a: &InspectArgs, model: &CombinedModel) -> Result<i32> {
+    let mut v = model.describe();
     let mut params = Vec::new();
-    for set in &model.par_sets {
-        for k in 0..set.n {
-            let i = set.offset + k;
-            params.push(json!({
-                "name": model.par_names[i],
-                "types": set.types,
-                "init": model.init[i],
-                "bounds": [model.bounds[i].0, model.bounds[i].1],
-                "fixed": model.fixed[i],
-                "constraint": constraint_json(&model, i),
-            }));
-        }
+    for (i, name) in model.par_names().iter().enumerate() {
+        let c = model.constraint_info(i);
+        params.push(json!({
+            "name": name,
+            "init": model.init()[i],
+            "bounds": [model.bounds()[i].0, model.bounds()[i].1],
+            "fixed": model.fixed()[i],
+            "constraint": c.map(|c| json!({"type": c.kind, "sigma": c.sigma, "center": c.center})),
+        }));
     }
+    v["parameters"] = json!(params);
+    a.out.emit(&v, || {
+        let mut s = format!(
+            "model {}  POI {}\n{} parts, {} parameters\n\n",
+            model.label,
+            model
+                .poi()
+                .map(|i| model.par_names()[i].as_str())
+                .unwrap_or("(none)"),
+            model.parts().len(),
+            model.n_pars()
+        );
+        let mut t = Table::new(&["part", "parameters"], &[false, false]);
+        for (k, part) in model.parts().iter().enumerate() {
+            let names: Vec<&str> = model
+                .part_map(k)
+                .iter()
+                .map(|&g| model.par_names()[g].as_str())
+                .collect();
+            t.row(vec![part.label(), names.join(", ")]);
+        }
+        s.push_str(&t.render());
+        s.push('\n');
+        let mut t = Table::new(
+            &["parameter", "init", "bounds", "fixed", "constraint"],
+            &[false, true, false, false, false],
+        );
+        for (i, name) in model.par_names().iter().enumerate() {
+            let con = model
+                .constraint_info(i)
+                .map(|c| {
+                    format!(
+                        "{}(sigma={}, center={})",
+                        c.kind,
+                        fmt(c.sigma),
+                        fmt(c.center)
+                    )
+                })
+                .unwrap_or_else(|| "-".into());
+            t.row(vec![
+                name.clone(),
+                fmt(model.init()[i]),
+                format!("[{}, {}]", model.bounds()[i].0, model.bounds()[i].1),
+                if model.fixed()[i] {
+                    "yes".into()
+                } else {
+                    "".into()
+                },
+                con,
+            ]);
+        }
+        s.push_str(&t.render());
+        s
+    })?;
+    Ok(0)
+}
+
+fn inspect_histfactory(a: &InspectArgs, model: &HistFactoryModel) -> Result<i32> {
+    let mut v = crate::model::histfactory::describe(model);
+    let measurements = super::pyhf_cmds::add_measurements(&a.model, &mut v, &model.measurement)?;
     let poi = model.poi.map(|i| model.par_names[i].clone());
-    let v = json!({
-        "measurement": model.measurement,
-        "poi": poi,
-        "interpolation": {"normsys": model.normsys_code.to_string(), "histosys": model.histosys_code.to_string()},
-        "n_parameters": model.n_pars(),
-        "n_main_bins": model.n_main,
-        "n_aux": model.n_aux(),
-        "channels": channels,
-        "parameters": params,
-        "warnings": model.warnings,
-    });
     a.out.emit(&v, || {
         let mut s = format!(
             "measurement {}  POI {}  interpolation normsys={} histosys={}\n{} channels, {} main bins, {} parameters, {} aux data\n\n",
@@ -366,6 +493,7 @@ pub fn inspect(a: &InspectArgs) -> Result<i32> {
             }
         }
         s.push_str(&t.render());
+        s.push_str(&measurements);
         s
     })?;
     Ok(0)

@@ -1,15 +1,18 @@
 //! `cls`, `limit`, `discovery`, `scan`, `toys` and `merge`.
 
+use super::infer_plots::{self, ClsPoint};
 use super::table::{Table, fmt};
-use super::{ModelArgs, OutputArgs, num, nums, par_index};
-use crate::device::Session;
+use super::{ModelArgs, OutputArgs, check_poi_value, num, nums, par_index};
+use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;
 use crate::infer::limits::{LimitMethod, upper_limit};
-use crate::infer::scan::{parse_range, profile_scan};
-use crate::infer::toys::{self, ToyRun, ToySettings, merge, toy_cls};
+use crate::infer::scan::{default_grid, parse_range, profile_scan};
+use crate::infer::shards::merge;
+use crate::infer::toy_limit;
+use crate::infer::toys::{self, ToyRun, ToySettings, toy_cls};
 use crate::infer::{AsymptoticCalculator, Problem, TestStat};
-use crate::model::HistFactoryModel;
+use crate::model::{Likelihood, ModelInfo};
 use clap::Args;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -27,6 +30,23 @@ pub struct ToyArgs {
     /// Toys fitted per batch (2 fits each); results do not depend on it.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// pyhf's name for the choice: asymptotics, or toybased (with --toys N,
+    /// 2000 per hypothesis when not given, as pyhf).
+    #[arg(long, value_parser = ["asymptotics", "toybased"])]
+    calctype: Option<String>,
+}
+
+impl ToyArgs {
+    /// Toys per hypothesis, or None for the asymptotic formulae.
+    fn n(&self) -> Result<Option<u32>> {
+        match (self.calctype.as_deref(), self.toys) {
+            (Some("asymptotics"), Some(n)) => Err(Error::input(format!(
+                "--calctype asymptotics and --toys {n} contradict each other"
+            ))),
+            (Some("toybased"), None) => Ok(Some(2000)),
+            (_, n) => Ok(n),
+        }
+    }
 }
 
 /// Arguments of `gradfit cls`.
@@ -34,16 +54,28 @@ pub struct ToyArgs {
 pub struct ClsArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Tested POI value.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    mu: f64,
+    /// Tested POI value (default 1; q0 always tests 0, as pyhf).
+    #[arg(long, visible_alias = "test-poi", allow_negative_numbers = true)]
+    mu: Option<f64>,
     /// Test statistic: qtilde, q or q0.
     #[arg(long, default_value = "qtilde", value_parser = parse_cls_stat)]
     test_stat: TestStat,
     #[command(flatten)]
     toys: ToyArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
+}
+
+/// The tested POI value: q0 tests 0 whatever was given (with a warning, as pyhf).
+fn tested_mu(stat: TestStat, mu: Option<f64>) -> f64 {
+    match (stat, mu) {
+        (TestStat::Q0, Some(m)) if m != 0.0 => {
+            eprintln!("warning: q0 tests mu = 0 (the discovery hypothesis); --mu {m} ignored");
+            0.0
+        }
+        (TestStat::Q0, _) => 0.0,
+        (_, m) => m.unwrap_or(1.0),
+    }
 }
 
 /// Arguments of `gradfit limit`.
@@ -65,8 +97,11 @@ pub struct LimitArgs {
     test_stat: TestStat,
     #[command(flatten)]
     toys: ToyArgs,
+    /// Draw CLs against the POI with the expected band to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit discovery`.
@@ -77,7 +112,7 @@ pub struct DiscoveryArgs {
     #[command(flatten)]
     toys: ToyArgs,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit scan`.
@@ -88,11 +123,14 @@ pub struct ScanArgs {
     /// Parameter to scan (default: the POI).
     #[arg(long)]
     par: Option<String>,
-    /// Grid LO:HI:N.
+    /// Grid LO:HI:N (default: the best fit +- 3 of its uncertainties in 11 points, as cabinetry).
     #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
-    range: String,
+    range: Option<String>,
+    /// Draw the scan to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit toys`.
@@ -100,11 +138,11 @@ pub struct ScanArgs {
 pub struct ToysArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Tested POI value.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Tested POI value (q0 always tests 0).
+    #[arg(long, visible_alias = "test-poi", allow_negative_numbers = true)]
     mu: f64,
     /// Toys per hypothesis in the whole run.
-    #[arg(long = "n", value_name = "N")]
+    #[arg(long = "toys", visible_alias = "n", value_name = "N")]
     n: u32,
     /// Seed.
     #[arg(long, default_value_t = 0)]
@@ -119,11 +157,14 @@ pub struct ToysArgs {
     #[arg(long, default_value_t = 512)]
     batch: usize,
     /// Output file (written atomically).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(short = 'o', long = "output", visible_aliases = ["out", "output-file"], value_name = "FILE")]
+    pub(super) out: PathBuf,
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Draw the test-statistic distributions against their asymptotic form to FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
 }
 
 /// Arguments of `gradfit merge`.
@@ -133,8 +174,8 @@ pub struct MergeArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Output file (written atomically).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(short = 'o', long = "output", visible_aliases = ["out", "output-file"], value_name = "FILE")]
+    pub(super) out: PathBuf,
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -218,9 +259,9 @@ fn print_warnings(ws: &[String]) {
 }
 
 /// Run the toys of `settings`, with a progress bar.
-fn toys_for(
-    session: &Session,
-    p: &Problem<HistFactoryModel>,
+fn toys_for<M: Likelihood>(
+    engine: &dyn Engine<M>,
+    p: &Problem<M>,
     settings: &ToySettings,
 ) -> Result<ToyRun> {
     let pb = progress_bar(&format!("toys mu={}", settings.mu));
@@ -230,7 +271,7 @@ fn toys_for(
             pb.set_position(done);
         }
     };
-    let run = session.run_toys(p, settings, &FitOptions::default(), &report);
+    let run = engine.run_toys(p, settings, &FitOptions::default(), &report);
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -272,16 +313,18 @@ fn opt(x: Option<f64>) -> String {
 
 /// `gradfit cls`.
 pub fn cls(a: &ClsArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
-    let v = if let Some(n) = a.toys.toys {
-        print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
-        let run = toys_for(
-            &session,
-            &p,
-            &a.toys.settings(a.mu, a.test_stat, n, &digest),
-        )?;
+    let loaded = a.model.load_any_with(a.toys.n()?.is_some())?;
+    crate::with_model!(&loaded.model, m => cls_model(a, m, &loaded.digest))
+}
+
+fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
+    let mu = tested_mu(a.test_stat, a.mu);
+    check_poi_value(model, p.poi, mu, "--mu")?;
+    let v = if let Some(n) = a.toys.n()? {
+        print_warnings(&a.test_stat.warnings(p.poi_bounds(), mu));
+        let run = toys_for(&*engine, &p, &a.toys.settings(mu, a.test_stat, n, digest))?;
         let c = toy_cls(&run)?;
         if c.n_failed > 0 {
             eprintln!(
@@ -291,14 +334,14 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
             );
         }
         let mut v = toy_cls_json(&c);
-        v["mu"] = num(a.mu);
+        v["mu"] = num(mu);
         v["test_stat"] = json!(a.test_stat);
         v["calculator"] = json!("toys");
         v
     } else {
         let calc = AsymptoticCalculator::new(p, a.test_stat, &FitOptions::default())?;
         print_warnings(&calc.warnings);
-        let h = calc.hypotest(a.mu)?;
+        let h = calc.hypotest(mu)?;
         json!({
             "cls_obs": num(h.cls_obs),
             "cls_exp": nums(&h.cls_exp),
@@ -309,11 +352,15 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
             "test_stat_obs": num(h.test_stat_obs),
             "test_stat_asimov": num(h.test_stat_asimov),
             "mu_hat": num(h.mu_hat),
-            "mu": num(a.mu),
+            "mu": num(mu),
             "test_stat": a.test_stat,
             "calculator": "asymptotics",
         })
     };
+    // pyhf's keys, so that scripts parsing `pyhf cls` output keep working
+    let mut v = v;
+    v["CLs_obs"] = v["cls_obs"].clone();
+    v["CLs_exp"] = v["cls_exp"].clone();
     a.out.emit(&v, || {
         let g = |k: &str| v[k].as_f64().map(fmt).unwrap_or_else(|| "-".into());
         let exp: Vec<String> =
@@ -321,7 +368,7 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
         let mut s = format!(
             "{} CLs at mu = {} ({})\n\nobserved CLs   {}\nCLs+b, CLb     {}, {}\ntest statistic {}\nexpected CLs   -2s {}  -1s {}  median {}  +1s {}  +2s {}\n",
             v["calculator"].as_str().unwrap_or(""),
-            a.mu,
+            mu,
             a.test_stat,
             g("cls_obs"),
             g("clsb_obs"),
@@ -343,14 +390,31 @@ pub fn cls(a: &ClsArgs) -> Result<i32> {
 
 /// `gradfit limit`.
 pub fn limit(a: &LimitArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any_with(a.toys.n()?.is_some())?;
+    crate::with_model!(&loaded.model, m => limit_model(a, m, &loaded.digest))
+}
+
+fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
+    let poi = p.poi;
     let (plo, phi) = p.poi_bounds();
-    let v = if let Some(n) = a.toys.toys {
-        // toys: CLs on a grid, crossing by linear interpolation
-        let grid = match &a.scan {
-            Some(s) => parse_range(s).map_err(Error::Input)?,
+    let poi_name = model.par_names()[p.poi].clone();
+    let mut plot_points: Vec<ClsPoint> = Vec::new();
+    let v = if let Some(n) = a.toys.n()? {
+        // toys: CLs on a grid, crossing by linear interpolation; the automatic
+        // grid grows (inside the POI bounds) until every band is bracketed
+        let alpha = 1.0 - a.cl;
+        let given = a.scan.is_some();
+        let mut grid = match &a.scan {
+            Some(s) => {
+                let g = parse_range(s).map_err(Error::Input)?;
+                for &mu in &g {
+                    check_poi_value(model, p.poi, mu, "--scan")?;
+                }
+                g
+            }
             None => {
                 let calc =
                     AsymptoticCalculator::new(p.clone(), a.test_stat, &FitOptions::default())?;
@@ -363,32 +427,75 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
                         rtol: 1e-6,
                     },
                 )?;
-                let lo = ul.exp[0].map(|x| 0.5 * x).unwrap_or(plo.max(1e-3)).max(plo);
-                let hi = ul.exp[4].map(|x| 1.5 * x).unwrap_or(phi).min(phi);
+                let g = toy_limit::initial_grid(&ul, (plo, phi), 12);
                 eprintln!(
-                    "note: toy limit scan over [{lo:.4}, {hi:.4}] in 12 points (from the asymptotic band; --scan sets it)"
+                    "note: toy limit grid [{}, {}] in {} points from the asymptotic band (--scan sets it)",
+                    fmt(g[0]),
+                    fmt(g[g.len() - 1]),
+                    g.len()
                 );
-                (0..12).map(|i| lo + (hi - lo) * i as f64 / 11.0).collect()
+                g
             }
         };
-        let alpha = 1.0 - a.cl;
-        let mut rows = Vec::new();
-        for &mu in &grid {
-            let run = toys_for(&session, &p, &a.toys.settings(mu, a.test_stat, n, &digest))?;
-            rows.push((mu, toy_cls(&run)?));
+        let mut points: Vec<toy_limit::GridPoint> = Vec::new();
+        let mut todo = grid.clone();
+        for round in 0..4 {
+            for &mu in &todo {
+                let run = toys_for(&*engine, &p, &a.toys.settings(mu, a.test_stat, n, digest))?;
+                points.push(toy_limit::GridPoint {
+                    mu,
+                    cls: toy_cls(&run)?,
+                });
+            }
+            points.sort_by(|x, y| x.mu.total_cmp(&y.mu));
+            let (below, above) = toy_limit::unbracketed(&points, alpha);
+            if given || round == 3 || !(below || above) {
+                break;
+            }
+            todo = Vec::new();
+            if below {
+                todo.extend(toy_limit::extension(&grid, (plo, phi), false, 4));
+            }
+            if above {
+                todo.extend(toy_limit::extension(&grid, (plo, phi), true, 4));
+            }
+            if todo.is_empty() {
+                break;
+            }
+            eprintln!(
+                "note: a band is not bracketed yet; adding {} grid points ({})",
+                todo.len(),
+                todo.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", ")
+            );
+            grid.extend(&todo);
+            grid.sort_by(f64::total_cmp);
         }
-        let cross = |f: &dyn Fn(&toys::ToyCls) -> Option<f64>| -> Option<f64> {
-            let vals: Vec<(f64, f64)> = rows
-                .iter()
-                .filter_map(|(mu, c)| f(c).map(|y| (*mu, y - alpha)))
-                .collect();
-            vals.windows(2)
-                .find(|w| w[0].1 >= 0.0 && w[1].1 < 0.0)
-                .map(|w| w[0].0 + (w[1].0 - w[0].0) * w[0].1 / (w[0].1 - w[1].1))
-        };
-        let obs = cross(&|c| c.cls_obs);
-        let exp: Vec<Value> = (0..5)
-            .map(|k| cross(&|c| c.cls_exp[k]).map(num).unwrap_or(Value::Null))
+        let (obs, exp) = toy_limit::crossings(&points, alpha);
+        let (below, above) = toy_limit::unbracketed(&points, alpha);
+        if above {
+            eprintln!(
+                "warning: a band's CLs is still above {} at mu = {} (the POI's upper bound is {}); \
+                 widen it with --bounds {poi_name}=LO:HI or give --scan",
+                1.0 - a.cl,
+                fmt(points[points.len() - 1].mu),
+                phi
+            );
+        }
+        if below {
+            eprintln!(
+                "warning: a band's CLs is already below {} at mu = {}; give a lower --scan start",
+                1.0 - a.cl,
+                fmt(points[0].mu)
+            );
+        }
+        let rows: Vec<(f64, toys::ToyCls)> = points.into_iter().map(|g| (g.mu, g.cls)).collect();
+        plot_points = rows
+            .iter()
+            .map(|(mu, c)| (*mu, c.cls_obs, c.cls_exp))
+            .collect();
+        let exp: Vec<Value> = exp
+            .iter()
+            .map(|x| x.map(num).unwrap_or(Value::Null))
             .collect();
         json!({
             "obs": obs.map(num).unwrap_or(Value::Null),
@@ -402,11 +509,17 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
         let calc = AsymptoticCalculator::new(p, a.test_stat, &FitOptions::default())?;
         print_warnings(&calc.warnings);
         let method = match (&a.scan, &a.bracket) {
-            (Some(s), _) => LimitMethod::Scan {
-                grid: parse_range(s).map_err(Error::Input)?,
-            },
+            (Some(s), _) => {
+                let grid = parse_range(s).map_err(Error::Input)?;
+                for &mu in &grid {
+                    check_poi_value(model, poi, mu, "--scan")?;
+                }
+                LimitMethod::Scan { grid }
+            }
             (None, Some(b)) => {
                 let (lo, hi) = parse_pair(b)?;
+                check_poi_value(model, poi, lo, "--bracket")?;
+                check_poi_value(model, poi, hi, "--bracket")?;
                 LimitMethod::Bracket { lo, hi, rtol: 1e-9 }
             }
             (None, None) => LimitMethod::Bracket {
@@ -417,6 +530,17 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
         };
         let ul = upper_limit(&calc, a.cl, &method)?;
         print_warnings(&ul.messages);
+        if a.plot.is_some() {
+            plot_points = if a.scan.is_some() {
+                ul.points
+                    .iter()
+                    .map(|h| (h.mu, Some(h.cls_obs), h.cls_exp.map(Some)))
+                    .collect()
+            } else {
+                let top = ul.exp[4].into_iter().chain(ul.obs).fold(1.0f64, f64::max);
+                infer_plots::cls_grid(&calc, plo.max(0.0), (1.5 * top).min(phi), 31)?
+            };
+        }
         json!({
             "obs": ul.obs.map(num).unwrap_or(Value::Null),
             "exp": ul.exp.iter().map(|x| x.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
@@ -427,6 +551,11 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
             "messages": ul.messages,
         })
     };
+    if let Some(path) = &a.plot {
+        let calculator = v["calculator"].as_str().unwrap_or("");
+        let (obs, exp) = (v["obs"].as_f64(), v["exp"][2].as_f64());
+        infer_plots::limit(path, &poi_name, a.cl, calculator, plot_points, obs, exp)?;
+    }
     a.out.emit(&v, || {
         let e = |k: usize| v["exp"][k].as_f64();
         format!(
@@ -456,16 +585,16 @@ pub fn limit(a: &LimitArgs) -> Result<i32> {
 
 /// `gradfit discovery`.
 pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
+    let loaded = a.model.load_any_with(a.toys.n()?.is_some())?;
+    crate::with_model!(&loaded.model, m => discovery_model(a, m, &loaded.digest))
+}
+
+fn discovery_model<M: ModelInfo>(a: &DiscoveryArgs, model: &M, digest: &str) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let z = |p: f64| -crate::infer::normal_quantile(p);
-    let v = if let Some(n) = a.toys.toys {
-        let run = toys_for(
-            &session,
-            &p,
-            &a.toys.settings(0.0, TestStat::Q0, n, &digest),
-        )?;
+    let v = if let Some(n) = a.toys.n()? {
+        let run = toys_for(&*engine, &p, &a.toys.settings(0.0, TestStat::Q0, n, digest))?;
         let c = toy_cls(&run)?;
         let p0 = c.clsb_obs;
         let p0e = c.cls_exp[2];
@@ -499,30 +628,56 @@ pub fn discovery(a: &DiscoveryArgs) -> Result<i32> {
 
 /// `gradfit scan`.
 pub fn scan(a: &ScanArgs) -> Result<i32> {
-    let model = a.model.load()?;
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => scan_model(a, m))
+}
+
+fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
     let index = match &a.par {
-        Some(n) => par_index(&model, n)?,
+        Some(n) => par_index(model, n)?,
         None => model
-            .poi
+            .poi()
             .ok_or_else(|| Error::input("the model has no POI: choose the parameter with --par"))?,
     };
-    let grid = parse_range(&a.range).map_err(Error::Input)?;
-    let session = Session::new(&a.model.device, &model)?;
+    infer_plots::check(a.plot.as_deref())?;
+    let engine = model.engine(&a.model.device)?;
+    let grid = match &a.range {
+        Some(r) => parse_range(r).map_err(Error::Input)?,
+        None => {
+            let spec = crate::fit::FitSpec::from_model(model);
+            let opts = FitOptions::default();
+            let (g, note) =
+                default_grid(&*engine, model, model.observed(), &spec, index, 11, &opts)?;
+            eprintln!(
+                "note: scanning {} from {} to {} in 11 points (best fit +- 3 sigma; --range sets it)",
+                model.par_names()[index],
+                crate::report::plot_infer::short(g[0]),
+                crate::report::plot_infer::short(g[g.len() - 1])
+            );
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
+            g
+        }
+    };
     let s = profile_scan(
-        &session,
-        &model,
+        &*engine,
+        model,
         model.observed(),
-        &crate::fit::FitSpec::from_model(&model),
+        &crate::fit::FitSpec::from_model(model),
         index,
         &grid,
         &FitOptions::default(),
     )?;
     print_warnings(&s.messages);
+    if let Some(path) = &a.plot {
+        infer_plots::scan(path, &s)?;
+    }
     let v = json!({
         "parameter": s.parameter,
         "best_value": num(s.best_value),
         "best_twice_nll": num(s.best_twice_nll),
-        "par_names": model.par_names,
+        "par_names": model.par_names(),
         "points": s.points.iter().map(|p| json!({
             "value": p.value, "twice_nll": num(p.twice_nll), "delta_twice_nll": num(p.delta_twice_nll),
             "converged": p.converged, "pars": nums(&p.pars),
@@ -567,14 +722,13 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
         let c = toy_cls(run)?;
         v["cls"] = toy_cls_json(&c);
     }
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::input(e.to_string()))?
-        );
-    } else {
-        println!(
-            "toys mu = {} ({}) seed {}: toys [{}, {}) of {}{}",
+    let out = OutputArgs {
+        json: json_out,
+        output: None,
+    };
+    out.emit(&v, || {
+        let mut s = format!(
+            "toys mu = {} ({}) seed {}: toys [{}, {}) of {}{}\n",
             run.mu,
             run.test_stat,
             run.seed,
@@ -582,13 +736,13 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
             run.range[1],
             run.n_toys,
             run.shard
-                .map(|s| format!(" (shard {}/{})", s[0], s[1]))
+                .map(|s| format!(" (shard {} of {})", s[0], s[1]))
                 .unwrap_or_default()
         );
         if whole {
             let c = &v["cls"];
-            println!(
-                "CLs obs {}  expected {}  ({} failed)",
+            s.push_str(&format!(
+                "CLs obs {}  expected {}  ({} failed)\n",
                 opt(c["cls_obs"].as_f64()),
                 c["cls_exp"]
                     .as_array()
@@ -599,33 +753,43 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
                         .join(" "))
                     .unwrap_or_default(),
                 c["n_failed"]
-            );
+            ));
         }
-    }
-    Ok(())
+        s
+    })
 }
 
 /// `gradfit toys`.
 pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
-    let (model, digest) = a.model.load_with_digest()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let p = Problem::new(&model, model.observed())?.with_fitter(&session);
-    print_warnings(&a.test_stat.warnings(p.poi_bounds(), a.mu));
+    let loaded = a.model.load_any_with(true)?;
+    crate::with_model!(&loaded.model, m => toys_model(a, m, &loaded.digest))
+}
+
+fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32> {
+    infer_plots::check(a.plot.as_deref())?;
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
+    let mu = tested_mu(a.test_stat, Some(a.mu));
+    check_poi_value(model, p.poi, mu, "--mu")?;
+    print_warnings(&a.test_stat.warnings(p.poi_bounds(), mu));
     let run = toys_for(
-        &session,
+        &*engine,
         &p,
         &ToySettings {
-            mu: a.mu,
+            mu,
             test_stat: a.test_stat,
             n_toys: a.n,
             seed: a.seed,
             shard: a.shard,
             batch: a.batch,
-            model_digest: digest.clone(),
+            model_digest: digest.to_string(),
             toy_max_iter: None,
         },
     )?;
     crate::util::write_json_atomic(&a.out, &run)?;
+    if let Some(path) = &a.plot {
+        infer_plots::toys(path, &run, &p)?;
+    }
     summary(&run, a.json)?;
     let failed = run
         .sig_bkg
@@ -644,25 +808,20 @@ pub fn toys_cmd(a: &ToysArgs) -> Result<i32> {
 
 /// `gradfit merge`.
 pub fn merge_cmd(a: &MergeArgs) -> Result<i32> {
+    let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
     let runs: Vec<ToyRun> = a
         .files
         .iter()
-        .map(|f| {
+        .zip(&names)
+        .map(|(f, name)| {
             let v = crate::workspace::read_json(f)?;
-            let run: ToyRun = serde_json::from_value(v).map_err(|e| {
-                Error::input(format!("{}: not a gradfit toy file: {e}", f.display()))
-            })?;
-            if run.format != toys::TOY_FORMAT {
-                return Err(Error::input(format!(
-                    "{}: unknown toy file format '{}'",
-                    f.display(),
-                    run.format
-                )));
-            }
+            let run: ToyRun = serde_json::from_value(v)
+                .map_err(|e| Error::input(format!("{name}: not a gradfit toy file: {e}")))?;
+            run.verify(name)?;
             Ok(run)
         })
         .collect::<Result<_>>()?;
-    let merged = merge(runs)?;
+    let merged = merge(runs, &names)?;
     crate::util::write_json_atomic(&a.out, &merged)?;
     summary(&merged, a.json)?;
     Ok(0)

@@ -8,11 +8,11 @@
 
 use super::table::{Table, fmt};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums};
-use crate::device::Session;
+use crate::device::Engine;
 use crate::error::{Error, Result};
 use crate::fit::FitSpec;
-use crate::model::HistFactoryModel;
-use crate::report::plot::{self, CorrelationPlot, PullsPlot, RankingPlot, StackPlot};
+use crate::model::{Likelihood, ModelInfo};
+use crate::report::plot::{self, CorrelationPlot, PullsPlot, RankingPlot};
 use crate::report::{self, ImpactRow, PostFit, Pull, ShiftKind, Yields};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ pub struct PullsArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Which impacts `gradfit impacts` computes.
@@ -64,13 +64,13 @@ pub struct ImpactsArgs {
     method: Method,
     /// Keep only the N parameters with the largest post-fit impact (table, JSON and plot;
     /// the plot shows 20 when not given).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = super::parse_positive)]
     top: Option<u64>,
     /// Draw the ranking to FILE (.svg or .png).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit yields`.
@@ -86,14 +86,22 @@ pub struct YieldsArgs {
     /// Only the post-fit yields.
     #[arg(long)]
     postfit: bool,
-    /// Write one stacked plot per channel and stage into DIR (CHANNEL_prefit.svg, CHANNEL_postfit.svg).
-    #[arg(long, value_name = "DIR")]
+    /// Stacked plots per channel and stage: FILE.svg or FILE.png (several plots:
+    /// FILE_CHANNEL_STAGE.EXT beside it), or a folder DIR (CHANNEL_STAGE.svg inside).
+    #[arg(long, value_name = "FILE|DIR")]
     plot: Option<PathBuf>,
-    /// Write PNG files next to the SVG ones.
+    /// With a folder: PNG files next to the SVG ones.
     #[arg(long, requires = "plot")]
     png: bool,
+    /// Logarithmic y axis in the plots.
+    #[arg(long, requires = "plot")]
+    log: bool,
+    /// Bin edges of a channel for the plots, CHANNEL=E0,E1,... (one more than its bins; repeatable).
+    #[arg(long = "bin-edges", value_name = "CHANNEL=E0,E1,...", requires = "plot",
+          value_parser = super::yields_plots::parse_edges, allow_hyphen_values = true)]
+    bin_edges: Vec<(String, Vec<f64>)>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 /// Arguments of `gradfit corr`.
@@ -110,7 +118,7 @@ pub struct CorrArgs {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    out: OutputArgs,
+    pub(super) out: OutputArgs,
 }
 
 fn parse_threshold(s: &str) -> std::result::Result<f64, String> {
@@ -140,12 +148,11 @@ fn check_plot_path(path: &Path) -> Result<()> {
 }
 
 /// Free fit on the observed data with the Hessian and covariance at the minimum.
-fn best_fit(session: &Session, a: &BestFitArgs) -> Result<PostFit> {
-    let model = session.model();
+fn best_fit<M: Likelihood>(engine: &dyn Engine<M>, model: &M, a: &BestFitArgs) -> Result<PostFit> {
     let mut opts = report::best_fit_options();
     opts.max_iter = a.max_iter;
     PostFit::fit_with(
-        session,
+        engine,
         model,
         model.observed(),
         &FitSpec::from_model(model),
@@ -192,9 +199,9 @@ fn opt_fmt(x: Option<f64>) -> String {
     x.map(fmt).unwrap_or_else(|| "-".into())
 }
 
-fn pull_json(model: &HistFactoryModel, p: &Pull) -> Value {
+fn pull_json<M: Likelihood>(model: &M, p: &Pull) -> Value {
     json!({
-        "name": model.par_names[p.par],
+        "name": model.par_names()[p.par],
         "value": num(p.value),
         "error": num(p.error),
         "prefit_sigma": num(p.prefit_sigma),
@@ -211,17 +218,21 @@ pub fn pulls(a: &PullsArgs) -> Result<i32> {
     if let Some(p) = &a.plot {
         check_plot_path(p)?;
     }
-    let model = a.model.load()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let post = best_fit(&session, &a.fit)?;
-    let pulls = report::pulls(&model, &post);
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => pulls_model(a, m))
+}
+
+fn pulls_model<M: ModelInfo>(a: &PullsArgs, model: &M) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let post = best_fit(&*engine, model, &a.fit)?;
+    let pulls = report::pulls(model, &post);
     let mut v = fit_header(&post);
-    v["parameters"] = Value::Array(pulls.iter().map(|p| pull_json(&model, p)).collect());
+    v["parameters"] = Value::Array(pulls.iter().map(|p| pull_json(model, p)).collect());
     if let Some(path) = &a.plot {
         let pl = PullsPlot::new(
-            &model.par_names,
+            model.par_names(),
             &pulls,
-            &format!("Pulls ({})", model.measurement),
+            &format!("Pulls ({})", model.label()),
         );
         plot::write(&pl, path)?;
     }
@@ -241,7 +252,7 @@ pub fn pulls(a: &PullsArgs) -> Result<i32> {
         for p in &pulls {
             let con = if p.fixed { "fixed" } else { p.constraint };
             t.row(vec![
-                model.par_names[p.par].clone(),
+                model.par_names()[p.par].clone(),
                 fmt(p.value),
                 fmt(p.error),
                 fmt(p.prefit_sigma),
@@ -279,11 +290,11 @@ fn refit_progress() -> impl FnMut(usize, usize) {
     }
 }
 
-fn impact_json(model: &HistFactoryModel, r: &ImpactRow, pulls: &[Pull]) -> Value {
+fn impact_json<M: Likelihood>(model: &M, r: &ImpactRow, pulls: &[Pull]) -> Value {
     let k = r.par();
     let p = &pulls[k];
     let mut v = json!({
-        "name": model.par_names[k],
+        "name": model.par_names()[k],
         "value": num(p.value),
         "error": num(p.error),
         "prefit_sigma": num(p.prefit_sigma),
@@ -319,17 +330,21 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
     if let Some(p) = &a.plot {
         check_plot_path(p)?;
     }
-    let model = a.model.load()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let poi = model.poi.ok_or_else(|| {
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => impacts_model(a, m))
+}
+
+fn impacts_model<M: ModelInfo>(a: &ImpactsArgs, model: &M) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let poi = model.poi().ok_or_else(|| {
         Error::input(format!(
             "impacts: the model has no parameter of interest (measurement '{}' names none in the model; \
              is the signal patch applied with -p?)",
-            model.measurement
+            model.label()
         ))
     })?;
-    let post = best_fit(&session, &a.fit)?;
-    let sig = report::prefit_sigmas(&model, &post.fixed);
+    let post = best_fit(&*engine, model, &a.fit)?;
+    let sig = report::prefit_sigmas(model, &post.fixed);
     let hess = report::hessian_impacts(&post, poi, &sig);
     let mut refit_time = None;
     let refit = if a.method == Method::Hessian {
@@ -341,8 +356,8 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         let t0 = std::time::Instant::now();
         let mut progress = refit_progress();
         let r = report::refit_impacts_with(
-            &session,
-            &model,
+            &*engine,
+            model,
             model.observed(),
             &post,
             &report::RefitPlan {
@@ -370,8 +385,8 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
     if let Some(n) = a.top {
         rows.truncate(n as usize);
     }
-    let pulls = report::pulls(&model, &post);
-    let poi_name = model.par_names[poi].clone();
+    let pulls = report::pulls(model, &post);
+    let poi_name = model.par_names()[poi].clone();
     let bound_note = post.at_bound(poi).then(|| {
         format!(
             "{poi_name} = {} sits at its bound: refits that would push it beyond do not move it (linearised impacts ignore the bound)",
@@ -397,20 +412,16 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
             "seconds": t,
         });
     }
-    v["parameters"] = Value::Array(
-        rows.iter()
-            .map(|r| impact_json(&model, r, &pulls))
-            .collect(),
-    );
+    v["parameters"] = Value::Array(rows.iter().map(|r| impact_json(model, r, &pulls)).collect());
     if let Some(path) = &a.plot {
         let top = a.top.map(|n| n as usize).unwrap_or(20);
         let mut pl = RankingPlot::new(
-            &model.par_names,
+            model.par_names(),
             &poi_name,
             &rows,
             &pulls,
             top,
-            &format!("Impacts on {poi_name} ({})", model.measurement),
+            &format!("Impacts on {poi_name} ({})", model.label()),
         );
         pl.note = bound_note.clone();
         plot::write(&pl, path)?;
@@ -433,7 +444,7 @@ pub fn impacts(a: &ImpactsArgs) -> Result<i32> {
         for (i, r) in rows.iter().enumerate() {
             let mut cells = vec![
                 (i + 1).to_string(),
-                model.par_names[r.par()].clone(),
+                model.par_names()[r.par()].clone(),
                 fmt(r.hessian.hessian),
                 fmt(r.hessian.hessian_prefit),
                 fmt(r.hessian.nsbi_gamma),
@@ -540,54 +551,21 @@ fn fmt3(x: f64) -> String {
     }
 }
 
-/// A file name for a channel: characters other than letters, digits, '-', '_' and '.' become '_'.
-fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn write_stacks(dir: &Path, y: &Yields, stage: &str, png: bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let tag = stage.replace('-', "");
-    for c in &y.channels {
-        let pl = StackPlot::new(c, stage);
-        let mut exts = vec!["svg"];
-        if png {
-            exts.push("png");
-        }
-        for ext in exts {
-            let path = dir.join(format!("{}_{tag}.{ext}", safe_name(&c.name)));
-            plot::write(&pl, &path)?;
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
 /// `gradfit yields`.
 pub fn yields(a: &YieldsArgs) -> Result<i32> {
     let model = a.model.load()?;
-    let session = Session::new(&a.model.device, &model)?;
-    if let Some(d) = &a.plot
-        && !d.is_dir()
-    {
-        std::fs::create_dir_all(d).map_err(|e| Error::Io {
-            path: d.clone(),
-            source: e,
-        })?;
-    }
+    let engine = model.engine(&a.model.device)?;
+    let target = a
+        .plot
+        .as_deref()
+        .map(|p| super::yields_plots::target(p, a.png))
+        .transpose()?;
+    super::yields_plots::check_edges(&model, &a.bin_edges)?;
     let want_pre = !a.postfit;
     let want_post = !a.prefit;
     let pre = want_pre.then(|| report::prefit_yields(&model));
     let post = if want_post {
-        Some(best_fit(&session, &a.fit)?)
+        Some(best_fit(&*engine, &model, &a.fit)?)
     } else {
         None
     };
@@ -601,13 +579,13 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
         v["postfit"] = yields_json(y);
     }
     let mut written = Vec::new();
-    if let Some(dir) = &a.plot {
-        if let Some(y) = &pre {
-            written.extend(write_stacks(dir, y, "pre-fit", a.png)?);
-        }
-        if let Some(y) = &posty {
-            written.extend(write_stacks(dir, y, "post-fit", a.png)?);
-        }
+    if let Some(t) = &target {
+        let stages: Vec<(&str, &Yields)> =
+            [("pre-fit", pre.as_ref()), ("post-fit", posty.as_ref())]
+                .into_iter()
+                .filter_map(|(s, y)| Some((s, y?)))
+                .collect();
+        written = super::yields_plots::write(t, &stages, a.log, &a.bin_edges)?;
     }
     a.out.emit(&v, || {
         let mut s = String::new();
@@ -636,9 +614,13 @@ pub fn corr(a: &CorrArgs) -> Result<i32> {
     if let Some(p) = &a.plot {
         check_plot_path(p)?;
     }
-    let model = a.model.load()?;
-    let session = Session::new(&a.model.device, &model)?;
-    let post = best_fit(&session, &a.fit)?;
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => corr_model(a, m))
+}
+
+fn corr_model<M: ModelInfo>(a: &CorrArgs, model: &M) -> Result<i32> {
+    let engine = model.engine(&a.model.device)?;
+    let post = best_fit(&*engine, model, &a.fit)?;
     let p = model.n_pars();
     let c = post.correlation();
     let keep = report::correlated_parameters(&post, &c, a.threshold);
@@ -648,10 +630,10 @@ pub fn corr(a: &CorrArgs) -> Result<i32> {
         .flat_map(|&i| keep.iter().map(move |&j| (i, j)))
         .map(|(i, j)| c[i * p + j])
         .collect();
-    let names: Vec<String> = keep.iter().map(|&i| model.par_names[i].clone()).collect();
+    let names: Vec<String> = keep.iter().map(|&i| model.par_names()[i].clone()).collect();
     let pruned: Vec<&String> = (0..p)
         .filter(|i| !keep.contains(i))
-        .map(|i| &model.par_names[i])
+        .map(|i| &model.par_names()[i])
         .collect();
     let mut v = fit_header(&post);
     v["threshold"] = json!(a.threshold);
@@ -666,10 +648,11 @@ pub fn corr(a: &CorrArgs) -> Result<i32> {
             title: if a.threshold > 0.0 {
                 format!(
                     "Correlations ({}; parameters with some |correlation| \u{2265} {})",
-                    model.measurement, a.threshold
+                    model.label(),
+                    a.threshold
                 )
             } else {
-                format!("Correlations ({})", model.measurement)
+                format!("Correlations ({})", model.label())
             },
         };
         plot::write(&pl, path)?;

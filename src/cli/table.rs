@@ -67,9 +67,23 @@ pub fn fmt(x: f64) -> String {
         return format!("{x}");
     }
     let a = x.abs();
+    if a < 1e-15 {
+        // rounding noise (1e-78 from a cancellation) reads as 0
+        return format!("{:.6}", 0.0);
+    }
     if a != 0.0 && !(1e-4..1e6).contains(&a) {
         format!("{x:.6e}")
     } else {
         format!("{x:.6}")
+    }
+}
+
+/// [`fmt`] for a fitted value with uncertainty `scale`: values within the
+/// minimiser's precision of zero (1e-6 of the uncertainty) print as 0.
+pub fn fmt_fitted(x: f64, scale: f64) -> String {
+    if scale.is_finite() && scale > 0.0 && x.abs() < 1e-6 * scale {
+        fmt(0.0)
+    } else {
+        fmt(x)
     }
 }

@@ -43,12 +43,17 @@ impl Chol {
         self.grow(n);
         self.n = n;
         let a = &mut self.buf[..n * n];
+        // only the lower triangle is written and read: the upper one holds
+        // whatever an earlier factorisation or inverse left there
+        let mut finite = true;
         for j in 0..n {
             for i in j..n {
-                a[j * n + i] = get(i, j);
+                let v = get(i, j);
+                finite &= v.is_finite();
+                a[j * n + i] = v;
             }
         }
-        if a.iter().any(|x| !x.is_finite()) {
+        if !finite {
             return false;
         }
         let m = MatMut::from_column_major_slice_mut(a, n, n);

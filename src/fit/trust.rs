@@ -169,11 +169,12 @@ fn steihaug(lay: &HessianLayout, h: &[f64], c: &mut CgWork, radius: f64) -> bool
             }
             let php = dot(&c.p, &c.hp);
             let (tb, who) = to_bound(c, &c.act);
-            if it == 0 && tb == 0.0 {
-                if let Some(k) = who {
-                    c.act[k] = false;
-                    continue 'restart;
-                }
+            if it == 0
+                && tb == 0.0
+                && let Some(k) = who
+            {
+                c.act[k] = false;
+                continue 'restart;
             }
             if !(php > 0.0) {
                 // negative curvature: to the edge (or the first bound)

@@ -184,16 +184,31 @@ pub fn upper_limit<L: Likelihood>(
                 let flo = cls_of(&hlo, *band) - alpha;
                 let fhi = cls_of(&hhi, *band) - alpha;
                 let name = band_name(*band);
+                if !(flo.is_finite() && fhi.is_finite()) {
+                    messages.push(format!(
+                        "{name}: CLs is not a number at an end of the bracket [{lo}, {hi}]; no limit"
+                    ));
+                    continue;
+                }
                 if flo < 0.0 && fhi < 0.0 {
-                    messages.push(format!("{name}: CLs < {alpha} already at the lower end {lo}; the limit lies below the range"));
+                    messages.push(format!("{name}: CLs < {} already at the lower end {lo}; the limit lies below the range", round_alpha(alpha)));
                     continue;
                 }
                 if flo > 0.0 && fhi > 0.0 {
-                    messages.push(format!("{name}: CLs > {alpha} still at the upper end {hi}; the limit lies above the range"));
+                    messages.push(format!("{name}: CLs > {} still at the upper end {hi}; the limit lies above the range", round_alpha(alpha)));
                     continue;
                 }
                 let root = brent(
-                    |mu| Ok(cls_of(&eval(mu)?, *band) - alpha),
+                    |mu| {
+                        let v = cls_of(&eval(mu)?, *band) - alpha;
+                        if v.is_finite() {
+                            Ok(v)
+                        } else {
+                            Err(Error::Numerical(format!(
+                                "{name}: CLs at mu = {mu} is not a number"
+                            )))
+                        }
+                    },
                     *lo,
                     *hi,
                     flo,
@@ -220,8 +235,9 @@ pub fn upper_limit<L: Likelihood>(
                         found[k] = Some(x0 + (x1 - x0) * y0 / (y0 - y1));
                     }
                     None => messages.push(format!(
-                        "{}: CLs does not cross {alpha} on the scanned grid [{}, {}]",
+                        "{}: CLs does not cross {} on the scanned grid [{}, {}]",
                         band_name(*band),
+                        round_alpha(alpha),
                         grid[0],
                         grid[grid.len() - 1]
                     )),
@@ -240,9 +256,15 @@ pub fn upper_limit<L: Likelihood>(
     })
 }
 
+/// 1 - CL for messages, without the rounding noise of the subtraction.
+fn round_alpha(alpha: f64) -> f64 {
+    (alpha * 1e12).round() / 1e12
+}
+
 fn band_name(b: Band) -> String {
     match b {
         Band::Obs => "observed".into(),
+        Band::Exp(2) => "expected median".into(),
         Band::Exp(k) => format!("expected {:+} sigma", k as i32 - 2),
     }
 }

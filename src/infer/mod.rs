@@ -4,8 +4,13 @@
 
 pub mod asymptotic;
 pub mod limits;
+pub mod minos;
+pub mod neyman;
+pub mod neyman_plot;
 pub mod scan;
+pub mod shards;
 pub mod teststat;
+pub mod toy_limit;
 pub mod toys;
 
 pub use asymptotic::{AsymptoticCalculator, Discovery, HypoTest};
@@ -18,7 +23,6 @@ use crate::model::Likelihood;
 /// The problem every calculator works on: a model, its data and the base fit
 /// configuration (start values, bounds, fixed parameters) with a POI, and the
 /// fitter that runs its fits (the CPU minimiser unless a device session is set).
-#[derive(Clone)]
 pub struct Problem<'a, L: Likelihood> {
     /// The model.
     pub model: &'a L,
@@ -30,6 +34,18 @@ pub struct Problem<'a, L: Likelihood> {
     pub poi: usize,
     /// Where the fits run.
     pub fitter: &'a dyn BatchFitter<L>,
+}
+
+impl<L: Likelihood> Clone for Problem<'_, L> {
+    fn clone(&self) -> Self {
+        Problem {
+            model: self.model,
+            data: self.data,
+            spec: self.spec.clone(),
+            poi: self.poi,
+            fitter: self.fitter,
+        }
+    }
 }
 
 impl<'a, L: Likelihood> Problem<'a, L> {

@@ -124,6 +124,9 @@ pub fn profile_scan<L: Likelihood>(
     })
 }
 
+/// Most points of a scan grid (each point is a fit whose parameters are kept).
+pub const MAX_GRID_POINTS: usize = 100_000;
+
 /// Parse `LO:HI:N` into N evenly spaced values.
 pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -145,6 +148,11 @@ pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
     if !(lo.is_finite() && hi.is_finite()) || n == 0 || (n > 1 && !(lo < hi)) {
         return Err(format!("need finite LO < HI and N >= 1 in '{s}'"));
     }
+    if n > MAX_GRID_POINTS {
+        return Err(format!(
+            "{n} points in '{s}': at most {MAX_GRID_POINTS} (each point is a fit; split the range over several runs)"
+        ));
+    }
     Ok(if n == 1 {
         vec![lo]
     } else {
@@ -152,4 +160,43 @@ pub fn parse_range(s: &str) -> std::result::Result<Vec<f64>, String> {
             .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
             .collect()
     })
+}
+
+/// cabinetry's default scan range: the best-fit value +- 3 of its Hessian
+/// uncertainties, in `n` points, clipped to the parameter's bounds. Returns
+/// the grid and, when clipped, a note saying so.
+pub fn default_grid<L: Likelihood>(
+    fitter: &dyn BatchFitter<L>,
+    model: &L,
+    data: &L::Data,
+    base: &FitSpec,
+    index: usize,
+    n: usize,
+    opts: &FitOptions,
+) -> Result<(Vec<f64>, Option<String>)> {
+    let opts = FitOptions {
+        covariance: true,
+        ..opts.clone()
+    };
+    let free = fitter.fit(model, data, base, &opts)?;
+    super::require_converged(&free, "the free fit")?;
+    let (v, e) = (free.x[index], free.errors[index]);
+    let name = &model.par_names()[index];
+    if !(e.is_finite() && e > 0.0) {
+        return Err(Error::input(format!(
+            "no uncertainty for {name} at the best fit ({e}), so no default scan range: give --range LO:HI:N"
+        )));
+    }
+    let (blo, bhi) = base.bounds[index];
+    let (lo, hi) = ((v - 3.0 * e).max(blo), (v + 3.0 * e).min(bhi));
+    let note = (lo > v - 3.0 * e || hi < v + 3.0 * e).then(|| {
+        format!("the range {name} = {v:.4} +- 3 x {e:.4} is clipped to the bounds [{blo}, {bhi}]")
+    });
+    let n = n.max(2);
+    Ok((
+        (0..n)
+            .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+            .collect(),
+        note,
+    ))
 }

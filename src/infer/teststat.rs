@@ -2,9 +2,10 @@
 //!
 //! `t_mu = twice_nll(mu, profiled) - twice_nll(free)`, clipped at 0. `q_mu` and
 //! `q~_mu` are `t_mu` but 0 when `mu_hat > mu`; `q0` is `t_0` but 0 when
-//! `mu_hat < 0`. The "tilde" variants assume the POI's lower bound is 0: as in
-//! pyhf, the fits use the model's bounds and a different lower bound only
-//! triggers a warning.
+//! `mu_hat < 0`. The "tilde" variants compare with the best fit at mu >= 0:
+//! with the POI bounded below at 0 (the usual case, and pyhf's) that is the
+//! free fit; with a negative lower bound and `mu_hat < 0` it is the fit at
+//! mu = 0 (a warning says so, since pyhf differs there).
 
 use super::Problem;
 use crate::error::{Error, Result};
@@ -66,7 +67,14 @@ impl TestStat {
     pub fn warnings(self, poi_bounds: (f64, f64), mu: f64) -> Vec<String> {
         let mut w = Vec::new();
         match self {
-            TestStat::QTilde | TestStat::TTilde if poi_bounds.0 != 0.0 => w.push(format!(
+            TestStat::QTilde | TestStat::TTilde if poi_bounds.0 < 0.0 => w.push(format!(
+                "{} with the POI's lower bound at {}: where the best fit has mu_hat < 0, the statistic \
+                 compares with the fit at mu = 0 (its definition; pyhf instead uses mu_hat and gives \
+                 different numbers there)",
+                self.name(),
+                poi_bounds.0
+            )),
+            TestStat::QTilde | TestStat::TTilde if poi_bounds.0 > 0.0 => w.push(format!(
                 "{} assumes the POI is bounded below at 0, but its lower bound is {}; the fits use the model's bounds",
                 self.name(),
                 poi_bounds.0
@@ -208,6 +216,16 @@ pub fn finish_pair<L: Likelihood>(
                 fixed.twice_nll, free.twice_nll
             )));
         }
+    }
+    if matches!(kind, TestStat::QTilde | TestStat::TTilde) && free.x[p.poi] < 0.0 {
+        // q~ compares with the best fit at mu >= 0: below zero, the fit at 0
+        // (Cowan et al., eq. 16). Only reachable when the POI's lower bound is
+        // negative; with a bound at 0 the free fit is already that fit.
+        let at0 = fixed_poi_fit(p, 0.0, Some(&free.x), opts)?;
+        super::require_converged(&at0, "the fit with the POI fixed at 0 (q~ reference)")?;
+        let mut pf = combine(kind, p.poi, mu, at0, fixed);
+        pf.mu_hat = free.x[p.poi];
+        return Ok(pf);
     }
     Ok(combine(kind, p.poi, mu, free, fixed))
 }

@@ -68,6 +68,10 @@ pub struct ToyRun {
     pub sig_bkg: Vec<ToyRecord>,
     /// Background-only toys.
     pub bkg: Vec<ToyRecord>,
+    /// SHA-256 of the range and records ([`ToyRun::seal`]): catches edited,
+    /// deleted or duplicated records before a merge.
+    #[serde(default)]
+    pub records_digest: String,
 }
 
 /// Toy-based CLs.
@@ -115,8 +119,26 @@ pub struct ToySettings {
     pub toy_max_iter: Option<usize>,
 }
 
-/// Toy index range of shard `i` of `n` for `n_toys` toys.
+/// Most toys per hypothesis in one run or shard (their records are kept in
+/// memory and written as one file of about 250 bytes per toy and hypothesis).
+pub const MAX_TOYS_PER_SHARD: u32 = 5_000_000;
+
+/// Toy index range of shard `i` of `n` for `n_toys` toys; refuses a range
+/// above [`MAX_TOYS_PER_SHARD`].
 pub fn shard_range(n_toys: u32, shard: Option<(u32, u32)>) -> Result<(u32, u32)> {
+    let (lo, hi) = shard_bounds(n_toys, shard)?;
+    if hi - lo > MAX_TOYS_PER_SHARD {
+        let need = n_toys.div_ceil(MAX_TOYS_PER_SHARD);
+        return Err(Error::input(format!(
+            "{} toys per hypothesis in one run: at most {MAX_TOYS_PER_SHARD} fit in memory and one file; \
+             split it with `gradfit toys --shard i/N` (N >= {need}) and join the shards with `gradfit merge`",
+            hi - lo
+        )));
+    }
+    Ok((lo, hi))
+}
+
+fn shard_bounds(n_toys: u32, shard: Option<(u32, u32)>) -> Result<(u32, u32)> {
     match shard {
         None => Ok((0, n_toys)),
         Some((i, n)) => {
@@ -236,7 +258,7 @@ pub(crate) fn drive_toys<L: Likelihood>(
     }
     let bkg = hyps.pop().expect("two hypotheses");
     let sig_bkg = hyps.pop().expect("two hypotheses");
-    Ok(ToyRun {
+    let mut run = ToyRun {
         format: TOY_FORMAT.to_string(),
         model_digest: settings.model_digest.clone(),
         test_stat: kind,
@@ -250,7 +272,10 @@ pub(crate) fn drive_toys<L: Likelihood>(
         pars_bkg: pars_b,
         sig_bkg,
         bkg,
-    })
+        records_digest: String::new(),
+    };
+    run.seal();
+    Ok(run)
 }
 
 /// Toys on the CPU: sampled in parallel, fitted as one batch per chunk.
@@ -327,63 +352,6 @@ pub(crate) fn fit_toys<L: Likelihood>(
             })
         })
         .collect()
-}
-
-/// Merge shards of one run into the run an unsplit execution gives.
-pub fn merge(runs: Vec<ToyRun>) -> Result<ToyRun> {
-    let mut it = runs.into_iter();
-    let mut first = it.next().ok_or_else(|| Error::input("nothing to merge"))?;
-    let key = |r: &ToyRun| {
-        (
-            r.format.clone(),
-            r.model_digest.clone(),
-            r.test_stat,
-            r.mu.to_bits(),
-            r.seed,
-            r.n_toys,
-            r.test_stat_obs.to_bits(),
-        )
-    };
-    let k0 = key(&first);
-    let mut covered = vec![first.range];
-    for r in it {
-        if key(&r) != k0 || r.pars_sig_bkg != first.pars_sig_bkg || r.pars_bkg != first.pars_bkg {
-            return Err(Error::input(format!(
-                "cannot merge: shard {:?} belongs to a different run (model digest, test statistic, mu, seed, \
-                 number of toys or observed statistic differ)",
-                r.shard
-            )));
-        }
-        covered.push(r.range);
-        first.sig_bkg.extend(r.sig_bkg);
-        first.bkg.extend(r.bkg);
-    }
-    covered.sort();
-    let mut next = 0;
-    for [a, b] in &covered {
-        if *a != next {
-            return Err(Error::input(format!(
-                "cannot merge: toys [{next}, {a}) are {} (shards cover {covered:?})",
-                if *a > next {
-                    "missing"
-                } else {
-                    "covered twice"
-                }
-            )));
-        }
-        next = *b;
-    }
-    if next != first.n_toys {
-        return Err(Error::input(format!(
-            "cannot merge: toys [{next}, {}) are missing (shards cover {covered:?})",
-            first.n_toys
-        )));
-    }
-    first.sig_bkg.sort_by_key(|r| r.toy);
-    first.bkg.sort_by_key(|r| r.toy);
-    first.shard = None;
-    first.range = [0, first.n_toys];
-    Ok(first)
 }
 
 /// numpy's linear-interpolation percentile of sorted values (`q` in percent).

@@ -1,9 +1,15 @@
 //! Statistical models. Everything above this layer (fits, test statistics,
 //! toys, impacts) talks to a model only through the [`Likelihood`] trait.
 
+pub mod any;
+pub mod combined;
 pub mod histfactory;
 pub mod layout;
+pub mod nsbi;
+pub mod unbinned;
 
+pub use any::{AnyModel, Format, ModelInfo, format_of, load_other};
+pub use combined::{CombinedData, CombinedModel, ConstraintInfo, Part};
 pub use layout::HessianLayout;
 
 pub use histfactory::{Dataset, HistFactoryModel, InterpCode, ModelOptions};

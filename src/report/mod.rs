@@ -14,6 +14,9 @@
 
 pub mod impacts;
 pub mod plot;
+pub mod plot_infer;
+mod plot_text;
+pub mod plot_yields;
 pub mod pulls;
 pub mod yields;
 

@@ -1,5 +1,6 @@
-//! Plots of pulls, the impact ranking, the correlation matrix and pre-/post-fit
-//! stacked distributions, as SVG or PNG.
+//! Plots of pulls, the impact ranking and the correlation matrix, as SVG or
+//! PNG, and the helpers the other plots share (stacked yields:
+//! [`super::plot_yields`]; scans, limits, toys: [`super::plot_infer`]).
 //!
 //! Drawn with plotters; text is laid out (and, for PNG, rasterised) with the
 //! DejaVu Sans font shipped in `assets/fonts`, so no system font or library is
@@ -7,7 +8,6 @@
 
 use super::impacts::{ImpactRow, ShiftKind};
 use super::pulls::Pull;
-use super::yields::ChannelYields;
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
@@ -15,7 +15,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub(crate) const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 fn register_fonts() {
@@ -68,9 +68,9 @@ impl Format {
     }
 }
 
-type DrawResult = std::result::Result<(), String>;
+pub(super) type DrawResult = std::result::Result<(), String>;
 
-trait OrMsg<T> {
+pub(super) trait OrMsg<T> {
     fn m(self) -> std::result::Result<T, String>;
 }
 
@@ -105,7 +105,10 @@ pub fn render<P: Plot>(plot: &P, format: Format) -> std::result::Result<Vec<u8>,
         Format::Png => {
             let mut buf = vec![255u8; w as usize * h as usize * 3];
             {
-                let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+                // text through our glyph layout (see plot_text: plotters' drops bearings)
+                let root =
+                    super::plot_text::GlyphBackend(BitMapBackend::with_buffer(&mut buf, (w, h)))
+                        .into_drawing_area();
                 plot.draw(&root)?;
                 root.present().m()?;
             }
@@ -132,18 +135,22 @@ pub fn write<P: Plot>(plot: &P, path: &Path) -> Result<()> {
     crate::util::write_atomic(path, &bytes)
 }
 
+/// Plots of unbinned channels (data, model curves, pulls).
+#[path = "unbinned_plot.rs"]
+pub mod unbinned;
+
 // ---------------------------------------------------------------- helpers
 
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREY: RGBColor = RGBColor(150, 150, 150);
-const LIGHT: RGBColor = RGBColor(225, 225, 225);
-const BAND1: RGBColor = RGBColor(140, 210, 140);
-const BAND2: RGBColor = RGBColor(250, 235, 130);
+pub(super) const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(super) const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub(super) const GREY: RGBColor = RGBColor(150, 150, 150);
+pub(super) const LIGHT: RGBColor = RGBColor(225, 225, 225);
+pub(super) const BAND1: RGBColor = RGBColor(140, 210, 140);
+pub(super) const BAND2: RGBColor = RGBColor(250, 235, 130);
 
 /// Colours of stacked samples: matplotlib's tab10 without grey, then their light
 /// variants and a few more, so that up to 20 samples get distinct colours.
-const PALETTE: [RGBColor; 20] = [
+pub(super) const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -166,12 +173,12 @@ const PALETTE: [RGBColor; 20] = [
     RGBColor(0, 90, 60),
 ];
 
-fn font(size: f64) -> FontDesc<'static> {
+pub(super) fn font(size: f64) -> FontDesc<'static> {
     (FAMILY, size).into_font()
 }
 
 /// Width in pixels of `text` in the plot font.
-fn text_width(text: &str, size: f64) -> u32 {
+pub(super) fn text_width(text: &str, size: f64) -> u32 {
     register_fonts();
     font(size)
         .box_size(text)
@@ -179,7 +186,7 @@ fn text_width(text: &str, size: f64) -> u32 {
         .unwrap_or((text.chars().count() as f64 * size * 0.6) as u32)
 }
 
-fn max_text_width<'a>(texts: impl IntoIterator<Item = &'a str>, size: f64) -> u32 {
+pub(super) fn max_text_width<'a>(texts: impl IntoIterator<Item = &'a str>, size: f64) -> u32 {
     texts
         .into_iter()
         .map(|t| text_width(t, size))
@@ -187,12 +194,12 @@ fn max_text_width<'a>(texts: impl IntoIterator<Item = &'a str>, size: f64) -> u3
         .unwrap_or(0)
 }
 
-fn anchored(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
+pub(super) fn anchored(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle::from(font(size)).pos(Pos::new(h, v))
 }
 
 /// A symmetric axis limit that contains `m` with some room.
-fn nice_limit(m: f64) -> f64 {
+pub(super) fn nice_limit(m: f64) -> f64 {
     if !(m > 0.0) || !m.is_finite() {
         return 1.0;
     }
@@ -206,8 +213,18 @@ fn nice_limit(m: f64) -> f64 {
     10.0 * e
 }
 
+/// A tick label for `v` on an axis spanning about `span`: values within
+/// rounding noise of 0 (the -2.8e-17 a symmetric axis computes) print as 0.
+pub(super) fn tick_on(v: f64, span: f64) -> String {
+    if v.abs() <= span.abs() * 1e-9 {
+        "0".into()
+    } else {
+        tick(v)
+    }
+}
+
 /// A short number for tick labels.
-fn tick(v: f64) -> String {
+pub(super) fn tick(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -226,7 +243,7 @@ fn tick(v: f64) -> String {
 /// Diagonal hatching (lines rising to the right, 6 px apart) over the pixel
 /// rectangle spanned by `a` and `b`, clipped to `clip` (x range, y range), on an
 /// area whose origin is the backend's.
-fn hatch<DB: DrawingBackend>(
+pub(super) fn hatch<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     a: (i32, i32),
     b: (i32, i32),
@@ -259,10 +276,10 @@ fn hatch<DB: DrawingBackend>(
 }
 
 /// Draws a legend swatch centred vertically at a point.
-type Swatch<'a, DB> = &'a dyn Fn(&DrawingArea<DB, Shift>, (i32, i32)) -> DrawResult;
+pub(super) type Swatch<'a, DB> = &'a dyn Fn(&DrawingArea<DB, Shift>, (i32, i32)) -> DrawResult;
 
 /// A legend row: a sample of the style drawn by `swatch` and its text.
-fn legend_row<DB: DrawingBackend>(
+pub(super) fn legend_row<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     (x, y): (i32, i32),
     text: &str,
@@ -424,7 +441,7 @@ impl Plot for PullsPlot {
             .disable_y_mesh()
             .y_labels(0)
             .x_labels(2 * xmax as usize + 1)
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| tick_on(*v, xmax))
             .x_desc("pull = (fitted value \u{2212} nominal) / pre-fit uncertainty")
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
@@ -636,7 +653,7 @@ impl Plot for RankingPlot {
             .disable_x_mesh()
             .y_labels(0)
             .x_labels(2 * plim as usize + 1)
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| tick_on(*v, plim))
             .x_desc("pull = (fitted value \u{2212} nominal) / pre-fit uncertainty   (black points)")
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
@@ -646,7 +663,7 @@ impl Plot for RankingPlot {
         chart
             .configure_secondary_axes()
             .x_labels(9)
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| tick_on(*v, ilim))
             .x_desc(poi_desc)
             .label_style(font(13.0))
             .axis_desc_style(font(14.0))
@@ -854,263 +871,4 @@ impl Plot for CorrelationPlot {
     }
 }
 
-// ---------------------------------------------------------------- stacked yields
-
-/// Stacked expected yields of one channel with data and the uncertainty band,
-/// and a data / model ratio panel.
-#[derive(Debug, Clone)]
-pub struct StackPlot {
-    /// Title, e.g. "SR: post-fit".
-    pub title: String,
-    /// Samples (name, yield per bin), stacked bottom to top in this order.
-    pub samples: Vec<(String, Vec<f64>)>,
-    /// Total expected yield per bin.
-    pub total: Vec<f64>,
-    /// Its uncertainty per bin.
-    pub total_errors: Vec<f64>,
-    /// Observed counts per bin.
-    pub data: Vec<f64>,
-}
-
-impl StackPlot {
-    /// The stacked distribution of one channel; `stage` is "pre-fit" or "post-fit".
-    pub fn new(ch: &ChannelYields, stage: &str) -> Self {
-        StackPlot {
-            title: format!("{}: {stage}", ch.name),
-            samples: ch
-                .samples
-                .iter()
-                .map(|s| (s.name.clone(), s.yields.clone()))
-                .collect(),
-            total: ch.total.clone(),
-            total_errors: ch.total_errors.clone(),
-            data: ch.data.clone(),
-        }
-    }
-
-    fn legend_width(&self) -> u32 {
-        max_text_width(
-            self.samples
-                .iter()
-                .map(|s| s.0.as_str())
-                .chain(["uncertainty"]),
-            13.0,
-        ) + 70
-    }
-}
-
-impl Plot for StackPlot {
-    fn size(&self) -> (u32, u32) {
-        let nb = self.total.len().max(1) as u32;
-        let main = (nb * 60).clamp(480, 1400);
-        (main + self.legend_width() + 40, 640)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).m()?;
-        let (w, h) = self.size();
-        let nb = self.total.len();
-        let nbf = nb.max(1) as f64;
-        root.draw(&Text::new(
-            self.title.clone(),
-            (w as i32 / 2, 10),
-            anchored(20.0, HPos::Center, VPos::Top),
-        ))
-        .m()?;
-        let (plots, legend) = root.split_horizontally(w - self.legend_width());
-        let (_, plots) = plots.split_vertically(40);
-        let (top, bottom) = plots.split_vertically((h - 40) * 68 / 100);
-        let ymax = (0..nb)
-            .map(|b| (self.total[b] + self.total_errors[b]).max(self.data[b] + self.data[b].sqrt()))
-            .fold(0.0f64, f64::max);
-        let ymax = if ymax > 0.0 { ymax * 1.25 } else { 1.0 };
-        let ylab = 80;
-        let mut chart = ChartBuilder::on(&top)
-            .margin_left(10)
-            .margin_right(10)
-            .x_label_area_size(10)
-            .y_label_area_size(ylab)
-            .build_cartesian_2d(0.0..nbf, 0.0..ymax)
-            .m()?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(8)
-            .y_label_formatter(&|v| tick(*v))
-            .y_desc("events")
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
-            .light_line_style(WHITE)
-            .draw()
-            .m()?;
-        let mut base = vec![0.0; nb];
-        for (k, (_, y)) in self.samples.iter().enumerate() {
-            let c = PALETTE[k % PALETTE.len()];
-            for b in 0..nb {
-                let (lo, hi) = (base[b], base[b] + y[b]);
-                if hi > lo {
-                    chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(b as f64, lo), (b as f64 + 1.0, hi)],
-                            c.mix(0.85).filled(),
-                        )))
-                        .m()?;
-                }
-                base[b] = hi;
-            }
-        }
-        let clip = chart.plotting_area().get_pixel_range();
-        for b in 0..nb {
-            let (t, e) = (self.total[b], self.total_errors[b]);
-            if e > 0.0 {
-                hatch(
-                    root,
-                    chart.backend_coord(&(b as f64, (t - e).max(0.0))),
-                    chart.backend_coord(&(b as f64 + 1.0, t + e)),
-                    &clip,
-                )?;
-            }
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(b as f64, t), (b as f64 + 1.0, t)],
-                    BLACK.stroke_width(1),
-                )))
-                .m()?;
-            let d = self.data[b];
-            let x = b as f64 + 0.5;
-            chart
-                .draw_series(std::iter::once(ErrorBar::new_vertical(
-                    x,
-                    (d - d.sqrt()).max(0.0),
-                    d,
-                    d + d.sqrt(),
-                    BLACK.stroke_width(2),
-                    0,
-                )))
-                .m()?;
-            chart
-                .draw_series(std::iter::once(Circle::new((x, d), 4, BLACK.filled())))
-                .m()?;
-        }
-        // ratio panel
-        let mut rmax: f64 = 0.0;
-        for b in 0..nb {
-            let t = self.total[b];
-            if t > 0.0 {
-                let d = self.data[b];
-                rmax = rmax.max(((d + d.sqrt()) / t - 1.0).abs());
-                rmax = rmax.max(((d - d.sqrt()) / t - 1.0).abs());
-                rmax = rmax.max(self.total_errors[b] / t);
-            }
-        }
-        let rl = if rmax > 0.45 {
-            (rmax * 1.2).min(3.0)
-        } else {
-            0.5
-        };
-        let mut rc = ChartBuilder::on(&bottom)
-            .margin_left(10)
-            .margin_right(10)
-            .margin_bottom(5)
-            .x_label_area_size(50)
-            .y_label_area_size(ylab)
-            .build_cartesian_2d(0.0..nbf, (1.0 - rl).max(0.0)..1.0 + rl)
-            .m()?;
-        rc.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(5)
-            .y_label_formatter(&|v| tick(*v))
-            .x_desc("bin (pyhf workspaces carry no bin edges)")
-            .y_desc("data / model")
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
-            .light_line_style(WHITE)
-            .draw()
-            .m()?;
-        let rclip = rc.plotting_area().get_pixel_range();
-        for b in 0..nb {
-            let (t, e) = (self.total[b], self.total_errors[b]);
-            if !(t > 0.0) {
-                continue;
-            }
-            if e > 0.0 {
-                hatch(
-                    root,
-                    rc.backend_coord(&(b as f64, 1.0 - e / t)),
-                    rc.backend_coord(&(b as f64 + 1.0, 1.0 + e / t)),
-                    &rclip,
-                )?;
-            }
-            let d = self.data[b];
-            let x = b as f64 + 0.5;
-            rc.draw_series(std::iter::once(ErrorBar::new_vertical(
-                x,
-                (d - d.sqrt()) / t,
-                d / t,
-                (d + d.sqrt()) / t,
-                BLACK.stroke_width(2),
-                0,
-            )))
-            .m()?;
-            rc.draw_series(std::iter::once(Circle::new((x, d / t), 4, BLACK.filled())))
-                .m()?;
-        }
-        // bin numbers under the bin centres (every k-th when there are many)
-        let every = nb.div_ceil(30).max(1);
-        for b in (0..nb).step_by(every) {
-            let (px, py) = rc.backend_coord(&(b as f64 + 0.5, (1.0 - rl).max(0.0)));
-            root.draw(&Text::new(
-                b.to_string(),
-                (px, py + 8),
-                anchored(13.0, HPos::Center, VPos::Top),
-            ))
-            .m()?;
-        }
-        rc.draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 1.0), (nbf, 1.0)],
-            GREY.stroke_width(1),
-        )))
-        .m()?;
-        // legend: data, uncertainty, then samples from the top of the stack down
-        let mut y = 70;
-        legend_row(&legend, (10, y), "data", &|a, (x, y)| {
-            a.draw(&PathElement::new(
-                vec![(x + 11, y - 8), (x + 11, y + 8)],
-                BLACK.stroke_width(2),
-            ))
-            .m()?;
-            a.draw(&Circle::new((x + 11, y), 4, BLACK.filled())).m()
-        })?;
-        let (lx0, ly0) = legend.get_base_pixel();
-        let lclip = (lx0..lx0 + 10_000, ly0..ly0 + 10_000);
-        let uy = y + 24;
-        hatch(
-            root,
-            (lx0 + 10, ly0 + uy - 7),
-            (lx0 + 32, ly0 + uy + 7),
-            &lclip,
-        )?;
-        y = uy;
-        legend
-            .draw(&Text::new(
-                "uncertainty".to_string(),
-                (40, y),
-                anchored(13.0, HPos::Left, VPos::Center),
-            ))
-            .m()?;
-        for (k, (name, _)) in self.samples.iter().enumerate().rev() {
-            y += 24;
-            let c = PALETTE[k % PALETTE.len()];
-            legend_row(&legend, (10, y), name, &|a, (x, y)| {
-                a.draw(&Rectangle::new(
-                    [(x, y - 7), (x + 22, y + 7)],
-                    c.mix(0.85).filled(),
-                ))
-                .m()
-            })?;
-        }
-        Ok(())
-    }
-}
+pub use super::plot_yields::StackPlot;

@@ -1,8 +1,7 @@
 //! Pre-fit widths and pulls of the nuisance parameters.
 
 use super::PostFit;
-use crate::model::HistFactoryModel;
-use crate::model::histfactory::Constraint;
+use crate::model::ModelInfo;
 
 /// The pull of one parameter.
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct Pull {
     pub pull: Option<f64>,
     /// `error / prefit_sigma`, when the pull is defined.
     pub pull_error: Option<f64>,
-    /// Constraint type: "normal", "poisson" or "none".
+    /// Constraint type: "normal", "poisson", ... or "none".
     pub constraint: &'static str,
     /// Held fixed in the fit.
     pub fixed: bool,
@@ -29,7 +28,7 @@ pub struct Pull {
 
 /// Pre-fit widths as cabinetry defines them: the constraint's width, 0 for
 /// unconstrained parameters and for parameters fixed in `fixed`.
-pub fn prefit_sigmas(model: &HistFactoryModel, fixed: &[bool]) -> Vec<f64> {
+pub fn prefit_sigmas<M: ModelInfo>(model: &M, fixed: &[bool]) -> Vec<f64> {
     (0..model.n_pars())
         .map(|i| if fixed[i] { 0.0 } else { model.prefit_sigma(i) })
         .collect()
@@ -37,31 +36,14 @@ pub fn prefit_sigmas(model: &HistFactoryModel, fixed: &[bool]) -> Vec<f64> {
 
 /// Centre theta_0 of each parameter's constraint on the observed aux data
 /// (`None` for unconstrained parameters).
-pub fn constraint_centers(model: &HistFactoryModel) -> Vec<Option<f64>> {
-    let aux = &model.observed().aux;
+pub fn constraint_centers<M: ModelInfo>(model: &M) -> Vec<Option<f64>> {
     (0..model.n_pars())
-        .map(|i| {
-            let a = model.aux_index[i].map(|k| aux[k])?;
-            match model.constraints[i] {
-                Constraint::None => None,
-                Constraint::Normal { .. } => Some(a),
-                Constraint::Poisson { tau } => Some(a / tau),
-            }
-        })
+        .map(|i| model.constraint_info(i).map(|c| c.center))
         .collect()
 }
 
-/// Name of a constraint type.
-pub fn constraint_name(c: Constraint) -> &'static str {
-    match c {
-        Constraint::None => "none",
-        Constraint::Normal { .. } => "normal",
-        Constraint::Poisson { .. } => "poisson",
-    }
-}
-
 /// Pulls of every parameter at the best fit (in model order).
-pub fn pulls(model: &HistFactoryModel, post: &PostFit) -> Vec<Pull> {
+pub fn pulls<M: ModelInfo>(model: &M, post: &PostFit) -> Vec<Pull> {
     let sig = prefit_sigmas(model, &post.fixed);
     let centers = constraint_centers(model);
     (0..model.n_pars())
@@ -79,7 +61,7 @@ pub fn pulls(model: &HistFactoryModel, post: &PostFit) -> Vec<Pull> {
                 center: centers[i],
                 pull,
                 pull_error,
-                constraint: constraint_name(model.constraints[i]),
+                constraint: model.constraint_info(i).map_or("none", |c| c.kind),
                 fixed: post.fixed[i],
             }
         })

@@ -4,9 +4,16 @@
 //! column) -> JSON Patches -> typed structs (schema errors carry the JSON
 //! pointer of the offending value) -> semantic checks (again with pointers).
 
+pub mod hepdata;
+pub mod json;
 mod patch;
+pub mod patchsets;
+pub mod pyjson;
+pub mod tools;
 
-pub use patch::{PatchSet, apply_patch, apply_patchset, load_patch, load_patchset};
+pub use patch::{
+    PatchSet, apply_patch, apply_patchset, load_patch, load_patchset, patchset_from_value,
+};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -59,6 +66,7 @@ pub struct Modifier {
     #[serde(rename = "type")]
     pub kind: String,
     /// Type-dependent data; validated into [`ModifierData`].
+    #[serde(deserialize_with = "json::strict_value")]
     pub data: Value,
 }
 
@@ -180,19 +188,18 @@ pub fn pointer_token(s: &str) -> String {
 
 /// Read a JSON file into a `Value`, with line/column on syntax errors.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_json(&text, &path.display().to_string())
+    let bytes = json::read_bytes(path)?;
+    let name = if path.as_os_str() == "-" {
+        "<standard input>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    json::parse_strict(&bytes, &name)
 }
 
-/// Parse JSON text; `name` is used in error messages.
+/// Parse JSON text strictly (duplicate keys refused); `name` is used in error messages.
 pub fn parse_json(text: &str, name: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Json {
-        path: name.to_string(),
-        message: e.to_string(),
-    })
+    json::parse_strict(text.as_bytes(), name)
 }
 
 /// Deserialize a typed value from JSON, reporting the JSON pointer of schema errors.
@@ -202,29 +209,35 @@ pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
     base: &str,
 ) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut loc = base.to_string();
-        for seg in e.path().iter() {
-            match seg {
-                serde_path_to_error::Segment::Seq { index } => {
-                    loc.push('/');
-                    loc.push_str(&index.to_string());
-                }
-                serde_path_to_error::Segment::Map { key } => {
-                    loc.push('/');
-                    loc.push_str(&pointer_token(key));
-                }
-                serde_path_to_error::Segment::Enum { variant } => {
-                    loc.push('/');
-                    loc.push_str(&pointer_token(variant));
-                }
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
+        let mut loc = format!("{base}{}", pointer_of(e.path()));
         if loc.is_empty() {
             loc.push('/');
         }
         Error::workspace(source_name, loc, e.inner().to_string())
     })
+}
+
+/// The JSON pointer of a deserialisation path.
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    let mut loc = String::new();
+    for seg in path.iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => {
+                loc.push('/');
+                loc.push_str(&index.to_string());
+            }
+            serde_path_to_error::Segment::Map { key } => {
+                loc.push('/');
+                loc.push_str(&pointer_token(key));
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                loc.push('/');
+                loc.push_str(&pointer_token(variant));
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    loc
 }
 
 #[derive(Deserialize)]
@@ -283,6 +296,37 @@ impl Workspace {
             apply_patch(&mut value, p, &format!("patch #{}", i + 1))?;
         }
         let raw: RawWorkspace = from_value_at(&value, source_name, "")?;
+        let ws = Workspace {
+            channels: raw.channels,
+            observations: raw.observations,
+            measurements: raw.measurements,
+            version: raw.version,
+        };
+        ws.validate(source_name, opts)?;
+        Ok(ws)
+    }
+
+    /// Parse and validate a workspace straight from JSON bytes (no
+    /// intermediate JSON tree: the fast path when no patch applies).
+    /// Schema errors name their JSON pointer, syntax errors line and column.
+    pub fn from_bytes(bytes: &[u8], source_name: &str, opts: &ReadOptions) -> Result<Self> {
+        let json_err = |e: &serde_json::Error| Error::Json {
+            path: source_name.to_string(),
+            message: e.to_string(),
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawWorkspace = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            if e.inner().is_data() {
+                let mut loc = pointer_of(e.path());
+                if loc.is_empty() {
+                    loc.push('/');
+                }
+                Error::workspace(source_name, loc, e.inner().to_string())
+            } else {
+                json_err(e.inner())
+            }
+        })?;
+        de.end().map_err(|e| json_err(&e))?;
         let ws = Workspace {
             channels: raw.channels,
             observations: raw.observations,
@@ -488,8 +532,30 @@ impl Workspace {
                 ));
             }
         }
+        let mut seen_meas: HashMap<&str, usize> = HashMap::new();
         for (mi, m) in self.measurements.iter().enumerate() {
             let mloc = format!("/measurements/{mi}");
+            if let Some(prev) = seen_meas.insert(&m.name, mi) {
+                return Err(err(
+                    format!("{mloc}/name"),
+                    format!(
+                        "measurement '{}' is defined twice (also at /measurements/{prev})",
+                        m.name
+                    ),
+                ));
+            }
+            let mut seen_pars: HashMap<&str, usize> = HashMap::new();
+            for (pi, p) in m.config.parameters.iter().enumerate() {
+                if let Some(prev) = seen_pars.insert(&p.name, pi) {
+                    return Err(err(
+                        format!("{mloc}/config/parameters/{pi}"),
+                        format!(
+                            "parameter '{}' is configured twice in measurement '{}' (also at {mloc}/config/parameters/{prev})",
+                            p.name, m.name
+                        ),
+                    ));
+                }
+            }
             for (pi, p) in m.config.parameters.iter().enumerate() {
                 let ploc = format!("{mloc}/config/parameters/{pi}");
                 let check = |key: &str, vals: &Option<Vec<f64>>| -> Result<()> {
@@ -539,17 +605,22 @@ impl Modifier {
     /// Validate and type the modifier data for a channel with `nbins` bins.
     pub fn parse_data(&self, nbins: usize, src: &str, loc: &str) -> Result<ModifierData> {
         let err = |l: String, msg: String| Error::workspace(src, l, msg);
-        let dloc = format!("{loc}/data");
-        let vec_of = |v: &Value, at: &str| -> Result<Vec<f64>> {
-            let arr = v.as_array().ok_or_else(|| {
-                err(
-                    at.to_string(),
-                    format!("expected an array of {nbins} numbers"),
-                )
-            })?;
+        // locations are formatted only when an error needs them
+        let dloc = || format!("{loc}/data");
+        let vec_of = |v: &Value, key: &str| -> Result<Vec<f64>> {
+            let at = || {
+                if key.is_empty() {
+                    dloc()
+                } else {
+                    format!("{}/{key}", dloc())
+                }
+            };
+            let arr = v
+                .as_array()
+                .ok_or_else(|| err(at(), format!("expected an array of {nbins} numbers")))?;
             if arr.len() != nbins {
                 return Err(err(
-                    at.to_string(),
+                    at(),
                     format!("has {} entries but the sample has {nbins} bins", arr.len()),
                 ));
             }
@@ -558,7 +629,7 @@ impl Modifier {
                 .map(|(i, x)| match x.as_f64() {
                     Some(f) if f.is_finite() => Ok(f),
                     _ => Err(err(
-                        format!("{at}/{i}"),
+                        format!("{}/{i}", at()),
                         format!("expected a finite number, got {x}"),
                     )),
                 })
@@ -569,7 +640,7 @@ impl Modifier {
                 Ok(())
             } else {
                 Err(err(
-                    dloc.clone(),
+                    dloc(),
                     format!("a {} modifier takes \"data\": null", self.kind),
                 ))
             }
@@ -589,15 +660,12 @@ impl Modifier {
             }
             "normsys" => {
                 let obj = self.data.as_object().ok_or_else(|| {
-                    err(
-                        dloc.clone(),
-                        "normsys data must be {\"hi\": x, \"lo\": y}".into(),
-                    )
+                    err(dloc(), "normsys data must be {\"hi\": x, \"lo\": y}".into())
                 })?;
                 for k in obj.keys() {
                     if k != "hi" && k != "lo" {
                         return Err(err(
-                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("{}/{}", dloc(), pointer_token(k)),
                             format!("unknown field '{k}'"),
                         ));
                     }
@@ -607,11 +675,11 @@ impl Modifier {
                         Some(v) => match v.as_f64() {
                             Some(f) if f.is_finite() => Ok(f),
                             _ => Err(err(
-                                format!("{dloc}/{k}"),
+                                format!("{}/{k}", dloc()),
                                 format!("expected a finite number, got {v}"),
                             )),
                         },
-                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                        None => Err(err(dloc(), format!("missing field '{k}'"))),
                     }
                 };
                 ModifierData::NormSys {
@@ -622,22 +690,22 @@ impl Modifier {
             "histosys" => {
                 let obj = self.data.as_object().ok_or_else(|| {
                     err(
-                        dloc.clone(),
+                        dloc(),
                         "histosys data must be {\"hi_data\": [...], \"lo_data\": [...]}".into(),
                     )
                 })?;
                 for k in obj.keys() {
                     if k != "hi_data" && k != "lo_data" {
                         return Err(err(
-                            format!("{dloc}/{}", pointer_token(k)),
+                            format!("{}/{}", dloc(), pointer_token(k)),
                             format!("unknown field '{k}'"),
                         ));
                     }
                 }
                 let get = |k: &str| -> Result<Vec<f64>> {
                     match obj.get(k) {
-                        Some(v) => vec_of(v, &format!("{dloc}/{k}")),
-                        None => Err(err(dloc.clone(), format!("missing field '{k}'"))),
+                        Some(v) => vec_of(v, k),
+                        None => Err(err(dloc(), format!("missing field '{k}'"))),
                     }
                 };
                 ModifierData::HistoSys {
@@ -645,8 +713,8 @@ impl Modifier {
                     lo_data: get("lo_data")?,
                 }
             }
-            "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, &dloc)?),
-            "staterror" => ModifierData::StatError(vec_of(&self.data, &dloc)?),
+            "shapesys" => ModifierData::ShapeSys(vec_of(&self.data, "")?),
+            "staterror" => ModifierData::StatError(vec_of(&self.data, "")?),
             other => {
                 return Err(err(
                     format!("{loc}/type"),

@@ -16,9 +16,14 @@ pub fn load_patch(path: &Path) -> Result<Value> {
 
 fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
     if !v.is_array() {
+        let hint = if v.get("patches").is_some() {
+            " (this file is a pyhf patchset: give it with --patchset FILE --patch-name NAME)"
+        } else {
+            ""
+        };
         return Err(Error::Patch {
             source_name: name.to_string(),
-            message: "a JSON Patch must be an array of operations".into(),
+            message: format!("a JSON Patch must be an array of operations{hint}"),
         });
     }
     from_value_at::<json_patch::Patch>(v, name, "").map_err(|e| match e {
@@ -33,18 +38,90 @@ fn parse_patch(v: &Value, name: &str) -> Result<json_patch::Patch> {
 }
 
 /// Apply one patch (as a JSON value) to a document; `name` labels errors.
+/// All or nothing: the document is unchanged when an operation fails.
+/// `test` compares numbers by value (RFC 6902: 5 equals 5.0).
 pub fn apply_patch(doc: &mut Value, patch: &Value, name: &str) -> Result<()> {
     let p = parse_patch(patch, name)?;
-    json_patch::patch(doc, &p).map_err(|e| Error::Patch {
-        source_name: name.to_string(),
-        message: format!(
-            "operation {} ({}) failed at path '{}': {}",
-            e.operation,
-            op_name(&p.0[e.operation]),
-            e.path,
-            e.kind
-        ),
-    })
+    // json-patch applies the whole patch or nothing; only a `test` it fails
+    // (numbers compared by representation) needs the slower path below
+    match json_patch::patch(doc, &p.0) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if !matches!(
+                p.0.get(e.operation),
+                Some(json_patch::PatchOperation::Test(_))
+            ) =>
+        {
+            let op = &p.0[e.operation];
+            return Err(Error::Patch {
+                source_name: name.to_string(),
+                message: format!(
+                    "operation {} ({} at path '{}') failed: {}; the patch does not fit this workspace",
+                    e.operation,
+                    op_name(op),
+                    e.path,
+                    e.kind
+                ),
+            });
+        }
+        Err(_) => {}
+    }
+    let mut work = doc.clone();
+    for (k, op) in p.0.iter().enumerate() {
+        let fail = |path: &str, why: String| Error::Patch {
+            source_name: name.to_string(),
+            message: format!(
+                "operation {k} ({} at path '{path}') failed: {why}; the patch does not fit this workspace",
+                op_name(op)
+            ),
+        };
+        if let json_patch::PatchOperation::Test(t) = op {
+            let path = t.path.to_string();
+            match work.pointer(&path) {
+                Some(v) if json_equal(v, &t.value) => continue,
+                Some(v) => {
+                    return Err(fail(
+                        &path,
+                        format!("the value there is {}, not {}", short(v), short(&t.value)),
+                    ));
+                }
+                None => return Err(fail(&path, "no value there".into())),
+            }
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(op))
+            .map_err(|e| fail(&e.path.to_string(), e.kind.to_string()))?;
+    }
+    *doc = work;
+    Ok(())
+}
+
+/// JSON equality with numbers compared by value.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(u), Some(v)) => u == v,
+            _ => x == y,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(u, v)| json_equal(u, v))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, u)| y.get(k).is_some_and(|v| json_equal(u, v)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A value for a message, cut to a readable length.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn op_name(op: &json_patch::PatchOperation) -> &'static str {
@@ -90,11 +167,29 @@ pub struct PatchMetadata {
     pub values: Vec<Value>,
 }
 
-/// Read a pyhf patchset file.
+/// Read a pyhf patchset file, or the patchset of a HEPData archive
+/// (`ARCHIVE[:MEMBER]`, see [`super::hepdata`]).
 pub fn load_patchset(path: &Path) -> Result<PatchSet> {
+    if let Some((archive, member)) = super::hepdata::split(path) {
+        let m = super::hepdata::open_patchset(&archive, member.as_deref())?;
+        let v = super::json::parse_strict(&m.bytes, &m.label)?;
+        return patchset_from_value(&v, &m.label);
+    }
     let name = path.display().to_string();
     let v = read_json(path)?;
-    let ps: PatchSet = from_value_at(&v, &name, "").map_err(|e| match e {
+    patchset_from_value(&v, &name)
+}
+
+/// A pyhf patchset from a parsed document; `name` labels errors.
+pub fn patchset_from_value(v: &Value, name: &str) -> Result<PatchSet> {
+    let name = name.to_string();
+    if v.is_array() {
+        return Err(Error::Patch {
+            source_name: name,
+            message: "not a pyhf patchset but a JSON Patch (an array of operations): give it with -p FILE".into(),
+        });
+    }
+    let ps: PatchSet = from_value_at(v, &name, "").map_err(|e| match e {
         Error::Workspace {
             location, message, ..
         } => Error::Patch {

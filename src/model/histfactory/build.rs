@@ -668,6 +668,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         measurement: meas.name.clone(),
         structure: Default::default(),
     };
+    super::checks::constraints(&model, src, &aux_obs)?;
     let observed = model.dataset(main_obs, aux_obs)?;
     model.observed = Some(observed);
     model.finish_structure();

@@ -8,6 +8,8 @@
 //! op ([`op`]) that wraps the kernel.
 
 mod build;
+mod checks;
+mod describe;
 pub mod generate;
 pub mod graph;
 pub mod interp;
@@ -15,6 +17,7 @@ pub mod kernel;
 pub mod op;
 pub mod yields;
 
+pub use describe::describe;
 pub use generate::ToyGenerator;
 pub use interp::{Interp, InterpCode};
 pub use kernel::Scratch;
@@ -312,11 +315,18 @@ impl HistFactoryModel {
             .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
         {
             return Err(Error::input(format!(
-                "main count {i} is {v}; counts must be finite and >= 0"
+                "main count {i} ({}) is {v}; counts must be finite and >= 0",
+                self.bin_label(i)
             )));
         }
-        if let Some((i, v)) = aux.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::input(format!("aux datum {i} is {v}")));
+        if let Some((k, v)) = aux.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let owner = self
+                .aux_index
+                .iter()
+                .position(|a| *a == Some(k))
+                .map(|i| format!(" (of parameter '{}')", self.par_names[i]))
+                .unwrap_or_default();
+            return Err(Error::input(format!("aux datum {k}{owner} is {v}")));
         }
         let constant = self.data_constant(&main, &aux);
         Ok(Dataset {
@@ -445,6 +455,31 @@ impl HistFactoryModel {
             }
         }
         self.templates = t;
+        Ok(())
+    }
+
+    /// Drop the constraint term of parameter `i` (a free nuisance parameter,
+    /// which pyhf's schema cannot express: training and INFERNO's benchmarks
+    /// use it). Its aux datum leaves the observed data.
+    pub fn set_unconstrained(&mut self, i: usize) -> Result<()> {
+        let Some(k) = self.aux_index.get(i).copied().flatten() else {
+            return Err(Error::input(format!(
+                "parameter {i} is not constrained (or does not exist)"
+            )));
+        };
+        self.constraints[i] = Constraint::None;
+        self.aux_index[i] = None;
+        for a in self.aux_index.iter_mut().flatten() {
+            if *a > k {
+                *a -= 1;
+            }
+        }
+        if let Some(obs) = self.observed.take() {
+            let mut aux = obs.aux;
+            aux.remove(k);
+            self.observed = Some(self.dataset(obs.main, aux)?);
+        }
+        self.finish_structure();
         Ok(())
     }
 

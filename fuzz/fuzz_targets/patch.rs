@@ -1,0 +1,5 @@
+#![no_main]
+//! cargo-fuzz target: gradfit::fuzz::patch (see fuzz/Cargo.toml).
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| gradfit::fuzz::patch(data));

@@ -1,0 +1,146 @@
+//! `gradfit neyman`: Neyman belts of the profile likelihood ratio from toys,
+//! the intervals they give, and a plot of the belts with the observed scan.
+
+use super::table::{Table, fmt};
+use super::{ModelArgs, OutputArgs, num};
+use crate::error::{Error, Result};
+use crate::fit::FitOptions;
+use crate::infer::Problem;
+use crate::infer::neyman::{NeymanSettings, neyman};
+use crate::infer::neyman_plot::BeltPlot;
+use crate::infer::scan::parse_range;
+use crate::model::ModelInfo;
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Arguments of `gradfit neyman`.
+#[derive(Args, Debug)]
+pub struct NeymanArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// POI grid LO:HI:N.
+    #[arg(long, value_name = "LO:HI:N", allow_hyphen_values = true)]
+    range: String,
+    /// Toys per grid point.
+    #[arg(long, default_value_t = 1000)]
+    toys: u32,
+    /// Confidence levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.6827,0.9545")]
+    cl: Vec<f64>,
+    /// Seed of the counter-based random streams (same seed, same belts).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Toys fitted per batch (2 fits each); results do not depend on it.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Keep every toy's statistic in the JSON output.
+    #[arg(long)]
+    keep_toys: bool,
+    /// Plot of the belts and the observed profile scan (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) out: OutputArgs,
+}
+
+/// `gradfit neyman`.
+pub fn neyman_cmd(a: &NeymanArgs) -> Result<i32> {
+    if let Some(p) = &a.plot {
+        crate::report::plot::Format::from_path(p)?;
+    }
+    let loaded = a.model.load_any()?;
+    crate::with_model!(&loaded.model, m => run(a, m))
+}
+
+fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
+    let grid = parse_range(&a.range).map_err(Error::Input)?;
+    let engine = model.engine(&a.model.device)?;
+    let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
+    let pb = if std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_message("neyman toys");
+        Some(pb)
+    } else {
+        None
+    };
+    let report = |done: u64, total: u64| {
+        if let Some(pb) = &pb {
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+    };
+    let settings = NeymanSettings {
+        grid,
+        n_toys: a.toys,
+        cls: a.cl.clone(),
+        seed: a.seed,
+        batch: a.batch,
+    };
+    let n = neyman(&p, &settings, &FitOptions::default(), a.keep_toys, &report)?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    for msg in &n.messages {
+        eprintln!("warning: {msg}");
+    }
+    if let Some(path) = &a.plot {
+        let plot = BeltPlot {
+            neyman: n.clone(),
+            title: format!(
+                "Neyman belts: {} ({} toys per point)",
+                model.label(),
+                n.n_toys
+            ),
+        };
+        crate::report::plot::write(&plot, path)?;
+    }
+    let mut v = serde_json::to_value(&n).map_err(|e| Error::input(e.to_string()))?;
+    v["mu_hat"] = num(n.mu_hat);
+    a.out.emit(&v, || {
+        let mut s = format!(
+            "Neyman construction for {} ({} toys per point, seed {}); best fit {} = {}\n\n",
+            n.parameter,
+            n.n_toys,
+            n.seed,
+            n.parameter,
+            fmt(n.mu_hat)
+        );
+        let mut head = vec![n.parameter.clone(), "t_obs".to_string()];
+        head.extend(n.cls.iter().map(|c| format!("c({c})")));
+        let hr: Vec<&str> = head.iter().map(|s| s.as_str()).collect();
+        let right = vec![true; hr.len()];
+        let mut t = Table::new(&hr, &right);
+        for p in &n.points {
+            let mut row = vec![fmt(p.mu), fmt(p.t_obs)];
+            row.extend(p.critical.iter().map(|c| fmt(*c)));
+            t.row(row);
+        }
+        s.push_str(&t.render());
+        s.push('\n');
+        for iv in &n.intervals {
+            let segs: Vec<String> = iv
+                .segments
+                .iter()
+                .map(|x| format!("[{}, {}]", fmt(x[0]), fmt(x[1])))
+                .collect();
+            s.push_str(&format!(
+                "{:.2}% interval: {}{}\n",
+                100.0 * iv.cl,
+                if segs.is_empty() {
+                    "(empty on this grid)".to_string()
+                } else {
+                    segs.join(" u ")
+                },
+                if iv.open_below || iv.open_above {
+                    "  (reaches the grid's end)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        s
+    })?;
+    let ok = n.points.iter().all(|p| p.converged && p.n_failed == 0);
+    Ok(if ok { 0 } else { super::EXIT_NOT_CONVERGED })
+}

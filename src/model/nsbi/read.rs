@@ -1,0 +1,755 @@
+//! Reader of pyhf-style workspaces with unbinned channels (the format of the
+//! NSBI workflow tutorial's `workspace_builder.py`), mixed with ordinary
+//! binned channels.
+//!
+//! - A channel with `"type": "unbinned"` has per-event ratio arrays instead of
+//!   bins; optional `"weights"` (per-event weights, 1 when absent). The
+//!   arrays are evaluated on the channel's observed events; its
+//!   `observations` entry may be absent or empty, or carry `"weights"` and
+//!   `"ratios": {sample: path}` (the tutorial's layout).
+//! - A sample has `"data": [nu_c]` and `"ratios": path` (`r_c` per event).
+//! - Modifiers: `normfactor`; `normsys` (code 4 on the yield); `normplusshape`
+//!   with `data: {hi_data: [k+], lo_data: [k-], hi_ratio: path, lo_ratio: path}`
+//!   (yield and per-event shape, code 4 each; either pair may be left out);
+//!   `customfunc` with `data: {expr: "mu - sqrt(mu)"}` (a coefficient function
+//!   of parameters that other modifiers declare or that the measurement's
+//!   `config.parameters` lists with `inits` and `bounds`).
+//! - Optional `"reference": {"weights": path, "ratios": {sample: path},
+//!   "shape_ratios": {sample: {modifier: {"hi": path, "lo": path}}}}`: the
+//!   weighted reference sample toys and Asimov data are drawn from (without
+//!   it, the observed events and their weights serve as the reference).
+//! - Paths are relative to the workspace file; see [`super::arrays`].
+//!
+//! Binned channels compile into one HistFactory model (the pyhf semantics of
+//! the rest of gradfit), combined with the unbinned channels by parameter
+//! name. Constraint terms: a nuisance parameter that a binned channel
+//! constrains (normsys, histosys, ...) is constrained there; the other
+//! constrained parameters of unbinned channels get their `Normal(0 | alpha, 1)`
+//! in one [`GaussConstraints`] part.
+
+use super::arrays;
+use super::coef::{ExprFactor, Factor, NormFactor, YieldCode4};
+use super::{EventArrays, GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
+use crate::error::{Error, Result};
+use crate::model::combined::{HistFactoryPart, Part};
+use crate::model::{CombinedModel, HistFactoryModel, ModelOptions};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// What the reader knows about one parameter.
+#[derive(Debug, Clone)]
+struct ParInfo {
+    kind: &'static str,
+    constrained: bool,
+    init: f64,
+    bounds: (f64, f64),
+    fixed: bool,
+    /// Declared by a modifier of a binned channel.
+    binned: bool,
+    /// Where it was first declared (a JSON pointer).
+    at: String,
+}
+
+fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
+    Error::input(format!("{src}: {ptr}: {msg}"))
+}
+
+fn is_unbinned(c: &Value) -> bool {
+    c.get("type").and_then(Value::as_str) == Some("unbinned")
+}
+
+fn defaults(kind: &'static str) -> (bool, f64, (f64, f64)) {
+    match kind {
+        "normfactor" | "shapefactor" => (false, 1.0, (0.0, 10.0)),
+        "normsys" | "histosys" | "normplusshape" => (true, 0.0, (-5.0, 5.0)),
+        "staterror" | "shapesys" => (true, 1.0, (1e-10, 10.0)),
+        "lumi" => (true, 1.0, (0.0, 10.0)),
+        _ => (false, 0.0, (f64::NEG_INFINITY, f64::INFINITY)),
+    }
+}
+
+fn kind_of(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "normfactor" => "normfactor",
+        "normsys" => "normsys",
+        "histosys" => "histosys",
+        "normplusshape" => "normplusshape",
+        "shapefactor" => "shapefactor",
+        "staterror" => "staterror",
+        "shapesys" => "shapesys",
+        "lumi" => "lumi",
+        "customfunc" => "customfunc",
+        _ => return None,
+    })
+}
+
+/// Read a workspace with unbinned channels; `base` resolves relative paths.
+pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
+    let channels = value
+        .get("channels")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(src, "/channels", "missing or not a list"))?;
+    let meas = value
+        .get("measurements")
+        .and_then(Value::as_array)
+        .and_then(|m| m.first())
+        .ok_or_else(|| {
+            err(
+                src,
+                "/measurements",
+                "a workspace needs at least one measurement",
+            )
+        })?;
+    let label = meas
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("measurement")
+        .to_string();
+    let poi = meas
+        .pointer("/config/poi")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let config: Vec<Value> = meas
+        .pointer("/config/parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let config_of: HashMap<String, (usize, &Value)> = config
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((c.get("name")?.as_str()?.to_string(), (i, c))))
+        .collect();
+
+    // --- parameters declared by modifiers (every channel)
+    let mut pars: BTreeMap<String, ParInfo> = BTreeMap::new();
+    for (ci, ch) in channels.iter().enumerate() {
+        let binned = !is_unbinned(ch);
+        for (si, s) in ch
+            .get("samples")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (mi, m) in s
+                .get("modifiers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let at = format!("/channels/{ci}/samples/{si}/modifiers/{mi}");
+                let t = m.get("type").and_then(Value::as_str).unwrap_or("");
+                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+                let Some(kind) = kind_of(t) else {
+                    return Err(err(
+                        src,
+                        &format!("{at}/type"),
+                        format!("unknown modifier type '{t}'"),
+                    ));
+                };
+                if kind == "customfunc" || name.is_empty() {
+                    continue;
+                }
+                let (constrained, init, bounds) = defaults(kind);
+                match pars.get_mut(name) {
+                    Some(p) => {
+                        if p.constrained != constrained
+                            || (p.kind == "normfactor") != (kind == "normfactor")
+                        {
+                            return Err(err(
+                                src,
+                                &at,
+                                format!(
+                                    "parameter '{name}' is a {kind} here but a {} at {}; a parameter has one kind",
+                                    p.kind, p.at
+                                ),
+                            ));
+                        }
+                        p.binned |= binned;
+                    }
+                    None => {
+                        pars.insert(
+                            name.to_string(),
+                            ParInfo {
+                                kind,
+                                constrained,
+                                init,
+                                bounds,
+                                fixed: false,
+                                binned,
+                                at,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // measurement overrides; parameters only the measurement declares (customfunc variables)
+    let mut declared_only: BTreeMap<String, ParInfo> = BTreeMap::new();
+    for (name, &(i, c)) in &config_of {
+        let at = format!("/measurements/0/config/parameters/{i}");
+        let init = c
+            .get("inits")
+            .and_then(Value::as_array)
+            .and_then(|v| v.first())
+            .and_then(Value::as_f64);
+        let bounds = c
+            .get("bounds")
+            .and_then(Value::as_array)
+            .and_then(|v| v.first())
+            .and_then(Value::as_array)
+            .and_then(|b| Some((b.first()?.as_f64()?, b.get(1)?.as_f64()?)));
+        let fixed = c.get("fixed").and_then(Value::as_bool);
+        if let Some(p) = pars.get_mut(name) {
+            if let Some(v) = init {
+                p.init = v;
+            }
+            if let Some(b) = bounds {
+                p.bounds = b;
+            }
+            if let Some(f) = fixed {
+                p.fixed = f;
+            }
+        } else {
+            declared_only.insert(
+                name.clone(),
+                ParInfo {
+                    kind: "customfunc",
+                    constrained: false,
+                    init: init.unwrap_or(f64::NAN),
+                    bounds: bounds.unwrap_or((f64::NAN, f64::NAN)),
+                    fixed: fixed.unwrap_or(false),
+                    binned: false,
+                    at,
+                },
+            );
+        }
+    }
+
+    // --- unbinned channels
+    let observations: Vec<Value> = value
+        .get("observations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut parts: Vec<Box<dyn Part>> = Vec::new();
+    let mut used_in_unbinned: Vec<String> = Vec::new();
+    for (ci, ch) in channels.iter().enumerate() {
+        if !is_unbinned(ch) {
+            continue;
+        }
+        let channel = read_channel(
+            ch,
+            ci,
+            &observations,
+            &pars,
+            &declared_only,
+            &poi,
+            src,
+            base,
+        )?;
+        for n in &channel.par_names {
+            if !used_in_unbinned.contains(n) {
+                used_in_unbinned.push(n.clone());
+            }
+        }
+        parts.push(Box::new(NsbiPart::new(channel)));
+    }
+
+    // --- binned channels: one HistFactory model
+    if channels.iter().any(|c| !is_unbinned(c)) {
+        let hf = binned_model(value, &pars, &poi, src)?;
+        parts.push(Box::new(HistFactoryPart { model: hf }));
+    }
+
+    // --- constraints of the unbinned channels' nuisance parameters not constrained in a binned channel
+    let cons: Vec<&String> = used_in_unbinned
+        .iter()
+        .filter(|n| pars.get(*n).is_some_and(|p| p.constrained && !p.binned))
+        .collect();
+    if !cons.is_empty() {
+        let info: Vec<&ParInfo> = cons.iter().map(|n| &pars[*n]).collect();
+        parts.push(Box::new(GaussConstraints::new(
+            cons.iter().map(|s| s.to_string()).collect(),
+            vec![1.0; cons.len()],
+            vec![0.0; cons.len()],
+            info.iter().map(|p| p.init).collect(),
+            info.iter().map(|p| p.bounds).collect(),
+            info.iter().map(|p| p.fixed).collect(),
+        )));
+    }
+    let poi_name = if poi.is_empty() {
+        None
+    } else {
+        Some(poi.as_str())
+    };
+    let model = CombinedModel::new(parts, poi_name, &label)
+        .map_err(|e| Error::input(format!("{src}: {e}")))?;
+    // the start point must be inside the domain
+    {
+        use crate::model::Likelihood;
+        let f = {
+            let mut s = model.scratch();
+            model.eval(model.init(), model.observed(), &mut s, None, None)
+        };
+        if !f.is_finite() {
+            let why = model
+                .domain_issue(model.init(), model.observed())
+                .unwrap_or_else(|| format!("twice_nll is {f}"));
+            return Err(Error::input(format!(
+                "{src}: the likelihood is not finite at the start point ({}): {why}",
+                model
+                    .par_names()
+                    .iter()
+                    .zip(model.init())
+                    .map(|(n, v)| format!("{n} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(model)
+}
+
+/// The binned channels as a pyhf workspace, compiled.
+fn binned_model(
+    value: &Value,
+    pars: &BTreeMap<String, ParInfo>,
+    poi: &str,
+    src: &str,
+) -> Result<HistFactoryModel> {
+    let channels: Vec<Value> = value["channels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| !is_unbinned(c))
+        .map(|(ci, c)| {
+            let mut c = c.clone();
+            if let Some(o) = c.as_object_mut()
+                && let Some(t) = o.remove("type")
+                    && t.as_str() != Some("binned") {
+                        return Err(err(src, &format!("/channels/{ci}/type"), format!("unknown channel type {t}")));
+                    }
+            for (si, s) in c["samples"].as_array().into_iter().flatten().enumerate() {
+                for (mi, m) in s["modifiers"].as_array().into_iter().flatten().enumerate() {
+                    let t = m["type"].as_str().unwrap_or("");
+                    if t == "normplusshape" || t == "customfunc" {
+                        return Err(err(
+                            src,
+                            &format!("/channels/{ci}/samples/{si}/modifiers/{mi}/type"),
+                            format!(
+                                "'{t}' in a binned channel is not supported (use normsys + histosys for \
+                                 binned variations, or make the channel unbinned)"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    let names: Vec<&str> = channels.iter().filter_map(|c| c["name"].as_str()).collect();
+    let observations: Vec<Value> = value["observations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["name"].as_str().is_some_and(|n| names.contains(&n)))
+        .map(|o| json!({"name": o["name"], "data": o["data"]}))
+        .collect();
+    let binned_pars: Vec<&String> = pars
+        .iter()
+        .filter(|(_, p)| p.binned)
+        .map(|(n, _)| n)
+        .collect();
+    let mut meas = value["measurements"][0].clone();
+    if let Some(ps) = meas
+        .pointer_mut("/config/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        ps.retain(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| binned_pars.iter().any(|b| *b == n))
+        });
+    }
+    if !binned_pars.iter().any(|b| *b == poi) {
+        meas["config"]["poi"] = json!("");
+    }
+    let ws_value = json!({
+        "channels": channels,
+        "observations": observations,
+        "measurements": [meas],
+        "version": value.get("version").cloned().unwrap_or(json!("1.0.0")),
+    });
+    let label = format!("{src} (binned channels)");
+    let ws = crate::workspace::Workspace::from_value(ws_value, &[], &label, &Default::default())?;
+    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), &label)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_channel(
+    ch: &Value,
+    ci: usize,
+    observations: &[Value],
+    pars: &BTreeMap<String, ParInfo>,
+    declared_only: &BTreeMap<String, ParInfo>,
+    poi: &str,
+    src: &str,
+    base: &Path,
+) -> Result<NsbiChannel> {
+    let cptr = format!("/channels/{ci}");
+    let name = ch
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(src, &cptr, "a channel needs a name"))?
+        .to_string();
+    let obs = observations
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.get("name").and_then(Value::as_str) == Some(name.as_str()));
+    let samples = ch
+        .get("samples")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err(src, &format!("{cptr}/samples"), "missing or not a list"))?;
+    let mut par_names: Vec<String> = Vec::new();
+    let local = |n: &str, names: &mut Vec<String>| -> usize {
+        match names.iter().position(|x| x == n) {
+            Some(i) => i,
+            None => {
+                names.push(n.to_string());
+                names.len() - 1
+            }
+        }
+    };
+    let mut processes = Vec::new();
+    let mut shapes: Vec<ShapeVar> = Vec::new();
+    // per shape variation: JSON locations of its up/down arrays
+    let mut shape_refs: Vec<(String, Value, String, Value)> = Vec::new();
+    let mut ratio_refs: Vec<(String, Value)> = Vec::new();
+    for (si, s) in samples.iter().enumerate() {
+        let sptr = format!("{cptr}/samples/{si}");
+        let sname = s
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(src, &sptr, "a sample needs a name"))?
+            .to_string();
+        let nu = match s
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|v| v.as_slice())
+        {
+            Some([x]) => x.as_f64().filter(|x| x.is_finite() && *x >= 0.0),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            err(
+                src,
+                &format!("{sptr}/data"),
+                "an unbinned sample needs \"data\": [yield] with one finite yield >= 0",
+            )
+        })?;
+        let rref = match s.get("ratios") {
+            Some(r) => (format!("{sptr}/ratios"), r.clone()),
+            None => match obs.and_then(|(oi, o)| Some((oi, o.get("ratios")?.get(&sname)?))) {
+                Some((oi, r)) => (format!("/observations/{oi}/ratios/{sname}"), r.clone()),
+                None => {
+                    return Err(err(
+                        src,
+                        &sptr,
+                        format!(
+                            "sample '{sname}' of unbinned channel '{name}' has no \"ratios\" (per-event r_c)"
+                        ),
+                    ));
+                }
+            },
+        };
+        ratio_refs.push(rref);
+        let mut factors: Vec<Box<dyn Factor>> = Vec::new();
+        for (mi, m) in s
+            .get("modifiers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mptr = format!("{sptr}/modifiers/{mi}");
+            let t = m.get("type").and_then(Value::as_str).unwrap_or("");
+            let mname = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let data = m.get("data").cloned().unwrap_or(Value::Null);
+            match t {
+                "normfactor" => {
+                    let v = local(&mname, &mut par_names);
+                    factors.push(Box::new(NormFactor::new(v)));
+                }
+                "normsys" => {
+                    let hi = data.get("hi").and_then(Value::as_f64);
+                    let lo = data.get("lo").and_then(Value::as_f64);
+                    let (Some(hi), Some(lo)) = (hi, lo) else {
+                        return Err(err(
+                            src,
+                            &format!("{mptr}/data"),
+                            "normsys needs numbers 'hi' and 'lo'",
+                        ));
+                    };
+                    if !(hi > 0.0 && lo > 0.0 && hi.is_finite() && lo.is_finite()) {
+                        return Err(err(
+                            src,
+                            &format!("{mptr}/data"),
+                            format!("normsys factors must be finite and > 0, got hi {hi}, lo {lo}"),
+                        ));
+                    }
+                    let v = local(&mname, &mut par_names);
+                    factors.push(Box::new(YieldCode4::new(v, hi, lo)));
+                }
+                "normplusshape" => {
+                    let v = local(&mname, &mut par_names);
+                    let one = |key: &str| -> Result<Option<f64>> {
+                        match data.get(key) {
+                            None => Ok(None),
+                            Some(x) => match x.as_array().map(|a| a.as_slice()) {
+                                Some([y]) => y
+                                    .as_f64()
+                                    .filter(|y| y.is_finite() && *y > 0.0)
+                                    .map(Some)
+                                    .ok_or_else(|| {
+                                        err(
+                                            src,
+                                            &format!("{mptr}/data/{key}"),
+                                            "must be a finite yield ratio > 0",
+                                        )
+                                    }),
+                                _ => Err(err(
+                                    src,
+                                    &format!("{mptr}/data/{key}"),
+                                    "expected a list with one yield ratio",
+                                )),
+                            },
+                        }
+                    };
+                    match (one("hi_data")?, one("lo_data")?) {
+                        (Some(hi), Some(lo)) => factors.push(Box::new(YieldCode4::new(v, hi, lo))),
+                        (None, None) => {}
+                        _ => {
+                            return Err(err(
+                                src,
+                                &format!("{mptr}/data"),
+                                "give both hi_data and lo_data, or neither",
+                            ));
+                        }
+                    }
+                    match (data.get("hi_ratio"), data.get("lo_ratio")) {
+                        (Some(h), Some(l)) => {
+                            shapes.push(ShapeVar {
+                                process: si,
+                                par: v,
+                                label: format!("sample '{sname}', modifier '{mname}'"),
+                            });
+                            shape_refs.push((
+                                format!("{mptr}/data/hi_ratio"),
+                                h.clone(),
+                                format!("{mptr}/data/lo_ratio"),
+                                l.clone(),
+                            ));
+                        }
+                        (None, None) => {}
+                        _ => {
+                            return Err(err(
+                                src,
+                                &format!("{mptr}/data"),
+                                "give both hi_ratio and lo_ratio, or neither",
+                            ));
+                        }
+                    }
+                }
+                "customfunc" => {
+                    let text = data.get("expr").and_then(Value::as_str).ok_or_else(|| {
+                        err(
+                            src,
+                            &format!("{mptr}/data"),
+                            "customfunc needs {\"expr\": \"...\"}",
+                        )
+                    })?;
+                    let expr = crate::expr::parse(text).map_err(|e| {
+                        err(
+                            src,
+                            &format!("{mptr}/data/expr"),
+                            format!("cannot parse '{text}': {e}"),
+                        )
+                    })?;
+                    let mut vars = Vec::new();
+                    for vname in expr.variables() {
+                        if !pars.contains_key(vname) && !declared_only.contains_key(vname) {
+                            return Err(err(
+                                src,
+                                &format!("{mptr}/data/expr"),
+                                format!(
+                                    "'{text}' names parameter '{vname}', which no modifier declares and the \
+                                     measurement's config.parameters does not list"
+                                ),
+                            ));
+                        }
+                        if let Some(p) = declared_only.get(vname)
+                            && (!p.init.is_finite()
+                                || !p.bounds.0.is_finite()
+                                || !p.bounds.1.is_finite())
+                        {
+                            return Err(err(
+                                src,
+                                &p.at,
+                                format!(
+                                    "parameter '{vname}' (used by customfunc at {mptr}) needs 'inits' and 'bounds'"
+                                ),
+                            ));
+                        }
+                        vars.push(local(vname, &mut par_names));
+                    }
+                    factors.push(Box::new(ExprFactor::new(expr, vars)));
+                }
+                other => {
+                    return Err(err(
+                        src,
+                        &format!("{mptr}/type"),
+                        format!(
+                            "modifier type '{other}' is not supported in unbinned channels \
+                             (normfactor, normsys, normplusshape, customfunc)"
+                        ),
+                    ));
+                }
+            }
+        }
+        processes.push(Process {
+            name: sname,
+            nu,
+            factors,
+        });
+    }
+    // parameter table
+    let info = |n: &String| {
+        pars.get(n)
+            .or_else(|| declared_only.get(n))
+            .expect("collected above")
+    };
+    let init: Vec<f64> = par_names.iter().map(|n| info(n).init).collect();
+    let bounds: Vec<(f64, f64)> = par_names.iter().map(|n| info(n).bounds).collect();
+    let fixed: Vec<bool> = par_names.iter().map(|n| info(n).fixed).collect();
+    let poi_local = par_names.iter().position(|n| n == poi);
+
+    // observed events
+    let wref = ch
+        .get("weights")
+        .map(|w| (format!("{cptr}/weights"), w.clone()))
+        .or_else(|| {
+            obs.and_then(|(oi, o)| {
+                Some((
+                    format!("/observations/{oi}/weights"),
+                    o.get("weights")?.clone(),
+                ))
+            })
+        })
+        .filter(|(_, v)| !v.is_null());
+    let observed = read_arrays(src, base, wref.as_ref(), &ratio_refs, &shape_refs)?;
+
+    // reference sample
+    let reference = match ch.get("reference") {
+        None | Some(Value::Null) => None,
+        Some(r) => {
+            let rptr = format!("{cptr}/reference");
+            let w = r
+                .get("weights")
+                .ok_or_else(|| err(src, &rptr, "the reference sample needs \"weights\""))?;
+            let mut rr = Vec::new();
+            for p in &processes {
+                let v = r.pointer(&format!("/ratios/{}", p.name)).ok_or_else(|| {
+                    err(
+                        src,
+                        &format!("{rptr}/ratios"),
+                        format!("no ratios for sample '{}'", p.name),
+                    )
+                })?;
+                rr.push((format!("{rptr}/ratios/{}", p.name), v.clone()));
+            }
+            let mut sr = Vec::new();
+            for s in &shapes {
+                let pname = &processes[s.process].name;
+                let mname = &par_names[s.par];
+                let at = format!("{rptr}/shape_ratios/{pname}/{mname}");
+                let obj = r
+                    .pointer(&format!("/shape_ratios/{pname}/{mname}"))
+                    .ok_or_else(|| {
+                        err(
+                            src,
+                            &at,
+                            format!(
+                                "missing: the reference sample needs the shape ratios of {}",
+                                s.label
+                            ),
+                        )
+                    })?;
+                let (Some(h), Some(l)) = (obj.get("hi"), obj.get("lo")) else {
+                    return Err(err(src, &at, "needs \"hi\" and \"lo\""));
+                };
+                sr.push((format!("{at}/hi"), h.clone(), format!("{at}/lo"), l.clone()));
+            }
+            Some(read_arrays(
+                src,
+                base,
+                Some(&(format!("{rptr}/weights"), w.clone())),
+                &rr,
+                &sr,
+            )?)
+        }
+    };
+    NsbiChannel::new(
+        &name, par_names, init, bounds, fixed, poi_local, processes, shapes, observed, reference,
+    )
+    .map_err(|e| Error::input(format!("{src}: {e}")))
+}
+
+/// Read the arrays of one event set, checking that all have the same length.
+fn read_arrays(
+    src: &str,
+    base: &Path,
+    weights: Option<&(String, Value)>,
+    ratios: &[(String, Value)],
+    shapes: &[(String, Value, String, Value)],
+) -> Result<EventArrays> {
+    let mut first: Option<(String, usize)> = None;
+    let mut get = |ptr: &str, v: &Value| -> Result<Vec<f64>> {
+        let (r, a) = arrays::load(v, ptr, src, base)?;
+        match &first {
+            None => first = Some((format!("{ptr} ({r})"), a.len())),
+            Some((f, n)) if *n != a.len() => {
+                return Err(err(
+                    src,
+                    ptr,
+                    format!(
+                        "{r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths",
+                        a.len()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        Ok(a)
+    };
+    let mut out = EventArrays::default();
+    for (ptr, v) in ratios {
+        out.ratios.push(get(ptr, v)?);
+    }
+    if let Some((ptr, v)) = weights {
+        out.weights = Some(get(ptr, v)?);
+    }
+    for (hp, h, lp, l) in shapes {
+        out.shapes.push((get(hp, h)?, get(lp, l)?));
+    }
+    Ok(out)
+}
