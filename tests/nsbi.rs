@@ -5,6 +5,8 @@
 //! command on such a workspace.
 
 mod common;
+#[path = "nsbi/customfunc.rs"]
+mod customfunc;
 
 use common::{rel, repo, run_gradfit};
 use gradfit::fit::{self, FitOptions, FitSpec};

@@ -25,10 +25,12 @@
 //! number of threads.
 
 pub mod arrays;
+mod binned;
 pub mod code4;
 pub mod coef;
 pub mod constraint;
 pub mod diag;
+pub mod fnpart;
 pub mod kernel;
 mod kernel_block;
 pub mod part;

@@ -31,31 +31,31 @@ use super::arrays;
 use super::coef::{ExprFactor, Factor, NormFactor, YieldCode4};
 use super::{EventArrays, GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
 use crate::error::{Error, Result};
-use crate::model::combined::{HistFactoryPart, Part};
-use crate::model::{CombinedModel, HistFactoryModel, ModelOptions};
-use serde_json::{Value, json};
+use crate::model::CombinedModel;
+use crate::model::combined::Part;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// What the reader knows about one parameter.
 #[derive(Debug, Clone)]
-struct ParInfo {
-    kind: &'static str,
-    constrained: bool,
-    init: f64,
-    bounds: (f64, f64),
-    fixed: bool,
+pub(super) struct ParInfo {
+    pub(super) kind: &'static str,
+    pub(super) constrained: bool,
+    pub(super) init: f64,
+    pub(super) bounds: (f64, f64),
+    pub(super) fixed: bool,
     /// Declared by a modifier of a binned channel.
-    binned: bool,
+    pub(super) binned: bool,
     /// Where it was first declared (a JSON pointer).
-    at: String,
+    pub(super) at: String,
 }
 
-fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
+pub(super) fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
     Error::input(format!("{src}: {ptr}: {msg}"))
 }
 
-fn is_unbinned(c: &Value) -> bool {
+pub(super) fn is_unbinned(c: &Value) -> bool {
     c.get("type").and_then(Value::as_str) == Some("unbinned")
 }
 
@@ -262,8 +262,13 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
 
     // --- binned channels: one HistFactory model
     if channels.iter().any(|c| !is_unbinned(c)) {
-        let hf = binned_model(value, &pars, &poi, src)?;
-        parts.push(Box::new(HistFactoryPart { model: hf }));
+        parts.push(super::binned::binned_part(
+            value,
+            &pars,
+            &declared_only,
+            &poi,
+            src,
+        )?);
     }
 
     // --- constraints of the unbinned channels' nuisance parameters not constrained in a binned channel
@@ -313,82 +318,6 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
         }
     }
     Ok(model)
-}
-
-/// The binned channels as a pyhf workspace, compiled.
-fn binned_model(
-    value: &Value,
-    pars: &BTreeMap<String, ParInfo>,
-    poi: &str,
-    src: &str,
-) -> Result<HistFactoryModel> {
-    let channels: Vec<Value> = value["channels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, c)| !is_unbinned(c))
-        .map(|(ci, c)| {
-            let mut c = c.clone();
-            if let Some(o) = c.as_object_mut()
-                && let Some(t) = o.remove("type")
-                    && t.as_str() != Some("binned") {
-                        return Err(err(src, &format!("/channels/{ci}/type"), format!("unknown channel type {t}")));
-                    }
-            for (si, s) in c["samples"].as_array().into_iter().flatten().enumerate() {
-                for (mi, m) in s["modifiers"].as_array().into_iter().flatten().enumerate() {
-                    let t = m["type"].as_str().unwrap_or("");
-                    if t == "normplusshape" || t == "customfunc" {
-                        return Err(err(
-                            src,
-                            &format!("/channels/{ci}/samples/{si}/modifiers/{mi}/type"),
-                            format!(
-                                "'{t}' in a binned channel is not supported (use normsys + histosys for \
-                                 binned variations, or make the channel unbinned)"
-                            ),
-                        ));
-                    }
-                }
-            }
-            Ok(c)
-        })
-        .collect::<Result<_>>()?;
-    let names: Vec<&str> = channels.iter().filter_map(|c| c["name"].as_str()).collect();
-    let observations: Vec<Value> = value["observations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["name"].as_str().is_some_and(|n| names.contains(&n)))
-        .map(|o| json!({"name": o["name"], "data": o["data"]}))
-        .collect();
-    let binned_pars: Vec<&String> = pars
-        .iter()
-        .filter(|(_, p)| p.binned)
-        .map(|(n, _)| n)
-        .collect();
-    let mut meas = value["measurements"][0].clone();
-    if let Some(ps) = meas
-        .pointer_mut("/config/parameters")
-        .and_then(Value::as_array_mut)
-    {
-        ps.retain(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| binned_pars.iter().any(|b| *b == n))
-        });
-    }
-    if !binned_pars.iter().any(|b| *b == poi) {
-        meas["config"]["poi"] = json!("");
-    }
-    let ws_value = json!({
-        "channels": channels,
-        "observations": observations,
-        "measurements": [meas],
-        "version": value.get("version").cloned().unwrap_or(json!("1.0.0")),
-    });
-    let label = format!("{src} (binned channels)");
-    let ws = crate::workspace::Workspace::from_value(ws_value, &[], &label, &Default::default())?;
-    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), &label)
 }
 
 #[allow(clippy::too_many_arguments)]
