@@ -33,6 +33,7 @@ pub mod diag;
 pub mod fnpart;
 pub mod kernel;
 mod kernel_block;
+pub mod network;
 pub mod part;
 pub mod read;
 pub mod synth;
@@ -299,6 +300,8 @@ pub struct NsbiChannel {
     /// Reference sample for toys and Asimov data (None: the observed events,
     /// with their weights, serve as the reference sample).
     pub reference: Option<EventSet>,
+    /// Network ensembles that gave ratios (spread summaries, for diagnostics).
+    pub ensembles: Vec<network::EnsembleSummary>,
 }
 
 impl NsbiChannel {
@@ -401,6 +404,7 @@ impl NsbiChannel {
             shape_pars,
             observed,
             reference,
+            ensembles: Vec::new(),
         })
     }
 

@@ -585,7 +585,15 @@ fn read_channel(
             })
         })
         .filter(|(_, v)| !v.is_null());
-    let observed = read_arrays(src, base, wref.as_ref(), &ratio_refs, &shape_refs)?;
+    let mut ensembles = Vec::new();
+    let observed = read_arrays(
+        src,
+        base,
+        wref.as_ref(),
+        &ratio_refs,
+        &shape_refs,
+        &mut ensembles,
+    )?;
 
     // reference sample
     let reference = match ch.get("reference") {
@@ -634,13 +642,16 @@ fn read_channel(
                 Some(&(format!("{rptr}/weights"), w.clone())),
                 &rr,
                 &sr,
+                &mut ensembles,
             )?)
         }
     };
-    NsbiChannel::new(
+    let mut channel = NsbiChannel::new(
         &name, par_names, init, bounds, fixed, poi_local, processes, shapes, observed, reference,
     )
-    .map_err(|e| Error::input(format!("{src}: {e}")))
+    .map_err(|e| Error::input(format!("{src}: {e}")))?;
+    channel.ensembles = ensembles;
+    Ok(channel)
 }
 
 /// Read the arrays of one event set, checking that all have the same length.
@@ -650,10 +661,18 @@ fn read_arrays(
     weights: Option<&(String, Value)>,
     ratios: &[(String, Value)],
     shapes: &[(String, Value, String, Value)],
+    ensembles: &mut Vec<super::network::EnsembleSummary>,
 ) -> Result<EventArrays> {
     let mut first: Option<(String, usize)> = None;
     let mut get = |ptr: &str, v: &Value| -> Result<Vec<f64>> {
-        let (r, a) = arrays::load(v, ptr, src, base)?;
+        let (r, a) = if super::network::is_network(v) {
+            let (a, summary) = super::network::evaluate(v, ptr, src, base)?;
+            ensembles.push(summary);
+            (format!("the network ensemble at {ptr}"), a)
+        } else {
+            let (r, a) = arrays::load(v, ptr, src, base)?;
+            (r.to_string(), a)
+        };
         match &first {
             None => first = Some((format!("{ptr} ({r})"), a.len())),
             Some((f, n)) if *n != a.len() => {
