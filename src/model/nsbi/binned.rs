@@ -5,7 +5,8 @@
 
 use super::coef::ExprFactor;
 use super::fnpart::{FnPart, InnerFn, Source};
-use super::read::{ParInfo, err, is_unbinned};
+use super::params::ParInfo;
+use super::read::{err, is_unbinned};
 use crate::error::Result;
 use crate::model::combined::{HistFactoryPart, Part};
 use crate::model::{HistFactoryModel, ModelOptions};

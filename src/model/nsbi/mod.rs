@@ -34,6 +34,7 @@ pub mod fnpart;
 pub mod kernel;
 mod kernel_block;
 pub mod network;
+mod params;
 pub mod part;
 pub mod read;
 pub mod synth;

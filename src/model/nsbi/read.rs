@@ -29,7 +29,8 @@
 
 use super::arrays;
 use super::coef::{ExprFactor, Factor, NormFactor, YieldCode4};
-use super::{EventArrays, GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
+use super::params::{ParInfo, params};
+use super::{GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
 use crate::error::{Error, Result};
 use crate::model::CombinedModel;
 use crate::model::combined::Part;
@@ -37,51 +38,12 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// What the reader knows about one parameter.
-#[derive(Debug, Clone)]
-pub(super) struct ParInfo {
-    pub(super) kind: &'static str,
-    pub(super) constrained: bool,
-    pub(super) init: f64,
-    pub(super) bounds: (f64, f64),
-    pub(super) fixed: bool,
-    /// Declared by a modifier of a binned channel.
-    pub(super) binned: bool,
-    /// Where it was first declared (a JSON pointer).
-    pub(super) at: String,
-}
-
 pub(super) fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
     Error::input(format!("{src}: {ptr}: {msg}"))
 }
 
 pub(super) fn is_unbinned(c: &Value) -> bool {
     c.get("type").and_then(Value::as_str) == Some("unbinned")
-}
-
-fn defaults(kind: &'static str) -> (bool, f64, (f64, f64)) {
-    match kind {
-        "normfactor" | "shapefactor" => (false, 1.0, (0.0, 10.0)),
-        "normsys" | "histosys" | "normplusshape" => (true, 0.0, (-5.0, 5.0)),
-        "staterror" | "shapesys" => (true, 1.0, (1e-10, 10.0)),
-        "lumi" => (true, 1.0, (0.0, 10.0)),
-        _ => (false, 0.0, (f64::NEG_INFINITY, f64::INFINITY)),
-    }
-}
-
-fn kind_of(t: &str) -> Option<&'static str> {
-    Some(match t {
-        "normfactor" => "normfactor",
-        "normsys" => "normsys",
-        "histosys" => "histosys",
-        "normplusshape" => "normplusshape",
-        "shapefactor" => "shapefactor",
-        "staterror" => "staterror",
-        "shapesys" => "shapesys",
-        "lumi" => "lumi",
-        "customfunc" => "customfunc",
-        _ => return None,
-    })
 }
 
 /// Read a workspace with unbinned channels; `base` resolves relative paths.
@@ -122,113 +84,7 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
         .filter_map(|(i, c)| Some((c.get("name")?.as_str()?.to_string(), (i, c))))
         .collect();
 
-    // --- parameters declared by modifiers (every channel)
-    let mut pars: BTreeMap<String, ParInfo> = BTreeMap::new();
-    for (ci, ch) in channels.iter().enumerate() {
-        let binned = !is_unbinned(ch);
-        for (si, s) in ch
-            .get("samples")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            for (mi, m) in s
-                .get("modifiers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let at = format!("/channels/{ci}/samples/{si}/modifiers/{mi}");
-                let t = m.get("type").and_then(Value::as_str).unwrap_or("");
-                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-                let Some(kind) = kind_of(t) else {
-                    return Err(err(
-                        src,
-                        &format!("{at}/type"),
-                        format!("unknown modifier type '{t}'"),
-                    ));
-                };
-                if kind == "customfunc" || name.is_empty() {
-                    continue;
-                }
-                let (constrained, init, bounds) = defaults(kind);
-                match pars.get_mut(name) {
-                    Some(p) => {
-                        if p.constrained != constrained
-                            || (p.kind == "normfactor") != (kind == "normfactor")
-                        {
-                            return Err(err(
-                                src,
-                                &at,
-                                format!(
-                                    "parameter '{name}' is a {kind} here but a {} at {}; a parameter has one kind",
-                                    p.kind, p.at
-                                ),
-                            ));
-                        }
-                        p.binned |= binned;
-                    }
-                    None => {
-                        pars.insert(
-                            name.to_string(),
-                            ParInfo {
-                                kind,
-                                constrained,
-                                init,
-                                bounds,
-                                fixed: false,
-                                binned,
-                                at,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-    // measurement overrides; parameters only the measurement declares (customfunc variables)
-    let mut declared_only: BTreeMap<String, ParInfo> = BTreeMap::new();
-    for (name, &(i, c)) in &config_of {
-        let at = format!("/measurements/0/config/parameters/{i}");
-        let init = c
-            .get("inits")
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-            .and_then(Value::as_f64);
-        let bounds = c
-            .get("bounds")
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-            .and_then(Value::as_array)
-            .and_then(|b| Some((b.first()?.as_f64()?, b.get(1)?.as_f64()?)));
-        let fixed = c.get("fixed").and_then(Value::as_bool);
-        if let Some(p) = pars.get_mut(name) {
-            if let Some(v) = init {
-                p.init = v;
-            }
-            if let Some(b) = bounds {
-                p.bounds = b;
-            }
-            if let Some(f) = fixed {
-                p.fixed = f;
-            }
-        } else {
-            declared_only.insert(
-                name.clone(),
-                ParInfo {
-                    kind: "customfunc",
-                    constrained: false,
-                    init: init.unwrap_or(f64::NAN),
-                    bounds: bounds.unwrap_or((f64::NAN, f64::NAN)),
-                    fixed: fixed.unwrap_or(false),
-                    binned: false,
-                    at,
-                },
-            );
-        }
-    }
+    let (pars, declared_only) = params(channels, &config_of, src)?;
 
     // --- unbinned channels
     let observations: Vec<Value> = value
@@ -586,7 +442,7 @@ fn read_channel(
         })
         .filter(|(_, v)| !v.is_null());
     let mut ensembles = Vec::new();
-    let observed = read_arrays(
+    let observed = arrays::read_set(
         src,
         base,
         wref.as_ref(),
@@ -636,7 +492,7 @@ fn read_channel(
                 };
                 sr.push((format!("{at}/hi"), h.clone(), format!("{at}/lo"), l.clone()));
             }
-            Some(read_arrays(
+            Some(arrays::read_set(
                 src,
                 base,
                 Some(&(format!("{rptr}/weights"), w.clone())),
@@ -652,52 +508,4 @@ fn read_channel(
     .map_err(|e| Error::input(format!("{src}: {e}")))?;
     channel.ensembles = ensembles;
     Ok(channel)
-}
-
-/// Read the arrays of one event set, checking that all have the same length.
-fn read_arrays(
-    src: &str,
-    base: &Path,
-    weights: Option<&(String, Value)>,
-    ratios: &[(String, Value)],
-    shapes: &[(String, Value, String, Value)],
-    ensembles: &mut Vec<super::network::EnsembleSummary>,
-) -> Result<EventArrays> {
-    let mut first: Option<(String, usize)> = None;
-    let mut get = |ptr: &str, v: &Value| -> Result<Vec<f64>> {
-        let (r, a) = if super::network::is_network(v) {
-            let (a, summary) = super::network::evaluate(v, ptr, src, base)?;
-            ensembles.push(summary);
-            (format!("the network ensemble at {ptr}"), a)
-        } else {
-            let (r, a) = arrays::load(v, ptr, src, base)?;
-            (r.to_string(), a)
-        };
-        match &first {
-            None => first = Some((format!("{ptr} ({r})"), a.len())),
-            Some((f, n)) if *n != a.len() => {
-                return Err(err(
-                    src,
-                    ptr,
-                    format!(
-                        "{r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths",
-                        a.len()
-                    ),
-                ));
-            }
-            _ => {}
-        }
-        Ok(a)
-    };
-    let mut out = EventArrays::default();
-    for (ptr, v) in ratios {
-        out.ratios.push(get(ptr, v)?);
-    }
-    if let Some((ptr, v)) = weights {
-        out.weights = Some(get(ptr, v)?);
-    }
-    for (hp, h, lp, l) in shapes {
-        out.shapes.push((get(hp, h)?, get(lp, l)?));
-    }
-    Ok(out)
 }
