@@ -610,8 +610,8 @@ fn neyman_belts_cover_at_three_poi_values() {
 }
 
 /// The full profile construction (a belt per pseudo-experiment, drawn at the
-/// nuisance parameters profiled on it), reduced sizes; the full-size run
-/// (`-- --ignored`) is reported in docs/nsbi.md.
+/// nuisance parameters profiled on it), reduced sizes; the full size
+/// (`-- --ignored`) is long and was not run for docs/nsbi.md.
 fn profile_construction_coverage(n_exp: u32, n_toys: u32) -> Vec<(f64, f64, f64, f64)> {
     let m = example();
     let opts = FitOptions::default();
