@@ -58,6 +58,8 @@ struct FnScratch {
     fg: Vec<Vec<f64>>,
     fh: Vec<Vec<f64>>,
     x: Vec<f64>,
+    /// Rows of the Jacobian `dphi/dtheta` (non-zero entries).
+    rows: Vec<Vec<(usize, f64)>>,
 }
 
 impl FnPart {
@@ -120,22 +122,23 @@ impl FnPart {
             .collect()
     }
 
-    /// Non-zero entries `(outer index, dphi_i/dtheta)` of row `i` of the Jacobian.
-    fn jrow<'a>(
-        &'a self,
-        i: usize,
-        s: &'a FnScratch,
-    ) -> Box<dyn Iterator<Item = (usize, f64)> + 'a> {
-        match self.src[i] {
-            Source::Outer(j) => Box::new(std::iter::once((j, 1.0))),
-            Source::Func(k) => Box::new(
-                self.funcs[k]
-                    .factor
-                    .vars()
-                    .iter()
-                    .enumerate()
-                    .map(move |(a, &v)| (v, s.fg[k][1 + a])),
-            ),
+    /// Non-zero entries `(outer index, dphi_i/dtheta)` of each row of the
+    /// Jacobian, into `s.rows` (after [`FnPart::map`] with derivatives).
+    fn jacobian(&self, s: &mut FnScratch) {
+        for (i, src) in self.src.iter().enumerate() {
+            let row = &mut s.rows[i];
+            row.clear();
+            match *src {
+                Source::Outer(j) => row.push((j, 1.0)),
+                Source::Func(k) => row.extend(
+                    self.funcs[k]
+                        .factor
+                        .vars()
+                        .iter()
+                        .enumerate()
+                        .map(|(a, &v)| (v, s.fg[k][1 + a])),
+                ),
+            }
         }
     }
 }
@@ -180,6 +183,7 @@ impl Part for FnPart {
                 .map(|f| vec![0.0; f.factor.vars().len().pow(2)])
                 .collect(),
             x: Vec::new(),
+            rows: vec![Vec::new(); n],
         })
     }
     fn eval(
@@ -209,11 +213,14 @@ impl Part for FnPart {
             (order >= 1).then_some(&mut g_in[..]),
             (order >= 2).then_some(&mut h_in[..]),
         );
+        if order >= 1 {
+            self.jacobian(s);
+        }
         let s = &*s;
         if let Some(g) = grad {
             g.fill(0.0);
             for i in 0..n_in {
-                for (j, c) in self.jrow(i, s) {
+                for &(j, c) in &s.rows[i] {
                     g[j] += c * s.g[i];
                 }
             }
@@ -226,8 +233,8 @@ impl Part for FnPart {
                     if hv == 0.0 {
                         continue;
                     }
-                    for (a, ca) in self.jrow(i, s) {
-                        for (b, cb) in self.jrow(i2, s) {
+                    for &(a, ca) in &s.rows[i] {
+                        for &(b, cb) in &s.rows[i2] {
                             h[a * n + b] += ca * cb * hv;
                         }
                     }
