@@ -5,6 +5,10 @@
 //! command on such a workspace.
 
 mod common;
+#[path = "nsbi/customfunc.rs"]
+mod customfunc;
+#[path = "nsbi/network.rs"]
+mod network;
 
 use common::{rel, repo, run_gradfit};
 use gradfit::fit::{self, FitOptions, FitSpec};
@@ -606,8 +610,8 @@ fn neyman_belts_cover_at_three_poi_values() {
 }
 
 /// The full profile construction (a belt per pseudo-experiment, drawn at the
-/// nuisance parameters profiled on it), reduced sizes; the full-size run
-/// (`-- --ignored`) is reported in docs/nsbi.md.
+/// nuisance parameters profiled on it), reduced sizes; the full size
+/// (`-- --ignored`) is long and was not run for docs/nsbi.md.
 fn profile_construction_coverage(n_exp: u32, n_toys: u32) -> Vec<(f64, f64, f64, f64)> {
     let m = example();
     let opts = FitOptions::default();
@@ -886,5 +890,22 @@ fn every_command_runs_on_an_nsbi_workspace() {
     let (_, v, _) = run_gradfit(&["inspect", &w, "--json"]);
     let clo = &v["parts"][0]["diagnostics"]["closure"];
     assert_eq!(clo.as_array().unwrap().len(), 3);
+    let shapes = &v["parts"][0]["diagnostics"]["shapes"];
+    assert_eq!(shapes.as_array().unwrap().len(), 2, "{shapes}");
+    // the text form shows the closure and the shape-variation spread
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradfit"))
+        .args(["inspect", &w])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("closure of the") && text.contains("per-event shape variations"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sample 'SBI', modifier 'alpha_shape'"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

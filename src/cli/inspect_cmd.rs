@@ -145,9 +145,90 @@ fn inspect_combined(a: &InspectArgs, model: &CombinedModel) -> Result<i32> {
             ]);
         }
         s.push_str(&t.render());
+        for part in v["parts"].as_array().into_iter().flatten() {
+            s.push_str(&nsbi_diagnostics_text(&part["diagnostics"]));
+        }
         s
     })?;
     Ok(0)
+}
+
+/// The NSBI diagnostics of one unbinned channel as text (empty if none):
+/// closure per process, spread of the per-event shape variations, network ensembles.
+fn nsbi_diagnostics_text(d: &Value) -> String {
+    let Some(closure) = d["closure"].as_array() else {
+        return String::new();
+    };
+    let f = |v: &Value| v.as_f64().map(fmt).unwrap_or_else(|| "-".into());
+    let mut s = format!(
+        "\nchannel {}: closure of the {} ({} events), sum_i w_i r_c(x_i) against nu_c\n",
+        d["channel"].as_str().unwrap_or("?"),
+        d["sample"].as_str().unwrap_or("?"),
+        d["n_events"]
+    );
+    let mut t = Table::new(
+        &["process", "nu_c", "reweighted", "ratio", "+-", "pull"],
+        &[false, true, true, true, true, true],
+    );
+    for c in closure {
+        t.row(vec![
+            c["process"].as_str().unwrap_or("?").to_string(),
+            f(&c["nu"]),
+            f(&c["reweighted"]),
+            f(&c["ratio"]),
+            f(&c["ratio_error"]),
+            f(&c["pull"]),
+        ]);
+    }
+    s.push_str(&t.render());
+    if let Some(shapes) = d["shapes"].as_array().filter(|v| !v.is_empty()) {
+        s.push_str("\nper-event shape variations (weighted mean, std, min, max of the varied/nominal ratio)\n");
+        let mut t = Table::new(
+            &[
+                "variation",
+                "up mean",
+                "up std",
+                "up min",
+                "up max",
+                "down mean",
+                "down std",
+                "down min",
+                "down max",
+                "up norm",
+                "down norm",
+            ],
+            &[
+                false, true, true, true, true, true, true, true, true, true, true,
+            ],
+        );
+        for v in shapes {
+            let mut row = vec![v["label"].as_str().unwrap_or("?").to_string()];
+            row.extend((0..4).map(|k| f(&v["up"][k])));
+            row.extend((0..4).map(|k| f(&v["down"][k])));
+            row.push(f(&v["up_norm"]));
+            row.push(f(&v["down_norm"]));
+            t.row(row);
+        }
+        s.push_str(&t.render());
+    }
+    if let Some(ens) = d["ensembles"].as_array().filter(|v| !v.is_empty()) {
+        s.push_str("\nnetwork ensembles (relative spread std/mean of r over the members)\n");
+        let mut t = Table::new(
+            &["ratio", "members", "events", "mean spread", "max spread"],
+            &[false, true, true, true, true],
+        );
+        for e in ens {
+            t.row(vec![
+                e["at"].as_str().unwrap_or("?").to_string(),
+                e["members"].to_string(),
+                e["n_events"].to_string(),
+                f(&e["mean_rel_spread"]),
+                f(&e["max_rel_spread"]),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    s
 }
 
 fn inspect_histfactory(a: &InspectArgs, model: &HistFactoryModel) -> Result<i32> {

@@ -158,7 +158,8 @@ pub enum Format {
     Pyhf,
     /// An HS3 file (`distributions`, `likelihoods`, ...).
     Hs3,
-    /// A pyhf-style workspace with unbinned (per-event ratio) channels.
+    /// A pyhf-style workspace with unbinned (per-event ratio) channels or
+    /// `customfunc` modifiers.
     Nsbi,
 }
 
@@ -168,7 +169,7 @@ impl Format {
         match self {
             Format::Pyhf => "a pyhf workspace",
             Format::Hs3 => "an HS3 file",
-            Format::Nsbi => "a workspace with unbinned (NSBI) channels",
+            Format::Nsbi => "a workspace with unbinned (NSBI) channels or customfunc modifiers",
         }
     }
 }
@@ -180,12 +181,21 @@ pub fn format_of(value: &Value) -> Format {
     if is_hs3 {
         return Format::Hs3;
     }
+    // unbinned channels, or customfunc modifiers (binned channels too)
     let unbinned = value
         .get("channels")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("type").and_then(Value::as_str) == Some("unbinned"))
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("unbinned")
+                    || c.get("samples")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.get("modifiers").and_then(Value::as_array))
+                        .flatten()
+                        .any(|m| m.get("type").and_then(Value::as_str) == Some("customfunc"))
+            })
         });
     if unbinned { Format::Nsbi } else { Format::Pyhf }
 }

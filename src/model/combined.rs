@@ -377,6 +377,16 @@ impl CombinedModel {
         None
     }
 
+    /// The first part whose expected rates leave pyhf's domain at `theta`,
+    /// finite twice_nll or not (binned parts extend their Poisson terms there).
+    pub fn rate_issue(&self, theta: &[f64], data: &CombinedData) -> Option<String> {
+        self.parts.iter().enumerate().find_map(|(k, part)| {
+            let local: Vec<f64> = self.map[k].iter().map(|&g| theta[g]).collect();
+            part.domain_issue(&local, &data.parts[k])
+                .map(|why| format!("{}: {why}", part.label()))
+        })
+    }
+
     /// JSON description of the model for `gradfit inspect`.
     pub fn describe(&self) -> Value {
         json!({

@@ -2,6 +2,7 @@
 //! `"file.npz:NAME"`, `"file.parquet:COLUMN"`, or an object
 //! `{"file": ..., "column": ...}`. Paths are relative to the workspace file.
 
+use super::EventArrays;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -147,4 +148,48 @@ pub fn write_npy(path: &Path, v: &[f64]) -> Result<()> {
         path: path.to_path_buf(),
         source: e,
     })
+}
+
+/// Read the arrays of one event set, checking that all have the same length.
+pub(super) fn read_set(
+    src: &str,
+    base: &Path,
+    weights: Option<&(String, Value)>,
+    ratios: &[(String, Value)],
+    shapes: &[(String, Value, String, Value)],
+    ensembles: &mut Vec<super::network::EnsembleSummary>,
+) -> Result<EventArrays> {
+    let mut first: Option<(String, usize)> = None;
+    let mut get = |ptr: &str, v: &Value| -> Result<Vec<f64>> {
+        let (r, a) = if super::network::is_network(v) {
+            let (a, summary) = super::network::evaluate(v, ptr, src, base)?;
+            ensembles.push(summary);
+            (format!("the network ensemble at {ptr}"), a)
+        } else {
+            let (r, a) = load(v, ptr, src, base)?;
+            (r.to_string(), a)
+        };
+        match &first {
+            None => first = Some((format!("{ptr} ({r})"), a.len())),
+            Some((f, n)) if *n != a.len() => {
+                return Err(Error::input(format!(
+                    "{src}: {ptr}: {r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths",
+                    a.len()
+                )));
+            }
+            _ => {}
+        }
+        Ok(a)
+    };
+    let mut out = EventArrays::default();
+    for (ptr, v) in ratios {
+        out.ratios.push(get(ptr, v)?);
+    }
+    if let Some((ptr, v)) = weights {
+        out.weights = Some(get(ptr, v)?);
+    }
+    for (hp, h, lp, l) in shapes {
+        out.shapes.push((get(hp, h)?, get(lp, l)?));
+    }
+    Ok(out)
 }

@@ -52,6 +52,8 @@ pub struct Diagnostics {
     pub closure: Vec<Closure>,
     /// Per shape variation.
     pub shapes: Vec<ShapeSpread>,
+    /// Per network ensemble that gave ratios: the spread of its members.
+    pub ensembles: Vec<super::network::EnsembleSummary>,
 }
 
 fn stats(w: &dyn Fn(usize) -> f64, x: &[f64]) -> [f64; 4] {
@@ -123,5 +125,6 @@ pub fn diagnostics(ch: &NsbiChannel) -> Diagnostics {
         n_events: set.n,
         closure,
         shapes,
+        ensembles: ch.ensembles.clone(),
     }
 }

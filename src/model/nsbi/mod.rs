@@ -25,12 +25,16 @@
 //! number of threads.
 
 pub mod arrays;
+mod binned;
 pub mod code4;
 pub mod coef;
 pub mod constraint;
 pub mod diag;
+pub mod fnpart;
 pub mod kernel;
 mod kernel_block;
+pub mod network;
+mod params;
 pub mod part;
 pub mod read;
 pub mod synth;
@@ -297,6 +301,8 @@ pub struct NsbiChannel {
     /// Reference sample for toys and Asimov data (None: the observed events,
     /// with their weights, serve as the reference sample).
     pub reference: Option<EventSet>,
+    /// Network ensembles that gave ratios (spread summaries, for diagnostics).
+    pub ensembles: Vec<network::EnsembleSummary>,
 }
 
 impl NsbiChannel {
@@ -399,6 +405,7 @@ impl NsbiChannel {
             shape_pars,
             observed,
             reference,
+            ensembles: Vec::new(),
         })
     }
 

@@ -29,59 +29,21 @@
 
 use super::arrays;
 use super::coef::{ExprFactor, Factor, NormFactor, YieldCode4};
-use super::{EventArrays, GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
+use super::params::{ParInfo, params};
+use super::{GaussConstraints, NsbiChannel, NsbiPart, Process, ShapeVar};
 use crate::error::{Error, Result};
-use crate::model::combined::{HistFactoryPart, Part};
-use crate::model::{CombinedModel, HistFactoryModel, ModelOptions};
-use serde_json::{Value, json};
+use crate::model::CombinedModel;
+use crate::model::combined::Part;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// What the reader knows about one parameter.
-#[derive(Debug, Clone)]
-struct ParInfo {
-    kind: &'static str,
-    constrained: bool,
-    init: f64,
-    bounds: (f64, f64),
-    fixed: bool,
-    /// Declared by a modifier of a binned channel.
-    binned: bool,
-    /// Where it was first declared (a JSON pointer).
-    at: String,
-}
-
-fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
+pub(super) fn err(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
     Error::input(format!("{src}: {ptr}: {msg}"))
 }
 
-fn is_unbinned(c: &Value) -> bool {
+pub(super) fn is_unbinned(c: &Value) -> bool {
     c.get("type").and_then(Value::as_str) == Some("unbinned")
-}
-
-fn defaults(kind: &'static str) -> (bool, f64, (f64, f64)) {
-    match kind {
-        "normfactor" | "shapefactor" => (false, 1.0, (0.0, 10.0)),
-        "normsys" | "histosys" | "normplusshape" => (true, 0.0, (-5.0, 5.0)),
-        "staterror" | "shapesys" => (true, 1.0, (1e-10, 10.0)),
-        "lumi" => (true, 1.0, (0.0, 10.0)),
-        _ => (false, 0.0, (f64::NEG_INFINITY, f64::INFINITY)),
-    }
-}
-
-fn kind_of(t: &str) -> Option<&'static str> {
-    Some(match t {
-        "normfactor" => "normfactor",
-        "normsys" => "normsys",
-        "histosys" => "histosys",
-        "normplusshape" => "normplusshape",
-        "shapefactor" => "shapefactor",
-        "staterror" => "staterror",
-        "shapesys" => "shapesys",
-        "lumi" => "lumi",
-        "customfunc" => "customfunc",
-        _ => return None,
-    })
 }
 
 /// Read a workspace with unbinned channels; `base` resolves relative paths.
@@ -122,113 +84,7 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
         .filter_map(|(i, c)| Some((c.get("name")?.as_str()?.to_string(), (i, c))))
         .collect();
 
-    // --- parameters declared by modifiers (every channel)
-    let mut pars: BTreeMap<String, ParInfo> = BTreeMap::new();
-    for (ci, ch) in channels.iter().enumerate() {
-        let binned = !is_unbinned(ch);
-        for (si, s) in ch
-            .get("samples")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            for (mi, m) in s
-                .get("modifiers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let at = format!("/channels/{ci}/samples/{si}/modifiers/{mi}");
-                let t = m.get("type").and_then(Value::as_str).unwrap_or("");
-                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-                let Some(kind) = kind_of(t) else {
-                    return Err(err(
-                        src,
-                        &format!("{at}/type"),
-                        format!("unknown modifier type '{t}'"),
-                    ));
-                };
-                if kind == "customfunc" || name.is_empty() {
-                    continue;
-                }
-                let (constrained, init, bounds) = defaults(kind);
-                match pars.get_mut(name) {
-                    Some(p) => {
-                        if p.constrained != constrained
-                            || (p.kind == "normfactor") != (kind == "normfactor")
-                        {
-                            return Err(err(
-                                src,
-                                &at,
-                                format!(
-                                    "parameter '{name}' is a {kind} here but a {} at {}; a parameter has one kind",
-                                    p.kind, p.at
-                                ),
-                            ));
-                        }
-                        p.binned |= binned;
-                    }
-                    None => {
-                        pars.insert(
-                            name.to_string(),
-                            ParInfo {
-                                kind,
-                                constrained,
-                                init,
-                                bounds,
-                                fixed: false,
-                                binned,
-                                at,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-    // measurement overrides; parameters only the measurement declares (customfunc variables)
-    let mut declared_only: BTreeMap<String, ParInfo> = BTreeMap::new();
-    for (name, &(i, c)) in &config_of {
-        let at = format!("/measurements/0/config/parameters/{i}");
-        let init = c
-            .get("inits")
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-            .and_then(Value::as_f64);
-        let bounds = c
-            .get("bounds")
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-            .and_then(Value::as_array)
-            .and_then(|b| Some((b.first()?.as_f64()?, b.get(1)?.as_f64()?)));
-        let fixed = c.get("fixed").and_then(Value::as_bool);
-        if let Some(p) = pars.get_mut(name) {
-            if let Some(v) = init {
-                p.init = v;
-            }
-            if let Some(b) = bounds {
-                p.bounds = b;
-            }
-            if let Some(f) = fixed {
-                p.fixed = f;
-            }
-        } else {
-            declared_only.insert(
-                name.clone(),
-                ParInfo {
-                    kind: "customfunc",
-                    constrained: false,
-                    init: init.unwrap_or(f64::NAN),
-                    bounds: bounds.unwrap_or((f64::NAN, f64::NAN)),
-                    fixed: fixed.unwrap_or(false),
-                    binned: false,
-                    at,
-                },
-            );
-        }
-    }
+    let (pars, declared_only) = params(channels, &config_of, src)?;
 
     // --- unbinned channels
     let observations: Vec<Value> = value
@@ -262,8 +118,13 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
 
     // --- binned channels: one HistFactory model
     if channels.iter().any(|c| !is_unbinned(c)) {
-        let hf = binned_model(value, &pars, &poi, src)?;
-        parts.push(Box::new(HistFactoryPart { model: hf }));
+        parts.push(super::binned::binned_part(
+            value,
+            &pars,
+            &declared_only,
+            &poi,
+            src,
+        )?);
     }
 
     // --- constraints of the unbinned channels' nuisance parameters not constrained in a binned channel
@@ -296,10 +157,13 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
             let mut s = model.scratch();
             model.eval(model.init(), model.observed(), &mut s, None, None)
         };
-        if !f.is_finite() {
-            let why = model
-                .domain_issue(model.init(), model.observed())
-                .unwrap_or_else(|| format!("twice_nll is {f}"));
+        // (binned parts extend their Poisson terms outside pyhf's domain, so
+        // a rate that is not positive is looked for even where f is finite)
+        let issue = model
+            .domain_issue(model.init(), model.observed())
+            .or_else(|| model.rate_issue(model.init(), model.observed()));
+        if !f.is_finite() || issue.is_some() {
+            let why = issue.unwrap_or_else(|| format!("twice_nll is {f}"));
             return Err(Error::input(format!(
                 "{src}: the likelihood is not finite at the start point ({}): {why}",
                 model
@@ -313,82 +177,6 @@ pub fn load(value: &Value, src: &str, base: &Path) -> Result<CombinedModel> {
         }
     }
     Ok(model)
-}
-
-/// The binned channels as a pyhf workspace, compiled.
-fn binned_model(
-    value: &Value,
-    pars: &BTreeMap<String, ParInfo>,
-    poi: &str,
-    src: &str,
-) -> Result<HistFactoryModel> {
-    let channels: Vec<Value> = value["channels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, c)| !is_unbinned(c))
-        .map(|(ci, c)| {
-            let mut c = c.clone();
-            if let Some(o) = c.as_object_mut()
-                && let Some(t) = o.remove("type")
-                    && t.as_str() != Some("binned") {
-                        return Err(err(src, &format!("/channels/{ci}/type"), format!("unknown channel type {t}")));
-                    }
-            for (si, s) in c["samples"].as_array().into_iter().flatten().enumerate() {
-                for (mi, m) in s["modifiers"].as_array().into_iter().flatten().enumerate() {
-                    let t = m["type"].as_str().unwrap_or("");
-                    if t == "normplusshape" || t == "customfunc" {
-                        return Err(err(
-                            src,
-                            &format!("/channels/{ci}/samples/{si}/modifiers/{mi}/type"),
-                            format!(
-                                "'{t}' in a binned channel is not supported (use normsys + histosys for \
-                                 binned variations, or make the channel unbinned)"
-                            ),
-                        ));
-                    }
-                }
-            }
-            Ok(c)
-        })
-        .collect::<Result<_>>()?;
-    let names: Vec<&str> = channels.iter().filter_map(|c| c["name"].as_str()).collect();
-    let observations: Vec<Value> = value["observations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["name"].as_str().is_some_and(|n| names.contains(&n)))
-        .map(|o| json!({"name": o["name"], "data": o["data"]}))
-        .collect();
-    let binned_pars: Vec<&String> = pars
-        .iter()
-        .filter(|(_, p)| p.binned)
-        .map(|(n, _)| n)
-        .collect();
-    let mut meas = value["measurements"][0].clone();
-    if let Some(ps) = meas
-        .pointer_mut("/config/parameters")
-        .and_then(Value::as_array_mut)
-    {
-        ps.retain(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| binned_pars.iter().any(|b| *b == n))
-        });
-    }
-    if !binned_pars.iter().any(|b| *b == poi) {
-        meas["config"]["poi"] = json!("");
-    }
-    let ws_value = json!({
-        "channels": channels,
-        "observations": observations,
-        "measurements": [meas],
-        "version": value.get("version").cloned().unwrap_or(json!("1.0.0")),
-    });
-    let label = format!("{src} (binned channels)");
-    let ws = crate::workspace::Workspace::from_value(ws_value, &[], &label, &Default::default())?;
-    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), &label)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -656,7 +444,15 @@ fn read_channel(
             })
         })
         .filter(|(_, v)| !v.is_null());
-    let observed = read_arrays(src, base, wref.as_ref(), &ratio_refs, &shape_refs)?;
+    let mut ensembles = Vec::new();
+    let observed = arrays::read_set(
+        src,
+        base,
+        wref.as_ref(),
+        &ratio_refs,
+        &shape_refs,
+        &mut ensembles,
+    )?;
 
     // reference sample
     let reference = match ch.get("reference") {
@@ -699,57 +495,20 @@ fn read_channel(
                 };
                 sr.push((format!("{at}/hi"), h.clone(), format!("{at}/lo"), l.clone()));
             }
-            Some(read_arrays(
+            Some(arrays::read_set(
                 src,
                 base,
                 Some(&(format!("{rptr}/weights"), w.clone())),
                 &rr,
                 &sr,
+                &mut ensembles,
             )?)
         }
     };
-    NsbiChannel::new(
+    let mut channel = NsbiChannel::new(
         &name, par_names, init, bounds, fixed, poi_local, processes, shapes, observed, reference,
     )
-    .map_err(|e| Error::input(format!("{src}: {e}")))
-}
-
-/// Read the arrays of one event set, checking that all have the same length.
-fn read_arrays(
-    src: &str,
-    base: &Path,
-    weights: Option<&(String, Value)>,
-    ratios: &[(String, Value)],
-    shapes: &[(String, Value, String, Value)],
-) -> Result<EventArrays> {
-    let mut first: Option<(String, usize)> = None;
-    let mut get = |ptr: &str, v: &Value| -> Result<Vec<f64>> {
-        let (r, a) = arrays::load(v, ptr, src, base)?;
-        match &first {
-            None => first = Some((format!("{ptr} ({r})"), a.len())),
-            Some((f, n)) if *n != a.len() => {
-                return Err(err(
-                    src,
-                    ptr,
-                    format!(
-                        "{r} has {} events, but {f} has {n}: per-event arrays of a channel must have equal lengths",
-                        a.len()
-                    ),
-                ));
-            }
-            _ => {}
-        }
-        Ok(a)
-    };
-    let mut out = EventArrays::default();
-    for (ptr, v) in ratios {
-        out.ratios.push(get(ptr, v)?);
-    }
-    if let Some((ptr, v)) = weights {
-        out.weights = Some(get(ptr, v)?);
-    }
-    for (hp, h, lp, l) in shapes {
-        out.shapes.push((get(hp, h)?, get(lp, l)?));
-    }
-    Ok(out)
+    .map_err(|e| Error::input(format!("{src}: {e}")))?;
+    channel.ensembles = ensembles;
+    Ok(channel)
 }
