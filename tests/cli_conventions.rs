@@ -269,3 +269,93 @@ fn pulls_filter_by_pattern_and_ranking_is_impacts() {
     assert_eq!((c1, c2), (0, 0));
     assert_eq!(json(&a)["impacts"], json(&b)["impacts"]);
 }
+
+#[test]
+fn limit_from_toy_files_equals_the_toy_limit() {
+    let w = ws();
+    let dir = std::env::temp_dir().join(format!("gf-from-toys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for mu in ["0.5", "1.5", "2.5", "3.5", "4.5", "5.5"] {
+        if mu == "2.5" {
+            // one value run as two shards, as batch jobs would
+            for s in ["0/2", "1/2"] {
+                let f = dir.join(format!("t{mu}_{}.json", &s[..1]));
+                let (code, _, err) = run(&[
+                    "toys",
+                    &w,
+                    "--mu",
+                    mu,
+                    "--toys",
+                    "120",
+                    "--seed",
+                    "7",
+                    "--shard",
+                    s,
+                    "-o",
+                    f.to_str().unwrap(),
+                ]);
+                assert_eq!(code, 0, "{err}");
+                files.push(f.to_str().unwrap().to_string());
+            }
+        } else {
+            let f = dir.join(format!("t{mu}.json"));
+            let (code, _, err) = run(&[
+                "toys",
+                &w,
+                "--mu",
+                mu,
+                "--toys",
+                "120",
+                "--seed",
+                "7",
+                "-o",
+                f.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            files.push(f.to_str().unwrap().to_string());
+        }
+    }
+    let mut args = vec!["limit", w.as_str(), "--json", "--from-toys"];
+    args.extend(files.iter().map(|s| s.as_str()));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let from = json(&out);
+    let (code, out, err) = run(&[
+        "limit",
+        &w,
+        "--json",
+        "--toys",
+        "120",
+        "--seed",
+        "7",
+        "--scan",
+        "0.5:5.5:6",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let direct = json(&out);
+    assert!(from["obs"].as_f64().unwrap() > 1.0);
+    assert_eq!(from["obs"], direct["obs"]);
+    assert_eq!(from["exp"], direct["exp"]);
+    assert_eq!(from["points"], direct["points"]);
+    // a missing shard, toys of another model, a single POI value: errors that say so
+    let mut a = vec!["limit", w.as_str(), "--from-toys"];
+    a.extend(
+        files
+            .iter()
+            .filter(|f| !f.ends_with("t2.5_1.json"))
+            .map(|s| s.as_str()),
+    );
+    let (code, _, err) = run(&a);
+    assert_eq!(code, 1);
+    assert!(err.contains("mu = 2.5") && err.contains("missing"), "{err}");
+    let mut a = vec!["limit", w.as_str(), "--bounds", "mu=0:20", "--from-toys"];
+    a.extend(files.iter().map(|s| s.as_str()));
+    let (code, _, err) = run(&a);
+    assert_eq!(code, 1);
+    assert!(err.contains("another model"), "{err}");
+    let (code, _, err) = run(&["limit", &w, "--from-toys", &files[0]]);
+    assert_eq!(code, 1);
+    assert!(err.contains("two or more"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

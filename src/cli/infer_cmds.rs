@@ -97,6 +97,10 @@ pub struct LimitArgs {
     test_stat: TestStat,
     #[command(flatten)]
     toys: ToyArgs,
+    /// Toy-based limit from toy files of `gradfit toys` at several POI values
+    /// (shards of one value are merged); no toys are run.
+    #[arg(long = "from-toys", value_name = "FILE", num_args = 1.., conflicts_with_all = ["scan", "bracket", "toys"])]
+    from_toys: Vec<PathBuf>,
     /// Draw CLs against the POI with the expected band to FILE (.svg or .png).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -390,7 +394,9 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
 
 /// `gradfit limit`.
 pub fn limit(a: &LimitArgs) -> Result<i32> {
-    let loaded = a.model.load_any_with(a.toys.n()?.is_some())?;
+    let loaded = a
+        .model
+        .load_any_with(a.toys.n()?.is_some() || !a.from_toys.is_empty())?;
     crate::with_model!(&loaded.model, m => limit_model(a, m, &loaded.digest))
 }
 
@@ -402,7 +408,18 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
     let (plo, phi) = p.poi_bounds();
     let poi_name = model.par_names()[p.poi].clone();
     let mut plot_points: Vec<ClsPoint> = Vec::new();
-    let v = if let Some(n) = a.toys.n()? {
+    let from_files = if a.from_toys.is_empty() {
+        None
+    } else {
+        Some(super::limit_toys::grid_from_files(
+            &a.from_toys,
+            digest,
+            a.test_stat,
+        )?)
+    };
+    let v = if let Some(points) = from_files {
+        toy_limit_result(a, points, phi, &poi_name, &mut plot_points)
+    } else if let Some(n) = a.toys.n()? {
         // toys: CLs on a grid, crossing by linear interpolation; the automatic
         // grid grows (inside the POI bounds) until every band is bracketed
         let alpha = 1.0 - a.cl;
@@ -470,41 +487,7 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
             grid.extend(&todo);
             grid.sort_by(f64::total_cmp);
         }
-        let (obs, exp) = toy_limit::crossings(&points, alpha);
-        let (below, above) = toy_limit::unbracketed(&points, alpha);
-        if above {
-            eprintln!(
-                "warning: a band's CLs is still above {} at mu = {} (the POI's upper bound is {}); \
-                 widen it with --bounds {poi_name}=LO:HI or give --scan",
-                1.0 - a.cl,
-                fmt(points[points.len() - 1].mu),
-                phi
-            );
-        }
-        if below {
-            eprintln!(
-                "warning: a band's CLs is already below {} at mu = {}; give a lower --scan start",
-                1.0 - a.cl,
-                fmt(points[0].mu)
-            );
-        }
-        let rows: Vec<(f64, toys::ToyCls)> = points.into_iter().map(|g| (g.mu, g.cls)).collect();
-        plot_points = rows
-            .iter()
-            .map(|(mu, c)| (*mu, c.cls_obs, c.cls_exp))
-            .collect();
-        let exp: Vec<Value> = exp
-            .iter()
-            .map(|x| x.map(num).unwrap_or(Value::Null))
-            .collect();
-        json!({
-            "obs": obs.map(num).unwrap_or(Value::Null),
-            "exp": exp,
-            "cl": a.cl,
-            "calculator": "toys",
-            "n_toys": n,
-            "points": rows.iter().map(|(mu, c)| { let mut j = toy_cls_json(c); j["mu"] = num(*mu); j }).collect::<Vec<_>>(),
-        })
+        toy_limit_result(a, points, phi, &poi_name, &mut plot_points)
     } else {
         let calc = AsymptoticCalculator::new(p, a.test_stat, &FitOptions::default())?;
         print_warnings(&calc.warnings);
@@ -813,16 +796,58 @@ pub fn merge_cmd(a: &MergeArgs) -> Result<i32> {
         .files
         .iter()
         .zip(&names)
-        .map(|(f, name)| {
-            let v = crate::workspace::read_json(f)?;
-            let run: ToyRun = serde_json::from_value(v)
-                .map_err(|e| Error::input(format!("{name}: not a gradfit toy file: {e}")))?;
-            run.verify(name)?;
-            Ok(run)
-        })
+        .map(|(f, name)| super::limit_toys::read_run(f, name))
         .collect::<Result<_>>()?;
     let merged = merge(runs, &names)?;
     crate::util::write_json_atomic(&a.out, &merged)?;
     summary(&merged, a.json)?;
     Ok(0)
+}
+
+/// The toy-based limit's JSON from CLs on a grid (`points`, sorted by POI),
+/// with warnings where a band is not bracketed; fills the plot's points.
+fn toy_limit_result(
+    a: &LimitArgs,
+    points: Vec<toy_limit::GridPoint>,
+    phi: f64,
+    poi_name: &str,
+    plot_points: &mut Vec<ClsPoint>,
+) -> Value {
+    let alpha = 1.0 - a.cl;
+    let (obs, exp) = toy_limit::crossings(&points, alpha);
+    let (below, above) = toy_limit::unbracketed(&points, alpha);
+    if above {
+        eprintln!(
+            "warning: a band's CLs is still above {} at mu = {} (the POI's upper bound is {}); \
+             widen it with --bounds {poi_name}=LO:HI or give --scan",
+            fmt(alpha),
+            fmt(points[points.len() - 1].mu),
+            phi
+        );
+    }
+    if below {
+        eprintln!(
+            "warning: a band's CLs is already below {} at mu = {}; give a lower --scan start",
+            fmt(alpha),
+            fmt(points[0].mu)
+        );
+    }
+    let rows: Vec<(f64, toys::ToyCls)> = points.into_iter().map(|g| (g.mu, g.cls)).collect();
+    *plot_points = rows
+        .iter()
+        .map(|(mu, c)| (*mu, c.cls_obs, c.cls_exp))
+        .collect();
+    let n = rows.iter().map(|(_, c)| c.n_toys).min().unwrap_or(0);
+    let exp: Vec<Value> = exp
+        .iter()
+        .map(|x| x.map(num).unwrap_or(Value::Null))
+        .collect();
+    json!({
+        "obs": obs.map(num).unwrap_or(Value::Null),
+        "exp": exp,
+        "cl": a.cl,
+        "calculator": "toys",
+        "n_toys": n,
+        "points": rows.iter().map(|(mu, c)| { let mut j = toy_cls_json(c); j["mu"] = num(*mu); j }).collect::<Vec<_>>(),
+    })
 }

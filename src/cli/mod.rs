@@ -5,6 +5,7 @@ mod gpu_cmds;
 mod infer_cmds;
 mod infer_plots;
 mod inspect_cmd;
+mod limit_toys;
 mod model_args;
 mod neyman_cmd;
 mod pyhf_cmds;
