@@ -164,3 +164,32 @@ def test_other_inputs_use_the_cli_loader():
         with pytest.raises(gradfit.exceptions.GradfitError) as e:
             gradfit.Model.from_file(path)
         assert str(e.value) in r.stderr
+
+
+def test_plots_are_matplotlib_figures(ws, model):
+    """pulls, ranking and scan plots: figures whose artists hold the report's numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = gradfit.report.pulls(model)
+    fig = gradfit.report.plot_pulls(model)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    keep = ~np.isnan(p["pull"])
+    xs = fig.axes[0].lines[0].get_xdata()
+    assert np.array_equal(np.asarray(xs), p["pull"][keep])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [n for n, k in zip(p["par_names"], keep) if k]
+    plt.close(fig)
+    names, up, down = gradfit.report.ranking(model)
+    assert isinstance(up, np.ndarray) and len(names) == len(up) == len(down)
+    fig = gradfit.report.plot_ranking(model, top=3)
+    widths = sorted(r.get_width() for r in fig.axes[0].patches)
+    assert np.allclose(widths, sorted(list(up[:3]) + list(down[:3])))
+    plt.close(fig)
+    s = gradfit.infer.scan(ws.data(model), model, np.linspace(0.0, 3.0, 5))
+    fig = gradfit.report.plot_scan(s)
+    assert np.array_equal(np.asarray(fig.axes[0].lines[0].get_ydata()), s["delta_twice_nll"])
+    assert fig.axes[0].get_xlabel() == "mu"
+    plt.close(fig)
