@@ -229,3 +229,43 @@ fn fit_minos_gives_asymmetric_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("'nope'"), "{err}");
 }
+
+#[test]
+fn pulls_filter_by_pattern_and_ranking_is_impacts() {
+    let w = ws();
+    let names = |out: &str| -> Vec<String> {
+        json(out)["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, out, _) = run(&["pulls", &w, "--json", "--include", "staterror_*"]);
+    assert_eq!(code, 0);
+    let n = names(&out);
+    assert_eq!(n.len(), 5, "{n:?}");
+    assert!(n.iter().all(|x| x.starts_with("staterror_")));
+    let (code, out, _) = run(&[
+        "pulls",
+        &w,
+        "--json",
+        "--exclude",
+        "*stat*",
+        "--exclude",
+        "m?",
+    ]);
+    assert_eq!(code, 0);
+    let n = names(&out);
+    assert!(n.contains(&"jes".to_string()) && n.contains(&"mj_shape[0]".to_string()));
+    assert!(!n.iter().any(|x| x.contains("stat") || x == "mu"), "{n:?}");
+    let (_, _, err) = run(&["pulls", &w, "--json", "--include", "nothing_like_this*"]);
+    assert!(err.contains("matches no parameter"), "{err}");
+    // the table prints the minimiser's noise around 0 as 0
+    let (_, table, _) = run(&["pulls", &w]);
+    assert!(!table.contains("e-7") && !table.contains("e-10"), "{table}");
+    let (c1, a, _) = run(&["ranking", &w, "--json", "--method", "hessian"]);
+    let (c2, b, _) = run(&["impacts", &w, "--json", "--method", "hessian"]);
+    assert_eq!((c1, c2), (0, 0));
+    assert_eq!(json(&a)["impacts"], json(&b)["impacts"]);
+}

@@ -6,7 +6,7 @@
 //! that is not positive definite at the best fit is an error (exit 1), since no
 //! uncertainty is defined there.
 
-use super::table::{Table, fmt};
+use super::table::{Table, fmt, fmt_fitted};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums};
 use crate::device::Engine;
 use crate::error::{Error, Result};
@@ -37,8 +37,44 @@ pub struct PullsArgs {
     /// Draw the pulls to FILE (.svg or .png).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// Show only parameters whose name matches PATTERN (`*` and `?` wildcards; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Leave out parameters whose name matches PATTERN (`*` and `?` wildcards; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
+}
+
+/// Whether `name` matches the wildcard `pattern` (`*`: any run, `?`: one character).
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // classic two-pointer matcher with backtracking to the last `*`
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// Whether a parameter passes `--include` (any pattern, or none given) and `--exclude`.
+fn selected(name: &str, include: &[String], exclude: &[String]) -> bool {
+    (include.is_empty() || include.iter().any(|p| wildcard_match(p, name)))
+        && !exclude.iter().any(|p| wildcard_match(p, name))
 }
 
 /// Which impacts `gradfit impacts` computes.
@@ -225,7 +261,13 @@ pub fn pulls(a: &PullsArgs) -> Result<i32> {
 fn pulls_model<M: ModelInfo>(a: &PullsArgs, model: &M) -> Result<i32> {
     let engine = model.engine(&a.model.device)?;
     let post = best_fit(&*engine, model, &a.fit)?;
-    let pulls = report::pulls(model, &post);
+    let mut pulls = report::pulls(model, &post);
+    for p in a.include.iter().chain(&a.exclude) {
+        if !model.par_names().iter().any(|n| wildcard_match(p, n)) {
+            eprintln!("warning: the pattern '{p}' matches no parameter");
+        }
+    }
+    pulls.retain(|p| selected(&model.par_names()[p.par], &a.include, &a.exclude));
     let mut v = fit_header(&post);
     v["parameters"] = Value::Array(pulls.iter().map(|p| pull_json(model, p)).collect());
     if let Some(path) = &a.plot {
@@ -253,10 +295,11 @@ fn pulls_model<M: ModelInfo>(a: &PullsArgs, model: &M) -> Result<i32> {
             let con = if p.fixed { "fixed" } else { p.constraint };
             t.row(vec![
                 model.par_names()[p.par].clone(),
-                fmt(p.value),
+                fmt_fitted(p.value, p.error),
                 fmt(p.error),
                 fmt(p.prefit_sigma),
-                opt_fmt(p.pull),
+                p.pull
+                    .map_or("-".into(), |x| fmt_fitted(x, p.pull_error.unwrap_or(0.0))),
                 opt_fmt(p.pull_error),
                 con.into(),
             ]);
