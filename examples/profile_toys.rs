@@ -53,6 +53,12 @@ fn main() {
         .chain(&r.bkg)
         .filter(|t| t.stat.is_none())
         .count();
+    for t in r.sig_bkg.iter().chain(&r.bkg).filter(|t| t.stat.is_none()) {
+        eprintln!(
+            "  failed toy {}: free {:?} ({}), fixed {:?} ({})",
+            t.toy, t.status_free, t.twice_nll_free, t.status_fixed, t.twice_nll_fixed
+        );
+    }
     println!(
         "{} parameters: {n} toys per hypothesis, {fits} fits in {dt:.3} s = {:.0} fits/s ({failed} failed)",
         m.n_pars(),

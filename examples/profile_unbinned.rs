@@ -61,8 +61,8 @@ fn main() {
             "fit with errors: {:.1} ms wall, {:.1} ms cpu of this thread ({} iterations, {} evaluations, {:?}, twice_nll {})",
             t.elapsed().as_secs_f64() * 1e3,
             (cpu() - c) * 1e3,
-            r.n_evals,
             r.iterations,
+            r.n_evals,
             r.status,
             r.twice_nll
         );

@@ -11,6 +11,7 @@
 #define GF_MAX_ITERATIONS 2u
 #define GF_NON_FINITE_START 3u
 #define GF_STALLED 4u
+#define GF_OUTSIDE_DOMAIN 5u
 
 // Member flags.
 #define GF_F_DONE 1u
@@ -19,6 +20,8 @@
 #define GF_F_UNVERIFIED 8u
 #define GF_F_CHECKED 16u
 #define GF_F_HFISHER 32u
+#define GF_F_OUTSIDE 64u
+#define GF_F_LIGHT 128u
 
 struct GfMember {
     u64 t;
@@ -56,6 +59,37 @@ GF_HD double gf_noise(double f, double mag) { return 1e-13 * fmax(fmax(fabs(f), 
 
 GF_HD double gf_raise(double lambda) { return lambda == 0.0 ? 1e-4 : lambda * 10.0; }
 
+// Rejected trials: the step fraction shrinks by parabolic interpolation down to
+// GF_T_MIN before the damping grows (newton.rs `shorten`).
+#define GF_T_MIN 0.1
+GF_HD double gf_shorten(double t, double gs, double actual) {
+    double c = -actual - gs;
+    double tau = (c > 0.0 && gf_finite(c)) ? -gs * t / (2.0 * c) : 0.0;
+    return fmin(fmax(tau, 0.05 * t), 0.5 * t);
+}
+
+// The scoring runs of src/fit/newton.rs: consecutive iterations with an
+// indefinite exact Hessian after which steps use the expected information,
+// and the stagnation test (iterations, gain, largest edm of the expected
+// information) that ends such a run at a minimum.
+#define GF_NOT_PD_RUN 8u
+#define GF_STAGNANT_ITERS 10u
+#define GF_STAGNANT_GAIN 1e-7
+#define GF_EDM_STAGNANT 1e-4
+// edm below which a Newton step is followed by a gradient-only check (newton.rs LIGHT_EDM)
+#define GF_LIGHT_EDM 1e-6
+
+// newton.rs `stagnant`: twice_nll fell by less than GF_STAGNANT_GAIN over the
+// last GF_STAGNANT_ITERS iterations (checked once per such window).
+GF_HD bool gf_stagnant(const GfParams& p, u64 t, double f) {
+    u32 it0 = p.mb_win_iter[t];
+    double f0 = p.mb_win_f[t];
+    if (p.mb_iter[t] < it0 + GF_STAGNANT_ITERS) return false;
+    p.mb_win_iter[t] = p.mb_iter[t];
+    p.mb_win_f[t] = f;
+    return f0 - f < GF_STAGNANT_GAIN;
+}
+
 // Reset member t to the start of a fit from x (already clamped into the bounds).
 GF_HD void gf_reset_member(const GfParams& p, u64 t) {
     p.mb_f[t] = GF_NAN;
@@ -66,6 +100,9 @@ GF_HD void gf_reset_member(const GfParams& p, u64 t) {
     p.mb_evals[t] = 0;
     p.mb_status[t] = GF_MAX_ITERATIONS;
     p.mb_flags[t] = GF_F_FAR;
+    p.mb_npd[t] = 0;
+    p.mb_win_iter[t] = 0;
+    p.mb_win_f[t] = GF_INF;
 }
 
 // Start member t at its specification's initial values.
@@ -90,6 +127,7 @@ GF_HD void gf_newton_step(const GfParams& p, const GfMember& m, const GfSolver& 
 GF_HD void gf_finish(const GfParams& p, const GfMember& m, const GfScratch& s) {
     u64 t = m.t;
     p.mb_flags[t] |= GF_F_DONE;
+    if (p.mb_status[t] == GF_CONVERGED && (p.mb_flags[t] & GF_F_OUTSIDE)) p.mb_status[t] = GF_OUTSIDE_DOMAIN;
     if (!p.want_hess || !gf_finite(p.mb_f[t])) return;
     if (p.mb_flags[t] & GF_F_HFISHER) {
         gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
@@ -108,9 +146,61 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
     const u32 np = (u32)p.n_pars;
     const double mag = fabs(m.data.constant);
 
+    if (flags & GF_F_LIGHT) {
+        // newton.rs `light_check`: after a Newton step taken close to the
+        // minimum, the gradient alone and the previous point's factorisation
+        flags &= ~GF_F_LIGHT;
+        double fl = gf_eval(p, m.x, m.data, s, GF_EVAL_GRAD, m.g, m.h);
+        p.mb_evals[t] += 1;
+        if (flags & GF_F_UNVERIFIED) {
+            flags &= ~GF_F_UNVERIFIED;
+            double fprev = p.mb_fprev[t];
+            if (!(fl <= fprev + gf_noise(fprev, mag))) {
+                for (u32 i = 0; i < np; i++) m.x[i] = m.xp[i];
+                p.mb_f[t] = fprev;
+                p.mb_flags[t] = flags | GF_F_CHECKED;
+                return;
+            }
+        }
+        if (gf_finite(fl)) {
+            // the free set must be the one factorised (free_new, free_list unchanged)
+            u32 nf = 0;
+            bool same = true;
+            for (u32 i = 0; i < np; i++) {
+                bool fr = !m.fixed[i] && !((m.x[i] <= m.lo[i] && m.g[i] > 0.0) || (m.x[i] >= m.hi[i] && m.g[i] < 0.0));
+                if (fr != (m.free_new[p.m_inv[i]] != 0)) {
+                    same = false;
+                    break;
+                }
+                if (fr) nf++;
+            }
+            if (same && nf > 0) {
+                gf_newton_step(p, m, sl, nf);
+                double acc = 0.0;
+                for (u32 k = 0; k < nf; k++) {
+                    u32 i = m.free_list[k];
+                    acc += m.g[i] * m.d[p.m_inv[i]];
+                }
+                double edm = -0.5 * acc;
+                if (edm >= 0.0 && edm < fmax(p.edm_tol, 0.01 * gf_noise(fl, mag))) {
+                    flags &= ~(GF_F_HFISHER | GF_F_OUTSIDE);
+                    if (gf_outside_domain(p, m.data, s)) flags |= GF_F_OUTSIDE;
+                    p.mb_f[t] = fl;
+                    p.mb_edm[t] = edm;
+                    p.mb_flags[t] = flags;
+                    p.mb_status[t] = GF_CONVERGED;
+                    gf_finish(p, m, s);
+                    return;
+                }
+            }
+        }
+        // not converged: the full evaluation, as usual
+    }
+
     double f = gf_eval(p, m.x, m.data, s, GF_EVAL_HESS, m.g, m.h);
     p.mb_evals[t] += 1;
-    flags &= ~GF_F_HFISHER;
+    flags &= ~(GF_F_HFISHER | GF_F_OUTSIDE);
+    if (gf_outside_domain(p, m.data, s)) flags |= GF_F_OUTSIDE;
     if (flags & GF_F_UNVERIFIED) {
         flags &= ~GF_F_UNVERIFIED;
         double fprev = p.mb_fprev[t];
@@ -174,17 +264,43 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         gf_finish(p, m, s);
         return;
     }
+    if (exact_pd)
+        p.mb_npd[t] = 0;
+    else
+        p.mb_npd[t] += 1;
     p.mb_iter[t] += 1;
     // the step matrix: exact Hessian where positive definite; far from the
-    // minimum the expected information (scoring); near it, the damped exact Hessian
+    // minimum the expected information (scoring); near it, the damped exact
+    // Hessian, unless it has been indefinite for a run of iterations (then
+    // scoring again, with damping)
     double lambda = exact_pd ? 0.0 : p.mb_lambda[t];
     bool undamped_ready = exact_pd;
+    const bool scoring_run = p.robust != 0 && p.mb_npd[t] >= GF_NOT_PD_RUN;
     if (!exact_pd) {
-        if (p.mb_flags[t] & GF_F_FAR) {
+        const bool far = (p.mb_flags[t] & GF_F_FAR) != 0;
+        if (far || scoring_run) {
             gf_eval(p, m.x, m.data, s, GF_EVAL_FISHER, m.g, m.h);
             p.mb_evals[t] += 1;
             p.mb_flags[t] |= GF_F_HFISHER;
             lambda = 0.0;
+            if (scoring_run && !far && gf_stagnant(p, t, f) && gf_factor(p, sl, m.h, m.free_new, 0.0)) {
+                // no measurable progress where the exact Hessian stays indefinite:
+                // a minimum when the expected information sees none left to gain
+                gf_newton_step(p, m, sl, nf);
+                double acc = 0.0;
+                for (u32 k = 0; k < nf; k++) {
+                    u32 i = m.free_list[k];
+                    acc += m.g[i] * m.d[p.m_inv[i]];
+                }
+                double edm_f = -0.5 * acc;
+                if (edm_f >= 0.0 && edm_f < GF_EDM_STAGNANT) {
+                    p.mb_edm[t] = edm_f;
+                    p.mb_status[t] = GF_CONVERGED;
+                    gf_finish(p, m, s);
+                    return;
+                }
+                undamped_ready = true;
+            }
         } else {
             lambda = fmax(lambda, 1e-3);
         }
@@ -218,9 +334,10 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         double noise = gf_noise(f, mag);
         // a full Newton step on a positive-definite Hessian that stays inside the
         // bounds is taken without evaluating twice_nll first; the next
-        // iteration's evaluation checks it (as the CPU minimiser does)
+        // iteration's evaluation checks it (as the CPU minimiser does; its predicted
+        // decrease is edm)
         u32 fl = p.mb_flags[t];
-        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && pred > 0.0) {
+        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm > 0.0) {
             bool inside = true;
             for (u32 k = 0; k < nf; k++) {
                 u32 i = m.free_list[k];
@@ -235,7 +352,10 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
                     m.x[i] = m.xt[i];
                 }
                 p.mb_fprev[t] = f;
-                p.mb_flags[t] = (fl | GF_F_UNVERIFIED) & ~GF_F_FAR;
+                // this close to the minimum the next point is very likely converged:
+                // check it with the gradient alone (no Hessian wanted)
+                u32 light = (p.robust && !p.want_hess && edm < GF_LIGHT_EDM) ? GF_F_LIGHT : 0u;
+                p.mb_flags[t] = ((fl | GF_F_UNVERIFIED) & ~GF_F_FAR) | light;
                 p.mb_lambda[t] = 0.0;
                 return;
             }
@@ -278,8 +398,8 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
             p.mb_flags[t] |= GF_F_STOP;
             return;
         }
-        if (tstep > 0.1) {
-            tstep *= 0.5;
+        if (tstep > GF_T_MIN) {
+            tstep = p.robust ? gf_shorten(tstep, gs, actual) : 0.5 * tstep;
         } else {
             lambda = gf_raise(lambda);
             undamped_ready = false;

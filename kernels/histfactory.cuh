@@ -194,6 +194,54 @@ GF_HD GfData gf_data(const GfParams& p, u32 di) {
     return d;
 }
 
+// One main bin's term of twice_nll and its derivatives w1 = dt/dnu, w2 =
+// d2t/dnu2, with gradfit's extension outside the Poisson domain unless
+// strict: src/model/histfactory/kernel.rs `bin_term` (same constants).
+#define GF_RATE_FLOOR 1e-6
+#define GF_EMPTY_BIN_WIDTH 1e-3
+GF_HD double gf_bin_term(double n, double nu, bool strict, double* w1, double* w2) {
+    if (n > 0.0) {
+        if (nu >= GF_RATE_FLOOR || (strict && nu > 0.0)) {
+            *w1 = 2.0 * (1.0 - n / nu);
+            *w2 = 2.0 * n / (nu * nu);
+            return 2.0 * (nu - n * log(nu));
+        }
+        if (strict || !gf_finite(nu)) return GF_INF;
+        double e = GF_RATE_FLOOR;
+        double d = nu - e;
+        double c = n / (e * e);
+        double g = 2.0 * (1.0 - n / e);
+        *w1 = g + 2.0 * c * d;
+        *w2 = 2.0 * c;
+        return 2.0 * (e - n * log(e)) + g * d + c * d * d;
+    }
+    if (nu >= 0.0) {
+        *w1 = 2.0;
+        *w2 = 0.0;
+        return 2.0 * nu;
+    }
+    if (strict || !gf_finite(nu)) return GF_INF;
+    double k = 1.0 / (GF_EMPTY_BIN_WIDTH * GF_EMPTY_BIN_WIDTH);
+    *w1 = 2.0 + 2.0 * k * nu;
+    *w2 = 2.0 * k;
+    return 2.0 * nu + k * nu * nu;
+}
+
+// The expected-information weight of one main bin (kernel.rs `fisher_weight`).
+GF_HD double gf_fisher_weight(double n, double nu, double w2) {
+    if ((n > 0.0 && nu >= GF_RATE_FLOOR) || (n <= 0.0 && nu >= 0.0)) return nu > 0.0 ? 2.0 / nu : 0.0;
+    return w2;
+}
+
+// Whether the rates of the last evaluation put a bin with data below the
+// floor of its extension (kernel.rs `outside_domain`).
+GF_HD bool gf_outside_domain(const GfParams& p, const GfData& data, const GfScratch& s) {
+    if (p.strict_domain) return false;
+    for (u32 b = 0; b < (u32)p.n_main; b++)
+        if (data.main[b] > 0.0 && !(s.nu[b] >= GF_RATE_FLOOR)) return true;
+    return false;
+}
+
 // twice_nll at theta on data. mode: GF_EVAL_VALUE, _GRAD (gradient),
 // _HESS (gradient and exact Hessian), _FISHER (gradient and expected
 // information). Returns +inf outside the model's domain (then gradient and
@@ -221,25 +269,12 @@ GF_HD double gf_eval(const GfParams& p, SV<double> theta, const GfData& data, co
     double val = data.constant;
     bool bad = false;
     for (u32 b = 0; b < nb; b++) {
-        double n = data.main[b];
-        double nu = s.nu[b];
-        if (n > 0.0) {
-            if (!(nu > 0.0)) {
-                bad = true;
-                break;
-            }
-            val += 2.0 * (nu - n * log(nu));
-            s.w1[b] = 2.0 * (1.0 - n / nu);
-            s.w2[b] = 2.0 * n / (nu * nu);
-        } else {
-            if (!(nu >= 0.0)) {
-                bad = true;
-                break;
-            }
-            val += 2.0 * nu;
-            s.w1[b] = 2.0;
-            s.w2[b] = 0.0;
+        double t = gf_bin_term(data.main[b], s.nu[b], p.strict_domain != 0, &s.w1[b], &s.w2[b]);
+        if (!gf_finite(t)) {
+            bad = true;
+            break;
         }
+        val += t;
     }
     // 3. constraints (value)
     const u32 ncon = (u32)p.n_con;
@@ -267,8 +302,7 @@ GF_HD double gf_eval(const GfParams& p, SV<double> theta, const GfData& data, co
     const bool fisher = mode == GF_EVAL_FISHER;
     if (fisher) {
         for (u32 b = 0; b < nb; b++) {
-            double nu = s.nu[b];
-            s.w2[b] = nu > 0.0 ? 2.0 / nu : 0.0;
+            s.w2[b] = gf_fisher_weight(data.main[b], s.nu[b], s.w2[b]);
         }
     }
     const bool pairs = need_h && !fisher;

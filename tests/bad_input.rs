@@ -128,26 +128,22 @@ fn sample_and_observation_length_mismatch() {
 }
 
 #[test]
-fn negative_nominal_yield_is_refused_unless_allowed() {
+fn negative_nominal_yield_is_refused_with_strict() {
+    // accepted by default (as pyhf does, with a warning; tests/stress.rs), refused by --strict
     let t = mutated(|v| v["channels"][1]["samples"][1]["data"] = json!([20.0, -1.5]));
-    expect_error(
-        "neg.json",
-        &t,
-        &[
-            "/channels/1/samples/1/data/1",
-            "negative nominal yield",
-            "--allow-negative-yields",
-        ],
+    let p = write("neg.json", &t);
+    let (code, _, err) = run(&["fit", p.to_str().unwrap(), "--strict"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/channels/1/samples/1/data/1")
+            && err.contains("negative nominal yield")
+            && err.contains("--strict"),
+        "{err}"
     );
-    let p = write("neg-ok.json", &t);
-    let (code, out, err) = run(&[
-        "fit",
-        p.to_str().unwrap(),
-        "--allow-negative-yields",
-        "--json",
-    ]);
+    let (code, out, err) = run(&["fit", p.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"converged\": true"));
+    assert!(err.contains("/channels/1/samples/1/data/1"), "{err}");
 }
 
 #[test]
@@ -319,7 +315,8 @@ fn eval_with_wrong_parameter_vector() {
         err.contains("2 entries") && err.contains("15 parameters"),
         "{err}"
     );
-    // a point where an expected rate is negative: a clear numerical error naming the bin
+    // a point where an expected rate is negative: with --strict (pyhf's domain) a
+    // clear numerical error naming the bin (by default gradfit's extension applies)
     let pars = write(
         "pars-neg.json",
         "[0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, -3, 1, 1]",
@@ -329,6 +326,7 @@ fn eval_with_wrong_parameter_vector() {
         ws.to_str().unwrap(),
         "--pars",
         pars.to_str().unwrap(),
+        "--strict",
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("channel 'SR' bin 0"), "{err}");

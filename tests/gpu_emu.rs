@@ -11,7 +11,7 @@
 mod common;
 
 use common::repo;
-use gradfit::fit::{self, FitOptions, FitSpec};
+use gradfit::fit::{self, FitOptions, FitSpec, FitStatus};
 use gradfit::gpu::emu::{self, Draw, EmuBackend};
 use gradfit::gpu::params::{GfParams, Kernel};
 use gradfit::gpu::selftest::{Report, SelftestOptions, rel_dev, run_model};
@@ -234,10 +234,11 @@ fn eval_matches_the_cpu_kernel_for_every_interpolation_code() {
 
 #[test]
 fn eval_reports_points_outside_the_domain() {
-    let m = load(
-        "examples/workspaces/two-channel.json",
-        &ModelOptions::default(),
-    );
+    let strict = ModelOptions {
+        strict_domain: true,
+        ..Default::default()
+    };
+    let m = load("examples/workspaces/two-channel.json", &strict);
     let gpu = Gpu::new(EmuBackend, &m).unwrap();
     let mut x = m.init().to_vec();
     // a negative normfactor makes the signal rate negative where there are data
@@ -246,6 +247,17 @@ fn eval_reports_points_outside_the_domain() {
     let out = gpu.eval_batch(&x, &[m.observed()], EvalMode::Grad).unwrap();
     assert_eq!(cpu, f64::INFINITY);
     assert_eq!(out.f[0], f64::INFINITY);
+    // without strict, both evaluate gradfit's extension of the Poisson terms there
+    let e = load(
+        "examples/workspaces/two-channel.json",
+        &ModelOptions::default(),
+    );
+    let ge = Gpu::new(EmuBackend, &e).unwrap();
+    let cpu = e.twice_nll_grad(&x, e.observed());
+    let out = ge.eval_batch(&x, &[e.observed()], EvalMode::Grad).unwrap();
+    assert!(cpu.0.is_finite());
+    assert!(rel_dev(&[out.f[0]], &[cpu.0]) < 1e-12);
+    assert!(rel_dev(&out.grad.unwrap(), &cpu.1) < 1e-12);
     // bad shapes are errors, not panics
     assert!(
         gpu.eval_batch(&x[..3], &[m.observed()], EvalMode::Value)
@@ -299,6 +311,57 @@ fn compare_fits(m: &HistFactoryModel, datas: &[Dataset], tol_f: f64) {
     }
 }
 
+/// Hard fits (many rejected trial steps: scoring runs, the wall of an empty
+/// bin) take the same decisions on both sides, but the last-bit differences of
+/// the two kernels' arithmetic grow along such long paths until a late
+/// accept/reject decision can differ, and with it the iteration count. So:
+/// the first `lockstep` iterations must agree decision by decision (status,
+/// iterations and evaluations after each, the same point to 1e-6), and the
+/// end result must agree in status and minimum.
+fn compare_hard_fit(m: &HistFactoryModel, d: &Dataset, spec: &FitSpec, lockstep: usize) {
+    let gpu = Gpu::new(EmuBackend, m).unwrap();
+    for k in 1..=lockstep {
+        let opts = FitOptions {
+            max_iter: k,
+            covariance: false,
+            ..Default::default()
+        };
+        let c = fit::fit(m, d, spec, &opts);
+        let e = gpu
+            .fit_batch(&[d], std::slice::from_ref(spec), &opts)
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (c.status, c.iterations, c.n_evals),
+            (e.status, e.iterations, e.n_evals),
+            "after {k} iterations"
+        );
+        assert!(
+            rel_dev(&e.x, &c.x) < 1e-6,
+            "after {k} iterations: {:e}",
+            rel_dev(&e.x, &c.x)
+        );
+        if c.status != FitStatus::MaxIterations {
+            break;
+        }
+    }
+    let opts = FitOptions::default();
+    let c = fit::fit(m, d, spec, &opts);
+    let e = gpu
+        .fit_batch(&[d], std::slice::from_ref(spec), &opts)
+        .unwrap()
+        .remove(0);
+    assert_eq!(c.status, e.status);
+    assert!(c.converged, "{:?}", c.status);
+    assert!(
+        (c.twice_nll - e.twice_nll).abs() <= 1e-8 * c.twice_nll.abs().max(1.0),
+        "{} vs {}",
+        c.twice_nll,
+        e.twice_nll
+    );
+    assert!(rel_dev(&e.x, &c.x) < 1e-3, "{:e}", rel_dev(&e.x, &c.x));
+}
+
 #[test]
 fn fits_match_the_cpu_minimiser() {
     for path in [
@@ -319,10 +382,11 @@ fn fits_match_the_cpu_minimiser() {
 
 #[test]
 fn fits_with_failures_and_limits_match() {
-    let m = load(
-        "examples/workspaces/two-channel.json",
-        &ModelOptions::default(),
-    );
+    let strict = ModelOptions {
+        strict_domain: true,
+        ..Default::default()
+    };
+    let m = load("examples/workspaces/two-channel.json", &strict);
     let gpu = Gpu::new(EmuBackend, &m).unwrap();
     let poi = m.poi().unwrap();
     let all_fixed = FitSpec {
@@ -346,6 +410,70 @@ fn fits_with_failures_and_limits_match() {
     assert_eq!(gpuf[0].status, gradfit::fit::FitStatus::NothingToFit);
     assert_eq!(gpuf[1].status, gradfit::fit::FitStatus::NonFiniteStart);
     assert_eq!(gpuf[2].status, gradfit::fit::FitStatus::MaxIterations);
+}
+
+#[test]
+fn fits_outside_the_domain_match_the_cpu() {
+    // negative nominal yields: fits with the POI at 0 start where a bin with
+    // data has a negative rate (the extension of the Poisson terms), toys
+    // with empty bins whose rates reach the wall
+    let m = load(
+        "examples/workspaces/negative-yields.json",
+        &ModelOptions::default(),
+    );
+    let mut pars = m.init().to_vec();
+    pars[m.poi().unwrap()] = 0.2;
+    let g = m.generator(&pars);
+    let mut datas = vec![m.observed().clone(), m.asimov(m.init())];
+    datas.extend((0..10).map(|t| m.sample(&g, 8, t, purpose::BKG)));
+    let poi = m.poi().unwrap();
+    let free = FitSpec::from_model(&m);
+    let opts = FitOptions::default();
+    let (mut easy, mut hard) = (Vec::new(), 0);
+    for d in datas {
+        let specs = [
+            free.clone(),
+            free.clone().fix(poi, 0.0),
+            free.clone().fix(poi, 2.0),
+        ];
+        let long = specs
+            .iter()
+            .find(|s| fit::fit(&m, &d, s, &opts).n_evals > 60);
+        match long {
+            Some(s) => {
+                compare_hard_fit(&m, &d, s, 25);
+                hard += 1;
+            }
+            None => easy.push(d),
+        }
+    }
+    assert!(
+        hard >= 1 && easy.len() >= 6,
+        "{hard} hard, {} easy datasets",
+        easy.len()
+    );
+    compare_fits(&m, &easy, 1e-10);
+    // a minimum in the extension: only lumi free, the POI at 0; SR bin 1 (3
+    // events) stays negative at lumi's lower bound
+    let gpu = Gpu::new(EmuBackend, &m).unwrap();
+    let poi = m.poi().unwrap();
+    let lumi = m.par_index("lumi").unwrap();
+    let mut spec = FitSpec::from_model(&m).fix(poi, 0.0);
+    for i in 0..m.n_pars() {
+        if i != lumi {
+            spec.fixed[i] = true;
+        }
+    }
+    let opts = FitOptions::default();
+    let c = fit::fit(&m, m.observed(), &spec, &opts);
+    let e = gpu
+        .fit_batch(&[m.observed()], std::slice::from_ref(&spec), &opts)
+        .unwrap()
+        .remove(0);
+    assert_eq!(c.status, FitStatus::OutsideDomain);
+    assert_eq!(e.status, c.status);
+    assert_eq!(e.iterations, c.iterations);
+    assert!((e.twice_nll - c.twice_nll).abs() <= 1e-10 * c.twice_nll.abs());
 }
 
 #[test]
@@ -553,6 +681,21 @@ fn shared_workspaces_fits_and_toys_match_the_cpu() {
         pars[m.poi().unwrap()] = 0.0;
         let g = m.generator(&pars);
         let datas = vec![m.observed().clone(), m.sample(&g, 5, 0, purpose::BKG)];
+        if name.contains("offshell") {
+            // toys whose POI-fixed fits take many iterations (they walk into the
+            // wall of an empty bin: scoring runs and their stagnation test,
+            // src/fit/newton.rs and kernels/fit.cuh)
+            let fixed = FitSpec::from_model(m).fix(m.poi().unwrap(), 2.0);
+            let hard: Vec<Dataset> = (0..60)
+                .map(|t| m.sample(&g, 1, t, purpose::BKG))
+                .filter(|d| fit::fit(m, d, &fixed, &FitOptions::default()).iterations > 15)
+                .take(3)
+                .collect();
+            assert!(!hard.is_empty(), "{name}: no hard toy among 60");
+            for d in &hard {
+                compare_hard_fit(m, d, &fixed, 15);
+            }
+        }
         compare_fits(m, &datas, 1e-10);
         let gpu = Gpu::new(EmuBackend, m).unwrap();
         let d = gpu.sample_toys(m, &pars, 9, purpose::BKG, 0..50).unwrap();

@@ -2,6 +2,8 @@
 //! references in tests/refs/unbinned come from scripts/unbinned_refs.py), exact
 //! derivatives of whole models, toys, weighted fits and bad input.
 
+#[path = "unbinned/cli.rs"]
+mod cli;
 mod common;
 
 use gradfit::fit::{FitOptions, FitSpec, fit};

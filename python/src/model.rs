@@ -190,6 +190,7 @@ pub fn build(recipe: Recipe) -> PyResult<ModelInner> {
         measurement: recipe.measurement.clone(),
         interp,
         allow_negative_yields: recipe.allow_negative_yields,
+        strict: false,
         device: gradfit::device::Device::Cpu,
         bounds: recipe.bounds.clone(),
         backend: None,

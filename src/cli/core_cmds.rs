@@ -1,11 +1,10 @@
-//! `eval`, `fit` and `inspect`.
+//! `eval` and `fit`.
 
 use super::table::{Table, fmt, fmt_fitted};
 use super::{EXIT_NOT_CONVERGED, ModelArgs, OutputArgs, matrix, num, nums, par_index, parse_fix};
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitSpec};
-use crate::model::histfactory::Constraint;
-use crate::model::{AnyModel, CombinedModel, HistFactoryModel, Likelihood, ModelInfo};
+use crate::model::{Likelihood, ModelInfo};
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -48,19 +47,19 @@ pub struct FitArgs {
     /// by 1) for these parameters; all free parameters when none are named.
     #[arg(long, value_name = "NAME", num_args = 0..)]
     minos: Option<Vec<String>>,
+    /// Covariance behind `errors` and `correlation`: `hessian` (the inverse
+    /// Hessian of twice_nll, times 2), `asymptotic` (the asymptotically
+    /// correct covariance of weighted unbinned fits, H^-1 D H^-1: RooFit's
+    /// AsymptoticError, zfit's "asymptotic"), or `auto` (the default:
+    /// asymptotic when an unbinned channel has weights other than 1, else
+    /// hessian). The JSON key `covariance` says which was used.
+    #[arg(long, value_name = "KIND", default_value = "auto",
+          value_parser = ["auto", "hessian", "asymptotic"])]
+    covariance: String,
     /// Time the fit: run it N times in this process and add `timing`
     /// (median, min, max seconds per fit, model loading excluded) to the output.
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
-    #[command(flatten)]
-    pub(super) out: OutputArgs,
-}
-
-/// Arguments of `gradfit inspect`.
-#[derive(Args, Debug)]
-pub struct InspectArgs {
-    #[command(flatten)]
-    model: ModelArgs,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -247,7 +246,9 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
         r = engine.fit(model, model.observed(), &spec, &opts)?;
         times.push(t0.elapsed().as_secs_f64());
     }
+    let cov_kind = apply_covariance(model, &mut r, &spec.fixed, &a.covariance)?;
     let mut v = fit_json(model, &r, a.correlation);
+    v["covariance"] = json!(cov_kind);
     let minos = match &a.minos {
         Some(names) if r.converged => {
             let pars: Vec<usize> = if names.is_empty() {
@@ -301,6 +302,9 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
             r.status.reason(),
             r.iterations
         );
+        if cov_kind == "asymptotic" {
+            s.push_str("errors: asymptotic covariance of a weighted fit (H^-1 D H^-1)\n\n");
+        }
         let mut t = Table::new(&["parameter", "value", "error", ""], &[false, true, true, false]);
         let minos_of = |i: usize| {
             minos.as_ref().and_then(|m| m.iter().find(|e| e.par == i)).map(|e| {
@@ -367,134 +371,53 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
     Ok(0)
 }
 
-/// `gradfit inspect`.
-pub fn inspect(a: &InspectArgs) -> Result<i32> {
-    match a.model.load_any()?.model {
-        AnyModel::HistFactory(model) => inspect_histfactory(a, &model),
-        AnyModel::Combined(model) => inspect_combined(a, &model),
+/// Replace the Hessian covariance of `r` by the one `choice` asks for ("auto",
+/// "hessian", "asymptotic"; see `gradfit fit --covariance`) and return the
+/// name of the covariance used: "hessian" or "asymptotic".
+pub fn apply_covariance<M: ModelInfo>(
+    model: &M,
+    r: &mut fit::FitResult,
+    fixed: &[bool],
+    choice: &str,
+) -> Result<&'static str> {
+    use crate::model::unbinned::weighted::{fit_covariance_asymptotic, has_weights};
+    let combined = model.as_combined();
+    let asymptotic = match choice {
+        "hessian" => false,
+        "asymptotic" => true,
+        _ => combined.is_some_and(has_weights),
+    };
+    if !asymptotic {
+        return Ok("hessian");
     }
-}
-
-fn inspect_combined(a: &InspectArgs, model: &CombinedModel) -> Result<i32> {
-    let mut v = model.describe();
-    let mut params = Vec::new();
-    for (i, name) in model.par_names().iter().enumerate() {
-        let c = model.constraint_info(i);
-        params.push(json!({
-            "name": name,
-            "init": model.init()[i],
-            "bounds": [model.bounds()[i].0, model.bounds()[i].1],
-            "fixed": model.fixed()[i],
-            "constraint": c.map(|c| json!({"type": c.kind, "sigma": c.sigma, "center": c.center})),
-        }));
+    let Some(cm) = combined else {
+        return Err(Error::input(format!(
+            "--covariance asymptotic applies to HS3 (unbinned) models; '{}' is a pyhf workspace",
+            model.label()
+        )));
+    };
+    if r.hessian_not_pd || !r.x.iter().all(|x| x.is_finite()) {
+        eprintln!(
+            "warning: no asymptotic covariance: the Hessian is not positive definite at the minimum"
+        );
+        return Ok("hessian");
     }
-    v["parameters"] = json!(params);
-    a.out.emit(&v, || {
-        let mut s = format!(
-            "model {}  POI {}\n{} parts, {} parameters\n\n",
-            model.label,
-            model
-                .poi()
-                .map(|i| model.par_names()[i].as_str())
-                .unwrap_or("(none)"),
-            model.parts().len(),
-            model.n_pars()
+    // parameters held at a bound have no row in the Hessian covariance either
+    let n = model.n_pars();
+    let held: Vec<bool> = (0..n)
+        .map(|i| fixed[i] || r.covariance.as_ref().is_some_and(|c| c[i * n + i] == 0.0))
+        .collect();
+    let Some(c) = fit_covariance_asymptotic(cm, &r.x, &held) else {
+        eprintln!(
+            "warning: no asymptotic covariance: the Hessian is not positive definite at the minimum"
         );
-        let mut t = Table::new(&["part", "parameters"], &[false, false]);
-        for (k, part) in model.parts().iter().enumerate() {
-            let names: Vec<&str> = model
-                .part_map(k)
-                .iter()
-                .map(|&g| model.par_names()[g].as_str())
-                .collect();
-            t.row(vec![part.label(), names.join(", ")]);
+        return Ok("hessian");
+    };
+    for i in 0..n {
+        if !held[i] {
+            r.errors[i] = c[i * n + i].max(0.0).sqrt();
         }
-        s.push_str(&t.render());
-        s.push('\n');
-        let mut t = Table::new(
-            &["parameter", "init", "bounds", "fixed", "constraint"],
-            &[false, true, false, false, false],
-        );
-        for (i, name) in model.par_names().iter().enumerate() {
-            let con = model
-                .constraint_info(i)
-                .map(|c| {
-                    format!(
-                        "{}(sigma={}, center={})",
-                        c.kind,
-                        fmt(c.sigma),
-                        fmt(c.center)
-                    )
-                })
-                .unwrap_or_else(|| "-".into());
-            t.row(vec![
-                name.clone(),
-                fmt(model.init()[i]),
-                format!("[{}, {}]", model.bounds()[i].0, model.bounds()[i].1),
-                if model.fixed()[i] {
-                    "yes".into()
-                } else {
-                    "".into()
-                },
-                con,
-            ]);
-        }
-        s.push_str(&t.render());
-        s
-    })?;
-    Ok(0)
-}
-
-fn inspect_histfactory(a: &InspectArgs, model: &HistFactoryModel) -> Result<i32> {
-    let mut v = crate::model::histfactory::describe(model);
-    let measurements = super::pyhf_cmds::add_measurements(&a.model, &mut v, &model.measurement)?;
-    let poi = model.poi.map(|i| model.par_names[i].clone());
-    a.out.emit(&v, || {
-        let mut s = format!(
-            "measurement {}  POI {}  interpolation normsys={} histosys={}\n{} channels, {} main bins, {} parameters, {} aux data\n\n",
-            model.measurement,
-            poi.clone().unwrap_or_else(|| "(none)".into()),
-            model.normsys_code,
-            model.histosys_code,
-            model.channels.len(),
-            model.n_main,
-            model.n_pars(),
-            model.n_aux()
-        );
-        let mut t = Table::new(&["channel", "bins", "observed", "samples"], &[false, true, true, false]);
-        for (ci, c) in model.channels.iter().enumerate() {
-            let obs: f64 = model.observed().main[c.bin_offset..c.bin_offset + c.nbins].iter().sum();
-            let names: Vec<&str> =
-                model.samples.iter().filter(|s| s.channel == ci).map(|s| s.name.as_str()).collect();
-            t.row(vec![c.name.clone(), c.nbins.to_string(), fmt(obs), names.join(", ")]);
-        }
-        s.push_str(&t.render());
-        s.push('\n');
-        let mut t = Table::new(
-            &["parameter", "type", "init", "bounds", "fixed", "constraint"],
-            &[false, false, true, false, false, false],
-        );
-        for set in &model.par_sets {
-            for k in 0..set.n {
-                let i = set.offset + k;
-                let con = match model.constraints[i] {
-                    Constraint::None => "-".to_string(),
-                    Constraint::Normal { sigma } => format!("normal(sigma={})", fmt(sigma)),
-                    Constraint::Poisson { tau } => format!("poisson(tau={})", fmt(tau)),
-                };
-                t.row(vec![
-                    model.par_names[i].clone(),
-                    set.types.join("+"),
-                    fmt(model.init[i]),
-                    format!("[{}, {}]", model.bounds[i].0, model.bounds[i].1),
-                    if model.fixed[i] { "yes".into() } else { "".into() },
-                    con,
-                ]);
-            }
-        }
-        s.push_str(&t.render());
-        s.push_str(&measurements);
-        s
-    })?;
-    Ok(0)
+    }
+    r.covariance = Some(c);
+    Ok("asymptotic")
 }

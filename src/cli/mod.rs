@@ -4,6 +4,7 @@ mod core_cmds;
 mod gpu_cmds;
 mod infer_cmds;
 mod infer_plots;
+mod inspect_cmd;
 mod model_args;
 mod neyman_cmd;
 mod pyhf_cmds;
@@ -11,6 +12,7 @@ mod report_cmds;
 pub mod table;
 mod train_cmd;
 mod yields_plots;
+mod yields_unbinned;
 
 use crate::error::{Error, Result};
 use crate::model::Likelihood;
@@ -44,7 +46,7 @@ enum Command {
     /// Maximum-likelihood fit (free, or with the POI or other parameters fixed).
     Fit(core_cmds::FitArgs),
     /// Describe a workspace: channels, samples, modifiers, parameters.
-    Inspect(core_cmds::InspectArgs),
+    Inspect(inspect_cmd::InspectArgs),
     /// CLs hypothesis test at one POI value (asymptotic or toys).
     Cls(infer_cmds::ClsArgs),
     /// Upper limits on the POI, observed and expected band.
@@ -259,7 +261,7 @@ pub fn main() -> i32 {
     let r = match &cli.command {
         Command::Eval(a) => core_cmds::eval(a),
         Command::Fit(a) => core_cmds::fit(a),
-        Command::Inspect(a) => core_cmds::inspect(a),
+        Command::Inspect(a) => inspect_cmd::inspect(a),
         Command::Cls(a) => infer_cmds::cls(a),
         Command::Limit(a) => infer_cmds::limit(a),
         Command::Discovery(a) => infer_cmds::discovery(a),

@@ -31,9 +31,13 @@ pub struct ModelArgs {
     /// Interpolation code per modifier type, e.g. `--interp normsys=code1 --interp histosys=code0`.
     #[arg(long = "interp", value_name = "TYPE=CODE", value_parser = parse_interp)]
     pub interp: Vec<(String, InterpCode)>,
-    /// Accept negative nominal yields (pyhf does silently; refused by default).
-    #[arg(long)]
+    /// Accepted for old scripts; negative nominal yields are accepted by default.
+    #[arg(long, hide = true)]
     pub allow_negative_yields: bool,
+    /// pyhf's domain exactly: refuse negative nominal yields, and no extension
+    /// of the Poisson terms where an expected rate is not positive.
+    #[arg(long, conflicts_with = "allow_negative_yields")]
+    pub strict: bool,
     /// Where fits and toys run: cpu, cuda or cuda:N (the GPU needs the cuda
     /// build, see scripts/build-cuda.sh).
     #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<crate::device::Device>())]
@@ -324,7 +328,7 @@ impl ModelArgs {
 
     fn read_options(&self) -> ReadOptions {
         ReadOptions {
-            allow_negative_yields: self.allow_negative_yields,
+            strict: self.strict,
         }
     }
 
@@ -346,6 +350,7 @@ impl ModelArgs {
     ) -> Result<(HistFactoryModel, String)> {
         let mut opts = ModelOptions {
             measurement: self.measurement.clone(),
+            strict_domain: self.strict,
             ..Default::default()
         };
         for (t, c) in &self.interp {
@@ -377,6 +382,11 @@ impl ModelArgs {
                 model.measurement, model.normsys_code, model.histosys_code
             )
             .as_bytes(),
+            if model.strict_domain {
+                &b"|strict"[..]
+            } else {
+                &[]
+            },
         ]);
         Ok((model, digest))
     }

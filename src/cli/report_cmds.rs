@@ -113,29 +113,31 @@ pub struct ImpactsArgs {
 #[derive(Args, Debug)]
 pub struct YieldsArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     #[command(flatten)]
-    fit: BestFitArgs,
+    pub(super) fit: BestFitArgs,
     /// Only the pre-fit yields (no fit).
     #[arg(long, conflicts_with = "postfit")]
-    prefit: bool,
+    pub(super) prefit: bool,
     /// Only the post-fit yields.
     #[arg(long)]
-    postfit: bool,
+    pub(super) postfit: bool,
     /// Stacked plots per channel and stage: FILE.svg or FILE.png (several plots:
     /// FILE_CHANNEL_STAGE.EXT beside it), or a folder DIR (CHANNEL_STAGE.svg inside).
+    /// HS3 (unbinned) models: one plot per observable and stage (data
+    /// histogram, model and components, pulls), CHANNEL_OBSERVABLE_STAGE.
     #[arg(long, value_name = "FILE|DIR")]
-    plot: Option<PathBuf>,
+    pub(super) plot: Option<PathBuf>,
     /// With a folder: PNG files next to the SVG ones.
     #[arg(long, requires = "plot")]
-    png: bool,
+    pub(super) png: bool,
     /// Logarithmic y axis in the plots.
     #[arg(long, requires = "plot")]
-    log: bool,
+    pub(super) log: bool,
     /// Bin edges of a channel for the plots, CHANNEL=E0,E1,... (one more than its bins; repeatable).
     #[arg(long = "bin-edges", value_name = "CHANNEL=E0,E1,...", requires = "plot",
           value_parser = super::yields_plots::parse_edges, allow_hyphen_values = true)]
-    bin_edges: Vec<(String, Vec<f64>)>,
+    pub(super) bin_edges: Vec<(String, Vec<f64>)>,
     #[command(flatten)]
     pub(super) out: OutputArgs,
 }
@@ -184,7 +186,11 @@ fn check_plot_path(path: &Path) -> Result<()> {
 }
 
 /// Free fit on the observed data with the Hessian and covariance at the minimum.
-fn best_fit<M: Likelihood>(engine: &dyn Engine<M>, model: &M, a: &BestFitArgs) -> Result<PostFit> {
+pub(super) fn best_fit<M: Likelihood>(
+    engine: &dyn Engine<M>,
+    model: &M,
+    a: &BestFitArgs,
+) -> Result<PostFit> {
     let mut opts = report::best_fit_options();
     opts.max_iter = a.max_iter;
     PostFit::fit_with(
@@ -210,7 +216,7 @@ fn finish(post: &PostFit, plot: Option<&std::path::Path>) -> i32 {
     }
 }
 
-fn warn_not_converged(post: &PostFit) {
+pub(super) fn warn_not_converged(post: &PostFit) {
     if !post.converged {
         eprintln!(
             "error: the best fit did not converge ({}); the results above are at the last point and unreliable",
@@ -219,7 +225,7 @@ fn warn_not_converged(post: &PostFit) {
     }
 }
 
-fn fit_header(post: &PostFit) -> Value {
+pub(super) fn fit_header(post: &PostFit) -> Value {
     json!({
         "twice_nll": num(post.twice_nll),
         "converged": post.converged,
@@ -596,7 +602,10 @@ fn fmt3(x: f64) -> String {
 
 /// `gradfit yields`.
 pub fn yields(a: &YieldsArgs) -> Result<i32> {
-    let model = a.model.load()?;
+    let model = match a.model.load_any()?.model {
+        crate::model::AnyModel::HistFactory(m) => *m,
+        crate::model::AnyModel::Combined(m) => return super::yields_unbinned::yields(a, &m),
+    };
     let engine = model.engine(&a.model.device)?;
     let target = a
         .plot

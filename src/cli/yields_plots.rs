@@ -95,7 +95,7 @@ pub(super) fn check_edges(model: &HistFactoryModel, edges: &[(String, Vec<f64>)]
 }
 
 /// A file name for a channel: characters other than letters, digits, '-', '_' and '.' become '_'.
-fn safe_name(s: &str) -> String {
+pub(super) fn safe_name(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {

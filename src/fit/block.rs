@@ -1,4 +1,4 @@
-//! Solves with a block Hessian (see [`HessianLayout`]) by the Schur complement
+//! Solves with a packed block Hessian (see [`HessianLayout`]) by the Schur complement
 //! on the global parameters:
 //!
 //! ```text
@@ -8,8 +8,9 @@
 //! ```
 //!
 //! The per-bin blocks `D_b` are tiny (one to a few parameters) and are
-//! factorised by a small inline Cholesky; the global Schur complement `S` goes
-//! to faer. Only free parameters take part (fixed ones and those held at a
+//! factorised by a small inline Cholesky (one-parameter blocks, the common
+//! case, in flat arrays of their own); the global Schur complement `S` goes
+//! to faer unless it is small. Only free parameters take part (fixed ones and those held at a
 //! bound are dropped), and Levenberg-Marquardt damping scales each diagonal
 //! entry by `1 + lambda` (with a floor for tiny entries).
 
@@ -18,8 +19,15 @@ use crate::model::HessianLayout;
 
 /// Reusable factorisation of the free part of a block Hessian.
 pub struct BlockSolver {
-    n: usize,
     gfree: Vec<usize>,
+    /// Blocks with one free local parameter (the common case: one staterror
+    /// or shapesys component in the bin), kept apart in flat arrays: the
+    /// parameter, `sqrt` of its damped diagonal, `W` rows (`gf` each), `y`.
+    one: Vec<usize>,
+    one_f: Vec<f64>,
+    one_w: Vec<f64>,
+    one_y: Vec<f64>,
+    /// Larger blocks: free locals, ranges into them, factor and `W` offsets.
     lfree: Vec<usize>,
     blk: Vec<(usize, usize)>,
     dfac: Vec<f64>,
@@ -33,12 +41,33 @@ pub struct BlockSolver {
     last_free: Vec<bool>,
 }
 
+/// Schur complements up to this size are factorised inline (faer's setup
+/// costs more than the arithmetic for a handful of globals).
+const SMALL_SCHUR: usize = 8;
+
 #[inline]
 fn damp(v: f64, lambda: f64) -> f64 {
     if lambda == 0.0 {
         v
     } else {
         v + lambda * v.abs().max(1e-8)
+    }
+}
+
+/// `S -= c w^T` on the lower triangle for one local row: `row` holds its
+/// global columns (`c` at the free globals), `wk` its `W` row.
+#[inline]
+fn schur_sub(s: &mut [f64], gfree: &[usize], row: &[f64], wk: &[f64]) {
+    let gf = gfree.len();
+    for a in 0..gf {
+        let ca = row[gfree[a]];
+        if ca == 0.0 {
+            continue;
+        }
+        let srow = &mut s[a * gf..a * gf + a + 1];
+        for c in 0..=a {
+            srow[c] -= ca * wk[c];
+        }
     }
 }
 
@@ -87,8 +116,11 @@ impl BlockSolver {
     /// Buffers for a layout.
     pub fn new(layout: &HessianLayout) -> Self {
         BlockSolver {
-            n: layout.n,
             gfree: Vec::with_capacity(layout.n_global),
+            one: Vec::new(),
+            one_f: Vec::new(),
+            one_w: Vec::new(),
+            one_y: Vec::new(),
             lfree: Vec::new(),
             blk: Vec::new(),
             dfac: Vec::new(),
@@ -113,18 +145,25 @@ impl BlockSolver {
         self.gfree.clear();
         self.gfree.extend((0..lay.n_global).filter(|&i| free[i]));
         let gf = self.gfree.len();
+        self.one.clear();
         self.lfree.clear();
         self.blk.clear();
         self.doff.clear();
         self.woff.clear();
         let (mut dsize, mut wsize) = (0, 0);
         for &(s, e) in &lay.blocks {
+            let mut it = (s..e).filter(|&i| free[i]);
+            match (it.next(), it.next()) {
+                (None, _) => continue,
+                (Some(i), None) => {
+                    self.one.push(i);
+                    continue;
+                }
+                _ => {}
+            }
             let start = self.lfree.len();
             self.lfree.extend((s..e).filter(|&i| free[i]));
             let l = self.lfree.len() - start;
-            if l == 0 {
-                continue;
-            }
             self.blk.push((start, self.lfree.len()));
             self.doff.push(dsize);
             self.woff.push(wsize);
@@ -134,39 +173,48 @@ impl BlockSolver {
         self.dfac.resize(dsize, 0.0);
         self.w.resize(wsize, 0.0);
         self.s.resize(gf * gf, 0.0);
+        self.one_f.resize(self.one.len(), 0.0);
+        self.one_y.resize(self.one.len(), 0.0);
+        self.one_w.resize(self.one.len() * gf, 0.0);
+    }
+
+    /// Whether the last factorisation was of the free set `free` (new index order).
+    pub fn factored_for(&self, free: &[bool]) -> bool {
+        self.last_free.as_slice() == free
     }
 
     /// Factor the free part (`free[new index]`) of the block Hessian `hb`
     /// with damping `lambda`; false when it is not positive definite.
     pub fn factor(&mut self, lay: &HessianLayout, hb: &[f64], free: &[bool], lambda: f64) -> bool {
         self.prepare(lay, free);
-        let n = self.n;
         let gf = self.gfree.len();
+        let ng = lay.n_global;
+        // blocks with one free parameter (their other parameters, if any, are
+        // fixed or held at a bound)
+        for (k, &i) in self.one.iter().enumerate() {
+            let ro = lay.row_off[i];
+            let d = damp(hb[lay.pos(i, i)], lambda);
+            if !(d > 0.0) || !d.is_finite() {
+                return false;
+            }
+            self.one_f[k] = d.sqrt();
+            let row = &hb[ro..ro + ng];
+            let wk = &mut self.one_w[k * gf..(k + 1) * gf];
+            for (w, &g) in wk.iter_mut().zip(&self.gfree) {
+                *w = row[g] / d;
+            }
+        }
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let l = end - start;
             let d0 = self.doff[bi];
             let w0 = self.woff[bi];
-            if l == 1 {
-                // the common case: one local parameter in the bin
-                let i = self.lfree[start];
-                let d = damp(hb[i * n + i], lambda);
-                if !(d > 0.0) || !d.is_finite() {
-                    return false;
-                }
-                self.dfac[d0] = d.sqrt();
-                let row = &hb[i * n..i * n + lay.n_global];
-                for (c, &g) in self.gfree.iter().enumerate() {
-                    self.w[w0 + c] = row[g] / d;
-                }
-                continue;
-            }
             for a in 0..l {
                 let ia = self.lfree[start + a];
                 for b in 0..l {
                     self.dfac[d0 + a * l + b] = if b < a {
-                        hb[ia * n + self.lfree[start + b]]
+                        hb[lay.pos(ia, self.lfree[start + b])]
                     } else if b == a {
-                        damp(hb[ia * n + ia], lambda)
+                        damp(hb[lay.pos(ia, ia)], lambda)
                     } else {
                         0.0
                     };
@@ -180,7 +228,7 @@ impl BlockSolver {
                 let gc = self.gfree[c];
                 let col = &mut self.y[..l];
                 for a in 0..l {
-                    col[a] = hb[self.lfree[start + a] * n + gc];
+                    col[a] = hb[lay.row_off[self.lfree[start + a]] + gc];
                 }
                 small_solve(&self.dfac[d0..d0 + l * l], l, col);
                 for a in 0..l {
@@ -193,28 +241,30 @@ impl BlockSolver {
         }
         // Schur complement on the free globals (lower triangle)
         for a in 0..gf {
-            let ga = self.gfree[a];
+            let ga = lay.row_off[self.gfree[a]];
             for c in 0..=a {
-                let v = hb[ga * n + self.gfree[c]];
+                let v = hb[ga + self.gfree[c]];
                 self.s[a * gf + c] = if a == c { damp(v, lambda) } else { v };
             }
+        }
+        for (k, &i) in self.one.iter().enumerate() {
+            let wk = &self.one_w[k * gf..(k + 1) * gf];
+            schur_sub(&mut self.s, &self.gfree, &hb[lay.row_off[i]..], wk);
         }
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let w0 = self.woff[bi];
             for k in 0..end - start {
-                let row = self.lfree[start + k] * n;
                 let wk = &self.w[w0 + k * gf..w0 + (k + 1) * gf];
-                for a in 0..gf {
-                    let ca = hb[row + self.gfree[a]];
-                    if ca == 0.0 {
-                        continue;
-                    }
-                    let srow = &mut self.s[a * gf..a * gf + a + 1];
-                    for c in 0..=a {
-                        srow[c] -= ca * wk[c];
-                    }
-                }
+                schur_sub(
+                    &mut self.s,
+                    &self.gfree,
+                    &hb[lay.row_off[self.lfree[start + k]]..],
+                    wk,
+                );
             }
+        }
+        if gf <= SMALL_SCHUR {
+            return small_cholesky(&mut self.s[..gf * gf], gf);
         }
         let s = &self.s;
         self.chol.factor(gf, |a, c| s[a * gf + c])
@@ -222,18 +272,15 @@ impl BlockSolver {
 
     /// Solve with the last factorisation; `r` (new index order, length n) holds
     /// the right-hand side on the free entries and receives the solution there.
-    pub fn solve(&mut self, hb: &[f64], r: &mut [f64]) {
-        let n = self.n;
+    pub fn solve(&mut self, lay: &HessianLayout, hb: &[f64], r: &mut [f64]) {
         let gf = self.gfree.len();
         // y_b = D_b^-1 r_b
+        for ((y, &f), &i) in self.one_y.iter_mut().zip(&self.one_f).zip(&self.one) {
+            *y = r[i] / (f * f);
+        }
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let l = end - start;
             let d0 = self.doff[bi];
-            if l == 1 {
-                let f = self.dfac[d0];
-                self.y[start] = r[self.lfree[start]] / (f * f);
-                continue;
-            }
             let y = &mut self.y[start..end];
             for a in 0..l {
                 y[a] = r[self.lfree[start + a]];
@@ -244,9 +291,18 @@ impl BlockSolver {
             // r_g' = r_g - sum_b C_b^T y_b ; x_g = S^-1 r_g'
             self.rg.clear();
             self.rg.extend(self.gfree.iter().map(|&g| r[g]));
+            for (&i, &yk) in self.one.iter().zip(&self.one_y) {
+                if yk == 0.0 {
+                    continue;
+                }
+                let row = lay.row_off[i];
+                for a in 0..gf {
+                    self.rg[a] -= hb[row + self.gfree[a]] * yk;
+                }
+            }
             for &(start, end) in &self.blk {
                 for k in start..end {
-                    let row = self.lfree[k] * n;
+                    let row = lay.row_off[self.lfree[k]];
                     let yk = self.y[k];
                     if yk == 0.0 {
                         continue;
@@ -256,12 +312,24 @@ impl BlockSolver {
                     }
                 }
             }
-            self.chol.solve(&mut self.rg);
+            if gf <= SMALL_SCHUR {
+                small_solve(&self.s[..gf * gf], gf, &mut self.rg);
+            } else {
+                self.chol.solve(&mut self.rg);
+            }
             for (a, &g) in self.gfree.iter().enumerate() {
                 r[g] = self.rg[a];
             }
         }
         // x_b = y_b - W_b x_g
+        for (k, &i) in self.one.iter().enumerate() {
+            let mut v = self.one_y[k];
+            if gf > 0 {
+                let wk = &self.one_w[k * gf..(k + 1) * gf];
+                v -= wk.iter().zip(&self.rg).map(|(a, b)| a * b).sum::<f64>();
+            }
+            r[i] = v;
+        }
         for (bi, &(start, end)) in self.blk.iter().enumerate() {
             let w0 = self.woff[bi];
             for k in 0..end - start {
@@ -302,8 +370,8 @@ mod tests {
             put(3, l, -0.2 + 0.05 * l as f64);
         }
         assert!(lay.is_structural(1, 2) && !lay.is_structural(1, 4));
-        let mut hb = vec![0.0; n * n];
-        lay.for_each_entry(|i, j| hb[i * n + j] = full[lay.perm[i] * n + lay.perm[j]]);
+        let mut hb = vec![0.0; lay.n_packed];
+        lay.pack(&full, &mut hb);
         let free_old = [true, true, true, true, false, true];
         let mut free = vec![false; n];
         for (i, f) in free_old.iter().enumerate() {
@@ -317,7 +385,7 @@ mod tests {
             for i in 0..n {
                 r[lay.inv[i]] = rhs_old[i];
             }
-            solver.solve(&hb, &mut r);
+            solver.solve(&lay, &hb, &mut r);
             // check (H_ff + damping) x = rhs on the free set
             let fidx: Vec<usize> = (0..n).filter(|&i| free_old[i]).collect();
             for &a in &fidx {
@@ -336,7 +404,76 @@ mod tests {
         }
         // an indefinite matrix is reported
         let mut bad = hb.clone();
-        bad[lay.inv[5] * n + lay.inv[5]] = -1.0;
+        bad[lay.pos(lay.inv[5], lay.inv[5])] = -1.0;
         assert!(!solver.factor(&lay, &bad, &free, 0.0));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    /// A random symmetric positive-definite matrix with the layout's block sparsity
+    /// (original order), diagonally dominant.
+    fn spd(lay: &HessianLayout, seed: u64) -> Vec<f64> {
+        let n = lay.n;
+        let mut st = seed;
+        let mut rnd = || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((st >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let mut full = vec![0.0; n * n];
+        for a in 0..n {
+            for b in 0..a {
+                if lay.is_structural(a, b) {
+                    let v = rnd();
+                    full[a * n + b] = v;
+                    full[b * n + a] = v;
+                }
+            }
+        }
+        for a in 0..n {
+            full[a * n + a] = n as f64 + rnd();
+        }
+        full
+    }
+
+    #[test]
+    fn large_schur_complements_and_one_parameter_blocks_solve_exactly() {
+        // 10 globals (faer path), six one-parameter blocks, one block of three
+        let mut keys: Vec<Option<usize>> = vec![None; 10];
+        keys.extend((0..6).map(Some));
+        keys.extend([Some(6), Some(6), Some(6)]);
+        let lay = HessianLayout::from_keys(&keys);
+        let n = lay.n;
+        let full = spd(&lay, 7);
+        let mut hb = vec![0.0; lay.n_packed];
+        lay.pack(&full, &mut hb);
+        let mut solver = BlockSolver::new(&lay);
+        // all free; a global and a local of the 3-block held; two locals of the
+        // 3-block held (one free parameter left in a block of three)
+        for held in [vec![], vec![3usize, 17], vec![16, 18]] {
+            let free_old: Vec<bool> = (0..n).map(|i| !held.contains(&i)).collect();
+            let mut free = vec![false; n];
+            for i in 0..n {
+                free[lay.inv[i]] = free_old[i];
+            }
+            assert!(solver.factor(&lay, &hb, &free, 0.0));
+            let rhs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
+            let mut r = vec![0.0; n];
+            for i in 0..n {
+                r[lay.inv[i]] = if free_old[i] { rhs[i] } else { 0.0 };
+            }
+            solver.solve(&lay, &hb, &mut r);
+            for a in (0..n).filter(|&a| free_old[a]) {
+                let v: f64 = (0..n)
+                    .filter(|&b| free_old[b])
+                    .map(|b| full[a * n + b] * r[lay.inv[b]])
+                    .sum();
+                assert!((v - rhs[a]).abs() < 1e-12, "row {a}: {v} vs {}", rhs[a]);
+            }
+        }
     }
 }

@@ -1,27 +1,40 @@
 //! Batched bounded minimisation of twice_nll with exact Hessians.
 //!
-//! The minimiser is a projected Newton method with Levenberg-Marquardt damping.
-//! Each iteration evaluates twice_nll, its gradient and exact Hessian; the free
-//! parameters are those not fixed and not held at a bound by their gradient.
-//! Where the exact Hessian of the free block is positive definite the step is
-//! Newton's; far from the minimum, where it often is not, the step uses the
-//! expected (Fisher) information instead (scoring). The step is clipped to the
-//! bounds and accepted when the actual decrease matches the quadratic
-//! prediction well enough; otherwise the damping grows and the step is solved
-//! again with the same matrix. Convergence is declared when the estimated
-//! distance to the minimum `edm = g^T H^-1 g / 2` (exact Hessian, twice_nll
-//! units) falls below the tolerance.
+//! The minimiser escalates through two strategies, as Minuit's strategy
+//! levels do, so that easy fits stay fast and hard ones still finish:
 //!
-//! All members of a batch advance together, one iteration per round; members
-//! that finished are masked out, and one failing member never stops the others.
+//! 1. **Projected Newton** ([`newton`]), the fast path. Each iteration
+//!    evaluates twice_nll, its gradient and exact Hessian; the free parameters
+//!    are those not fixed and not held at a bound by their gradient. Where the
+//!    exact Hessian of the free block is positive definite the step is
+//!    Newton's; far from the minimum, where it often is not, the step uses the
+//!    expected (Fisher) information instead (scoring). The step is clipped to
+//!    the bounds and accepted when the actual decrease matches the quadratic
+//!    prediction well enough; otherwise it is shortened, then damped
+//!    (Levenberg-Marquardt) and solved again with the same matrix.
+//! 2. **Trust region on the exact Hessian** ([`trust`]), where the fast path
+//!    finds no decreasing step (60 rejected trials: an indefinite Hessian, a
+//!    curved valley, the edge of the likelihood's domain). Steps solve the
+//!    trust-region subproblem by Steihaug's truncated conjugate gradients in
+//!    the metric of the Hessian's diagonal, follow directions of negative
+//!    curvature to the region's edge, stop at the parameter bounds, and the
+//!    radius adapts to how well the quadratic model predicted the decrease.
+//!    When the radius collapses, the step is tried once more from the Fisher
+//!    (scoring) model, a restart; only then is the fit reported as stalled.
+//!
+//! Convergence is declared when the estimated distance to the minimum
+//! `edm = g^T H^-1 g / 2` (exact Hessian, twice_nll units) falls below the
+//! tolerance. All members of a batch are independent: one failing member never
+//! stops the others, and a member's result does not depend on the schedule.
 
 pub mod block;
 pub mod linalg;
+mod newton;
+mod trust;
 
 use crate::model::HessianLayout;
 use crate::model::Likelihood;
 use block::BlockSolver;
-use linalg::Chol;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -36,6 +49,12 @@ pub struct FitOptions {
     pub covariance: bool,
     /// Members advanced together (bounds memory for large batches).
     pub chunk: usize,
+    /// The robustness measures of docs/robustness.md: scoring runs where the
+    /// exact Hessian stays indefinite, parabolic backtracking, and the
+    /// trust-region strategy where no decreasing step is found (on by
+    /// default; off reproduces the plain Newton minimiser of gradfit 0.1,
+    /// which reports such fits as stalled).
+    pub robust: bool,
 }
 
 impl Default for FitOptions {
@@ -45,6 +64,7 @@ impl Default for FitOptions {
             edm_tol: 1e-12,
             covariance: true,
             chunk: 256,
+            robust: true,
         }
     }
 }
@@ -95,6 +115,10 @@ pub enum FitStatus {
     NonFiniteStart,
     /// No step decreases twice_nll any more while edm is still large.
     Stalled,
+    /// The minimum found lies outside the likelihood's domain (an expected
+    /// rate in a bin with data is not positive there: only the extension of
+    /// the Poisson term is minimised, see docs/robustness.md).
+    OutsideDomain,
 }
 
 impl FitStatus {
@@ -113,6 +137,10 @@ impl FitStatus {
                 "likelihood not finite at the start point (an expected rate is not positive)"
             }
             FitStatus::Stalled => "no decreasing step found while edm is still above tolerance",
+            FitStatus::OutsideDomain => {
+                "the minimum found is outside the likelihood's domain (an expected rate in a bin \
+                 with data is not positive there)"
+            }
         }
     }
 }
@@ -140,6 +168,8 @@ pub struct FitResult {
     pub edm: f64,
     /// True when the covariance could not be computed (Hessian not positive definite).
     pub hessian_not_pd: bool,
+    /// Iterations spent in the trust-region strategy (0: the Newton iteration sufficed).
+    pub trust_iterations: usize,
 }
 
 impl FitResult {
@@ -176,6 +206,7 @@ impl FitResult {
             status,
             edm,
             hessian_not_pd,
+            trust_iterations: 0,
         }
     }
 
@@ -218,12 +249,66 @@ struct Member {
     f_prev: f64,
     /// An unverified step failed once: check every step from now on.
     checked: bool,
+    /// The trust-region strategy is in charge (see [`trust`]).
+    trust: bool,
+    /// Trust-region radius in the scaled norm `|D s|`.
+    radius: f64,
+    /// Scale `D` per parameter (original order): `sqrt|H_ii|`.
+    scale: Vec<f64>,
+    /// Iterations in the trust-region strategy.
+    trust_iter: usize,
+    /// Consecutive Newton iterations with an indefinite exact Hessian.
+    not_pd_run: u32,
+    /// Iteration and twice_nll at the start of the current progress window.
+    window: (usize, f64),
+    /// The current point is outside the likelihood's domain in a bin with data.
+    outside: bool,
+    /// The next evaluation may be the gradient alone (see `newton::light_check`).
+    light: bool,
+}
+
+impl Member {
+    fn new(sp: &FitSpec) -> Self {
+        let x: Vec<f64> = sp
+            .init
+            .iter()
+            .zip(&sp.bounds)
+            .map(|(v, (lo, hi))| v.clamp(*lo, *hi))
+            .collect();
+        Member {
+            x_trial: x.clone(),
+            x,
+            f: f64::NAN,
+            lambda: 0.0,
+            iter: 0,
+            evals: 0,
+            edm: f64::INFINITY,
+            done: false,
+            far: true,
+            status: FitStatus::MaxIterations,
+            cov: None,
+            not_pd: false,
+            stop: false,
+            unverified: false,
+            x_prev: Vec::new(),
+            f_prev: f64::NAN,
+            checked: false,
+            trust: false,
+            radius: 0.0,
+            scale: Vec::new(),
+            trust_iter: 0,
+            not_pd_run: 0,
+            window: (0, f64::INFINITY),
+            outside: false,
+            light: false,
+        }
+    }
 }
 
 struct Work<S> {
     s: S,
     g: Vec<f64>,
-    /// Block Hessian (see `HessianLayout`).
+    /// Packed block Hessian (see `HessianLayout`).
     h: Vec<f64>,
     solver: BlockSolver,
     /// Free parameters (original indices) of the current iteration.
@@ -235,6 +320,8 @@ struct Work<S> {
     /// Trial step in original order (for the quadratic model).
     step: Vec<f64>,
     h_is_fisher: bool,
+    /// Conjugate-gradient vectors of the trust-region strategy (permuted order).
+    cg: trust::CgWork,
 }
 
 impl<S> Work<S> {
@@ -243,13 +330,14 @@ impl<S> Work<S> {
         Work {
             s,
             g: vec![0.0; p],
-            h: vec![0.0; p * p],
+            h: vec![0.0; layout.n_packed],
             solver: BlockSolver::new(layout),
             free: Vec::with_capacity(p),
             free_new: vec![false; p],
             d: vec![0.0; p],
             step: vec![0.0; p],
             h_is_fisher: false,
+            cg: trust::CgWork::default(),
         }
     }
 }
@@ -341,36 +429,7 @@ fn fit_chunk<L: Likelihood>(
     opts: &FitOptions,
 ) -> Vec<FitResult> {
     let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
-    let mut members: Vec<Member> = specs
-        .iter()
-        .map(|sp| {
-            let x: Vec<f64> = sp
-                .init
-                .iter()
-                .zip(&sp.bounds)
-                .map(|(v, (lo, hi))| v.clamp(*lo, *hi))
-                .collect();
-            Member {
-                x_trial: x.clone(),
-                x,
-                f: f64::NAN,
-                lambda: 0.0,
-                iter: 0,
-                evals: 0,
-                edm: f64::INFINITY,
-                done: false,
-                far: true,
-                status: FitStatus::MaxIterations,
-                cov: None,
-                not_pd: false,
-                stop: false,
-                unverified: false,
-                x_prev: Vec::new(),
-                f_prev: f64::NAN,
-                checked: false,
-            }
-        })
-        .collect();
+    let mut members: Vec<Member> = specs.iter().map(Member::new).collect();
 
     let parallel = members.len() > 1 && rayon::current_num_threads() > 1;
     // One set of work buffers per worker thread, kept across iterations.
@@ -390,7 +449,11 @@ fn fit_chunk<L: Likelihood>(
         let t = rayon::current_thread_index().unwrap_or(0) % nthreads;
         let mut w = pool[t].lock().unwrap_or_else(|e| e.into_inner());
         while !m.done {
-            iterate(model, dat(i), &specs[i], opts, m, &mut w);
+            if m.trust {
+                trust::iterate(model, dat(i), &specs[i], opts, m, &mut w);
+            } else {
+                newton::iterate(model, dat(i), &specs[i], opts, m, &mut w);
+            }
         }
     };
     if parallel {
@@ -402,298 +465,11 @@ fn fit_chunk<L: Likelihood>(
         .into_iter()
         .zip(specs)
         .map(|(m, sp)| {
-            FitResult::assemble(
+            let mut r = FitResult::assemble(
                 m.f, m.x, m.cov, &sp.fixed, m.iter, m.evals, m.status, m.edm, m.not_pd,
-            )
+            );
+            r.trust_iterations = m.trust_iter;
+            r
         })
         .collect()
-}
-
-fn at_lower(x: f64, lo: f64) -> bool {
-    x <= lo
-}
-
-fn at_upper(x: f64, hi: f64) -> bool {
-    x >= hi
-}
-
-/// Scale of rounding noise in twice_nll near `f`.
-fn f_noise(f: f64, magnitude: f64) -> f64 {
-    1e-13 * f.abs().max(magnitude).max(1.0)
-}
-
-/// `GRADFIT_TRACE=1` prints every minimiser iteration to stderr.
-fn trace() -> bool {
-    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *T.get_or_init(|| std::env::var_os("GRADFIT_TRACE").is_some())
-}
-
-/// Next damping value after a failure.
-fn raise(lambda: f64) -> f64 {
-    if lambda == 0.0 { 1e-4 } else { lambda * 10.0 }
-}
-
-/// One iteration of one member: evaluate, test convergence, find an accepted step.
-fn iterate<L: Likelihood>(
-    model: &L,
-    data: &L::Data,
-    spec: &FitSpec,
-    opts: &FitOptions,
-    m: &mut Member,
-    w: &mut Work<L::Scratch>,
-) {
-    let p = m.x.len();
-    let lay = model.layout();
-    let mag = model.magnitude(data);
-    let f = model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
-    m.evals += 1;
-    w.h_is_fisher = false;
-    if m.unverified {
-        m.unverified = false;
-        if !(f <= m.f_prev + f_noise(m.f_prev, mag)) {
-            // the unchecked Newton step went uphill: go back and damp
-            m.x.copy_from_slice(&m.x_prev);
-            m.f = m.f_prev;
-            m.checked = true;
-            return;
-        }
-    }
-    if !f.is_finite() {
-        m.f = f;
-        m.status = if m.iter == 0 {
-            FitStatus::NonFiniteStart
-        } else {
-            FitStatus::Stalled
-        };
-        m.done = true;
-        return;
-    }
-    m.f = f;
-    if m.stop {
-        finish(model, data, m, spec, opts, w);
-        return;
-    }
-    w.free.clear();
-    for i in 0..p {
-        if spec.fixed[i] {
-            continue;
-        }
-        let (lo, hi) = spec.bounds[i];
-        if (at_lower(m.x[i], lo) && w.g[i] > 0.0) || (at_upper(m.x[i], hi) && w.g[i] < 0.0) {
-            continue;
-        }
-        w.free.push(i);
-    }
-    let nf = w.free.len();
-    if nf == 0 {
-        m.edm = 0.0;
-        m.status = if spec.fixed.iter().all(|&x| x) {
-            FitStatus::NothingToFit
-        } else {
-            FitStatus::Converged
-        };
-        finish(model, data, m, spec, opts, w);
-        return;
-    }
-    w.free_new.iter_mut().for_each(|x| *x = false);
-    for &i in &w.free {
-        w.free_new[lay.inv[i]] = true;
-    }
-    // Undamped Newton on the exact Hessian: edm and convergence test.
-    let exact_pd = w.solver.factor(lay, &w.h, &w.free_new, 0.0);
-    if exact_pd {
-        newton_step(lay, w);
-        let edm = -0.5
-            * w.free
-                .iter()
-                .map(|&i| w.g[i] * w.d[lay.inv[i]])
-                .sum::<f64>();
-        m.edm = edm;
-        if edm >= 0.0 && edm < opts.edm_tol.max(0.01 * f_noise(f, mag)) {
-            m.status = FitStatus::Converged;
-            finish(model, data, m, spec, opts, w);
-            return;
-        }
-    } else {
-        m.edm = f64::INFINITY;
-        if trace() {
-            let neg: Vec<(usize, f64, f64)> = w
-                .free
-                .iter()
-                .filter(|&&i| w.h[lay.inv[i] * p + lay.inv[i]] <= 0.0)
-                .map(|&i| (i, w.h[lay.inv[i] * p + lay.inv[i]], m.x[i]))
-                .collect();
-            eprintln!("  not PD; non-positive diagonal: {neg:?}");
-        }
-    }
-    if m.iter >= opts.max_iter {
-        m.status = FitStatus::MaxIterations;
-        finish(model, data, m, spec, opts, w);
-        return;
-    }
-    m.iter += 1;
-    // The step matrix: exact Hessian where it is positive definite; far from the
-    // minimum the expected information (scoring); near it, the damped exact Hessian.
-    // A positive-definite exact Hessian always gets the undamped Newton step first.
-    let mut lambda = if exact_pd { 0.0 } else { m.lambda };
-    let mut undamped_ready = exact_pd;
-    if !exact_pd {
-        if m.far {
-            model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), true);
-            m.evals += 1;
-            w.h_is_fisher = true;
-            lambda = 0.0;
-        } else {
-            lambda = lambda.max(1e-3);
-        }
-    }
-    // Rejected steps are first shortened along the same direction (backtracking on
-    // the projected path), then damped further (a new factorisation).
-    let mut t = 1.0;
-    for _attempt in 0..60 {
-        if !undamped_ready {
-            if !w.solver.factor(lay, &w.h, &w.free_new, lambda) {
-                lambda = raise(lambda);
-                continue;
-            }
-            newton_step(lay, w);
-        }
-        undamped_ready = true;
-        // clip to the bounds and predict the decrease of the quadratic model
-        m.x_trial.copy_from_slice(&m.x);
-        w.step.iter_mut().for_each(|x| *x = 0.0);
-        let mut gs = 0.0;
-        for &i in &w.free {
-            let (lo, hi) = spec.bounds[i];
-            m.x_trial[i] = (m.x[i] + t * w.d[lay.inv[i]]).clamp(lo, hi);
-            w.step[i] = m.x_trial[i] - m.x[i];
-            gs += w.g[i] * w.step[i];
-        }
-        let shs = lay.quad_form(&w.h, &w.step);
-        let pred = -(gs + 0.5 * shs);
-        if trace() {
-            eprintln!(
-                "iter {} f {:.12} edm {:.3e} lambda {:.1e} pred {:.3e} exact_pd {} far {}",
-                m.iter, f, m.edm, lambda, pred, exact_pd, m.far
-            );
-        }
-        let noise = f_noise(f, mag);
-        // A full Newton step on a positive-definite Hessian that stays inside the
-        // bounds is taken without evaluating twice_nll first: the next
-        // iteration's evaluation checks it, and an uphill step is undone (after
-        // which every step of this fit is checked before it is taken).
-        if !m.checked && exact_pd && lambda == 0.0 && t == 1.0 && pred > 0.0 {
-            let inside = w
-                .free
-                .iter()
-                .all(|&i| m.x_trial[i] == m.x[i] + w.d[lay.inv[i]]);
-            if inside {
-                m.x_prev.clone_from(&m.x);
-                m.f_prev = f;
-                m.x.copy_from_slice(&m.x_trial);
-                m.unverified = true;
-                m.far = false;
-                m.lambda = 0.0;
-                return;
-            }
-        }
-        if !(pred > 0.0) {
-            if pred.abs() <= noise && m.edm < 1e-6 {
-                m.status = FitStatus::Converged;
-                finish(model, data, m, spec, opts, w);
-                return;
-            }
-            lambda = raise(lambda);
-            undamped_ready = false;
-            t = 1.0;
-            continue;
-        }
-        let ft = model.eval(&m.x_trial, data, &mut w.s, None, None);
-        m.evals += 1;
-        let actual = f - ft;
-        if ft.is_finite() && actual > -noise && (actual >= 1e-4 * pred || pred < noise) {
-            let rho = actual / pred;
-            m.x.copy_from_slice(&m.x_trial);
-            m.f = ft;
-            m.far = actual > 1.0;
-            m.lambda = if rho > 0.75 {
-                if lambda < 1e-9 { 0.0 } else { lambda * 0.1 }
-            } else if rho < 0.25 {
-                (lambda * 4.0).max(1e-6)
-            } else {
-                lambda
-            };
-            return;
-        }
-        if pred < noise && m.edm < 1e-6 {
-            // nothing measurable left to gain: this point is the minimum
-            m.status = FitStatus::Converged;
-            m.stop = true;
-            return;
-        }
-        if t > 0.1 {
-            t *= 0.5;
-        } else {
-            lambda = raise(lambda);
-            undamped_ready = false;
-            t = 1.0;
-        }
-    }
-    m.lambda = lambda;
-    m.status = FitStatus::Stalled;
-    finish(model, data, m, spec, opts, w);
-}
-
-/// Newton direction `d = -H^-1 g` on the free set, from the current factorisation (permuted order).
-fn newton_step<S>(lay: &HessianLayout, w: &mut Work<S>) {
-    w.d.iter_mut().for_each(|x| *x = 0.0);
-    for &i in &w.free {
-        w.d[lay.inv[i]] = -w.g[i];
-    }
-    w.solver.solve(&w.h, &mut w.d);
-}
-
-/// Finish a member: covariance from the exact Hessian at `m.x` (already in `w`
-/// unless a scoring matrix replaced it).
-fn finish<L: Likelihood>(
-    model: &L,
-    data: &L::Data,
-    m: &mut Member,
-    spec: &FitSpec,
-    opts: &FitOptions,
-    w: &mut Work<L::Scratch>,
-) {
-    m.done = true;
-    if !opts.covariance || !m.f.is_finite() {
-        return;
-    }
-    let lay = model.layout();
-    if w.h_is_fisher {
-        model.eval_block(&m.x, data, &mut w.s, Some(&mut w.g), Some(&mut w.h), false);
-        m.evals += 1;
-        w.h_is_fisher = false;
-    }
-    let p = m.x.len();
-    let nfix: Vec<usize> = (0..p).filter(|&i| !spec.fixed[i]).collect();
-    let n = nfix.len();
-    if n == 0 {
-        m.cov = Some(vec![0.0; p * p]);
-        return;
-    }
-    let mut full = vec![0.0; p * p];
-    lay.expand(&w.h, &mut full);
-    let mut chol = Chol::new(n);
-    if chol.factor(n, |a, b| full[nfix[a] * p + nfix[b]]) {
-        let mut inv = vec![0.0; n * n];
-        chol.inverse(&mut inv);
-        let mut cov = vec![0.0; p * p];
-        for a in 0..n {
-            for b in 0..n {
-                cov[nfix[a] * p + nfix[b]] = 2.0 * inv[a * n + b];
-            }
-        }
-        m.cov = Some(cov);
-    } else {
-        m.not_pd = true;
-    }
 }

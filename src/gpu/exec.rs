@@ -166,6 +166,9 @@ fn member_arrays(dm: &DeviceModel, fit: bool, hess: bool) -> Vec<(&'static str, 
             ("mb_status", 1, Ty::U32),
             ("mb_flags", 1, Ty::U32),
             ("mb_counts", 4, Ty::U32),
+            ("mb_npd", 1, Ty::U32),
+            ("mb_win_iter", 1, Ty::U32),
+            ("mb_win_f", 1, Ty::F64),
         ]);
     } else {
         v.push(("ev_theta", p, Ty::F64));
@@ -192,6 +195,9 @@ pub struct Gpu<B: Backend> {
     _tables: Vec<B::Buf>,
     base: GfParams,
     max_members: usize,
+    /// The model on the host: members whose fit stalls on the device are
+    /// finished there by the CPU minimiser's trust-region escalation.
+    model: HistFactoryModel,
     /// Batch buffers of earlier calls, by field, reused by later ones (a
     /// device allocation per buffer and call would dominate small batches).
     cache: std::sync::Mutex<HashMap<&'static str, (B::Buf, usize)>>,
@@ -404,6 +410,7 @@ fn status_of(code: u32) -> Result<FitStatus> {
         2 => FitStatus::MaxIterations,
         3 => FitStatus::NonFiniteStart,
         4 => FitStatus::Stalled,
+        5 => FitStatus::OutsideDomain,
         other => {
             return Err(Error::Numerical(format!(
                 "GPU returned an unknown fit status {other}"
@@ -431,6 +438,7 @@ impl<B: Backend> Gpu<B> {
             n_jac: dm.n_jac as u64,
             max_mult: dm.max_mult as u64,
             max_add: dm.max_add as u64,
+            strict_domain: dm.strict_domain as u64,
             ..Default::default()
         };
         let mut tables = Vec::new();
@@ -461,6 +469,7 @@ impl<B: Backend> Gpu<B> {
             _tables: tables,
             base,
             max_members,
+            model: m.clone(),
             cache: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -575,6 +584,7 @@ impl<B: Backend> Gpu<B> {
         w.p.max_iter = opts.max_iter as u64;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = opts.covariance as u64;
+        w.p.robust = opts.robust as u64;
         if data.len() == 1 {
             w.datasets(data)?;
         }
@@ -634,7 +644,39 @@ impl<B: Backend> Gpu<B> {
             }
             start += n;
         }
+        self.finish_stalled_on_host(data, specs, opts, &mut results);
         Ok(results)
+    }
+
+    /// The device runs the minimiser's Newton iteration and scoring runs; where
+    /// that stalls the CPU minimiser escalates to its trust region
+    /// (src/fit/trust.rs), which has no device version. Such members (rare)
+    /// are refitted on the host, which gives exactly the CPU minimiser's result.
+    fn finish_stalled_on_host(
+        &self,
+        data: &[&Dataset],
+        specs: &[FitSpec],
+        opts: &FitOptions,
+        results: &mut [FitResult],
+    ) {
+        if !opts.robust {
+            return;
+        }
+        let idx: Vec<usize> = (0..results.len())
+            .filter(|&k| results[k].status == FitStatus::Stalled)
+            .collect();
+        if idx.is_empty() {
+            return;
+        }
+        let d: Vec<&Dataset> = idx
+            .iter()
+            .map(|&k| if data.len() == 1 { data[0] } else { data[k] })
+            .collect();
+        let sp: Vec<FitSpec> = idx.iter().map(|&k| specs[k].clone()).collect();
+        let again = crate::fit::fit_batch(&self.model, &d, &sp, opts);
+        for (k, r) in idx.into_iter().zip(again) {
+            results[k] = r;
+        }
     }
 
     /// Toy datasets `toys` of stream `purp` drawn on the device at `pars`
@@ -727,6 +769,7 @@ impl<B: Backend> Gpu<B> {
         w.p.max_iter = opts.max_iter as u64;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = 0;
+        w.p.robust = opts.robust as u64;
         w.launch(Kernel::ToySetup, 2 * n)?;
         w.run_fits(2 * n, opts.max_iter)?;
         w.launch(Kernel::ToyRestart, n)?;
@@ -843,6 +886,33 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
     }
 
     fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
-        self.gpu.toy_records(&mut self.w, self.p, &self.pars, c)
+        let mut recs = self.gpu.toy_records(&mut self.w, self.p, &self.pars, c)?;
+        if c.opts.robust {
+            // toys with a fit that stalled on the device: the whole record again
+            // on the host, where the CPU minimiser escalates (see `finish_stalled_on_host`)
+            let stalled = |r: &ToyRecord| {
+                r.status_free == FitStatus::Stalled || r.status_fixed == FitStatus::Stalled
+            };
+            if recs.iter().any(stalled) {
+                let cpu = self.p.clone().with_fitter(&crate::fit::Cpu);
+                let g = self.p.model.generator(&self.pars);
+                for r in recs.iter_mut().filter(|r| stalled(r)) {
+                    let one = Chunk {
+                        kind: c.kind,
+                        mu: c.mu,
+                        free: c.free,
+                        fixed: c.fixed,
+                        seed: c.seed,
+                        purp: c.purp,
+                        range: r.toy..r.toy + 1,
+                        opts: c.opts,
+                    };
+                    if let Some(again) = crate::infer::toys::fit_toys(&cpu, &g, &one)?.pop() {
+                        *r = again;
+                    }
+                }
+            }
+        }
+        Ok(recs)
     }
 }

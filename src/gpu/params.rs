@@ -125,6 +125,9 @@ params! {
     mb_status: u64,
     mb_flags: u64,
     mb_counts: u64,
+    mb_npd: u64,
+    mb_win_iter: u64,
+    mb_win_f: u64,
     mb_data: u64,
     mb_spec: u64,
     // datasets (strided by nd) and fit specifications
@@ -167,6 +170,7 @@ params! {
     n_jac: u64,
     max_mult: u64,
     max_add: u64,
+    strict_domain: u64,
     // launch and run settings
     ms: u64,
     nd: u64,
@@ -174,6 +178,7 @@ params! {
     eval_mode: u64,
     max_iter: u64,
     want_hess: u64,
+    robust: u64,
     seed: u64,
     purpose: u64,
     toy0: u64,

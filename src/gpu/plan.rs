@@ -38,6 +38,8 @@ pub struct DeviceModel {
     pub max_mult: usize,
     /// Most additive terms in one sample-bin.
     pub max_add: usize,
+    /// No extension of the Poisson terms outside pyhf's domain.
+    pub strict_domain: bool,
     /// Largest scratch of the local-block factors (sum of squared block sizes).
     pub n_dfac: usize,
     /// The permutation and blocks.
@@ -185,6 +187,7 @@ impl DeviceModel {
             n_jac: st.bin_pars.len(),
             max_mult,
             max_add,
+            strict_domain: m.strict_domain,
             n_dfac,
             layout: lay,
             u32_tables,
@@ -224,11 +227,11 @@ impl DeviceModel {
         }
     }
 
-    /// The packed form of a CPU block Hessian (`n x n` buffer, see [`HessianLayout`]).
+    /// The device's packed form of a CPU block Hessian (see [`HessianLayout`];
+    /// the two formats are the same, this checks it entry by entry).
     pub fn pack(&self, hb: &[f64]) -> Vec<f64> {
-        let n = self.n_pars;
         let mut out = vec![0.0; self.n_hess];
-        self.for_each_packed(|r, c, k| out[k] = hb[r * n + c]);
+        self.for_each_packed(|r, c, k| out[k] = hb[self.layout.pos(r, c)]);
         out
     }
 

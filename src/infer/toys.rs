@@ -302,7 +302,7 @@ impl<L: Likelihood> ToyFitter for CpuToys<'_, '_, L> {
 }
 
 /// Sample toys `range` of one hypothesis and fit each twice, all as one batch.
-fn fit_toys<L: Likelihood>(
+pub(crate) fn fit_toys<L: Likelihood>(
     p: &Problem<L>,
     generator: &L::Generator,
     c: &Chunk<'_>,

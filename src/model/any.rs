@@ -27,6 +27,11 @@ pub trait ModelInfo: Likelihood + Sized {
     fn as_histfactory(&self) -> Option<&HistFactoryModel> {
         None
     }
+    /// The model as a combined model (HS3, unbinned, NSBI), where it is one
+    /// (weighted-fit covariances, unbinned plots).
+    fn as_combined(&self) -> Option<&CombinedModel> {
+        None
+    }
     /// Set the bounds of parameter `i` (the suggested start is clipped into them by fits).
     fn set_bounds(&mut self, i: usize, lo: f64, hi: f64);
     /// Pre-fit width of parameter `i` (0 when unconstrained).
@@ -87,6 +92,9 @@ impl ModelInfo for CombinedModel {
     }
     fn describe(&self) -> Value {
         CombinedModel::describe(self)
+    }
+    fn as_combined(&self) -> Option<&CombinedModel> {
+        Some(self)
     }
     fn engine<'a>(&'a self, device: &Device) -> Result<Box<dyn Engine<Self> + 'a>> {
         if device.is_gpu() {

@@ -14,10 +14,13 @@
 //! L2  [ C2        D2   ]
 //! ```
 //!
-//! A block Hessian is stored in a dense `n x n` row-major buffer in permuted
-//! order, lower triangle only, and only its structural region is ever written
-//! or read, so models with hundreds of per-bin parameters cost O(locals) per
-//! evaluation and per solve instead of O(n^2) and O(n^3).
+//! A block Hessian is stored *packed*: row by row in permuted order, only the
+//! structural entries of the lower triangle (a global row `i` holds columns
+//! `0..=i`; a local row holds the `n_global` global columns, then its block's
+//! columns up to the diagonal). [`HessianLayout::pos`] gives an entry's place.
+//! This is the GPU kernels' format too. Models with hundreds of per-bin
+//! parameters so cost O(locals) memory, per evaluation and per solve instead
+//! of O(n^2) and O(n^3), and the buffer stays in the fastest cache.
 
 /// Permutation and block structure of an `n x n` Hessian.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +37,12 @@ pub struct HessianLayout {
     pub blocks: Vec<(usize, usize)>,
     /// Block of each new index (`usize::MAX` for globals).
     pub block_of: Vec<usize>,
+    /// Start of each row (new index) in the packed buffer.
+    pub row_off: Vec<usize>,
+    /// First column of each local row's block (0 for global rows).
+    pub row_bs: Vec<usize>,
+    /// Entries of the packed buffer.
+    pub n_packed: usize,
 }
 
 impl HessianLayout {
@@ -46,7 +55,40 @@ impl HessianLayout {
             n_global: n,
             blocks: Vec::new(),
             block_of: vec![usize::MAX; n],
+            row_off: Vec::new(),
+            row_bs: Vec::new(),
+            n_packed: 0,
         }
+        .with_rows()
+    }
+
+    /// Fill `row_off`, `row_bs` and `n_packed` from the block structure.
+    fn with_rows(mut self) -> Self {
+        let g = self.n_global;
+        let mut off = 0;
+        self.row_off.clear();
+        self.row_bs.clear();
+        for i in 0..self.n {
+            self.row_off.push(off);
+            if i < g {
+                self.row_bs.push(0);
+                off += i + 1;
+            } else {
+                let bs = self.blocks[self.block_of[i]].0;
+                self.row_bs.push(bs);
+                off += g + i - bs + 1;
+            }
+        }
+        self.n_packed = off;
+        self
+    }
+
+    /// Position of the structural entry `(i, j)`, `j <= i` (new indices), in the packed buffer.
+    #[inline]
+    pub fn pos(&self, i: usize, j: usize) -> usize {
+        debug_assert!(j <= i);
+        let g = self.n_global;
+        self.row_off[i] + if j < g { j } else { g + j - self.row_bs[i] }
     }
 
     /// Layout from a per-parameter block key: `None` marks a global parameter,
@@ -81,7 +123,11 @@ impl HessianLayout {
             n_global,
             blocks,
             block_of,
+            row_off: Vec::new(),
+            row_bs: Vec::new(),
+            n_packed: 0,
         }
+        .with_rows()
     }
 
     /// First structural column of the local-diagonal part of row `i` (new index),
@@ -115,25 +161,22 @@ impl HessianLayout {
         }
     }
 
-    /// Zero the structural region of a block Hessian.
+    /// Zero a packed block Hessian.
     pub fn zero(&self, hb: &mut [f64]) {
-        let (n, g) = (self.n, self.n_global);
-        for i in 0..g {
-            hb[i * n..i * n + i + 1].fill(0.0);
-        }
-        for &(s, e) in &self.blocks {
-            for i in s..e {
-                hb[i * n..i * n + g].fill(0.0);
-                hb[i * n + s..i * n + i + 1].fill(0.0);
-            }
+        hb[..self.n_packed].fill(0.0);
+    }
+
+    /// Scale the diagonal of a packed block Hessian.
+    pub fn scale_diagonal(&self, hb: &mut [f64], factor: f64) {
+        for i in 0..self.n {
+            hb[self.pos(i, i)] *= factor;
         }
     }
 
-    /// Scale the diagonal of a block Hessian.
-    pub fn scale_diagonal(&self, hb: &mut [f64], factor: f64) {
-        for i in 0..self.n {
-            hb[i * self.n + i] *= factor;
-        }
+    /// The packed block form (new order) of a full symmetric matrix in the original order.
+    pub fn pack(&self, full: &[f64], hb: &mut [f64]) {
+        let n = self.n;
+        self.for_each_entry(|i, j| hb[self.pos(i, j)] = full[self.perm[i] * n + self.perm[j]]);
     }
 
     /// The full symmetric Hessian in the original parameter order.
@@ -141,22 +184,83 @@ impl HessianLayout {
         let n = self.n;
         out[..n * n].fill(0.0);
         self.for_each_entry(|i, j| {
-            let v = hb[i * n + j];
+            let v = hb[self.pos(i, j)];
             let (a, b) = (self.perm[i], self.perm[j]);
             out[a * n + b] = v;
             out[b * n + a] = v;
         });
     }
 
+    /// The stored entries of row `i` (new index): `(globals, block)`, the
+    /// block part starting at column `row_bs[i]` (empty for global rows,
+    /// whose `globals` part runs to the diagonal).
+    #[inline]
+    pub fn row<'a>(&self, hb: &'a [f64], i: usize) -> (&'a [f64], &'a [f64]) {
+        let (g, o) = (self.n_global, self.row_off[i]);
+        if i < g {
+            (&hb[o..o + i + 1], &[])
+        } else {
+            let bs = self.row_bs[i];
+            (&hb[o..o + g], &hb[o + g..o + g + i - bs + 1])
+        }
+    }
+
     /// `x^T H x` for `x` in the original order.
     pub fn quad_form(&self, hb: &[f64], x: &[f64]) -> f64 {
-        let n = self.n;
+        let g = self.n_global;
         let mut s = 0.0;
-        self.for_each_entry(|i, j| {
-            let v = hb[i * n + j] * x[self.perm[i]] * x[self.perm[j]];
-            s += if i == j { v } else { 2.0 * v };
-        });
+        for i in 0..self.n {
+            let xi = x[self.perm[i]];
+            if xi == 0.0 {
+                continue;
+            }
+            let (gl, bl) = self.row(hb, i);
+            let mut acc = 0.0;
+            if i < g {
+                for j in 0..i {
+                    acc += gl[j] * x[self.perm[j]];
+                }
+                s += xi * (2.0 * acc + gl[i] * xi);
+            } else {
+                for j in 0..g {
+                    acc += gl[j] * x[self.perm[j]];
+                }
+                let bs = self.row_bs[i];
+                let last = bl.len() - 1;
+                for k in 0..last {
+                    acc += bl[k] * x[self.perm[bs + k]];
+                }
+                s += xi * (2.0 * acc + bl[last] * xi);
+            }
+        }
         s
+    }
+
+    /// `y = H x` for a packed block Hessian and `x`, `y` in the new (permuted) order.
+    pub fn matvec(&self, hb: &[f64], x: &[f64], y: &mut [f64]) {
+        let (n, g) = (self.n, self.n_global);
+        y[..n].fill(0.0);
+        for i in 0..n {
+            let (gl, bl) = self.row(hb, i);
+            let xi = x[i];
+            let mut acc = 0.0;
+            let gend = if i < g { i } else { g };
+            for j in 0..gend {
+                acc += gl[j] * x[j];
+                y[j] += gl[j] * xi;
+            }
+            if i < g {
+                y[i] += acc + gl[i] * xi;
+            } else {
+                let bs = self.row_bs[i];
+                let last = bl.len() - 1;
+                for k in 0..last {
+                    acc += bl[k] * x[bs + k];
+                    y[bs + k] += bl[k] * xi;
+                }
+                y[i] += acc + bl[last] * xi;
+            }
+        }
     }
 
     /// Whether `(a, b)` (original indices) is a structural entry.
@@ -190,6 +294,8 @@ mod tests {
         });
         // globals 3, block rows: 2*(2) + (1+2) ... per row g + position in block
         assert_eq!(count, 3 + (2 + 1) + (2 + 2) + (2 + 1) + (2 + 2) + (2 + 1));
+        assert_eq!(l.n_packed, count);
+        assert_eq!(HessianLayout::dense(4).n_packed, 10);
     }
 
     #[test]
@@ -197,13 +303,20 @@ mod tests {
         let keys = [None, Some(0), Some(0), Some(1), None];
         let l = HessianLayout::from_keys(&keys);
         let n = 5;
-        let mut hb = vec![f64::NAN; n * n];
+        let mut hb = vec![f64::NAN; l.n_packed];
         l.zero(&mut hb);
         let mut k = 1.0;
         l.for_each_entry(|i, j| {
-            hb[i * n + j] = k;
+            hb[l.pos(i, j)] = k;
             k += 1.0;
         });
+        // every structural entry has its own place
+        assert_eq!(l.n_packed, k as usize - 1);
+        let mut back = vec![0.0; l.n_packed];
+        let mut full0 = vec![0.0; n * n];
+        l.expand(&hb, &mut full0);
+        l.pack(&full0, &mut back);
+        assert_eq!(back, hb);
         let mut full = vec![0.0; n * n];
         l.expand(&hb, &mut full);
         let x = [0.3, -1.0, 2.0, 0.5, 1.5];
@@ -211,6 +324,15 @@ mod tests {
             .map(|a| (0..n).map(|b| full[a * n + b] * x[a] * x[b]).sum::<f64>())
             .sum();
         assert!((l.quad_form(&hb, &x) - direct).abs() < 1e-12);
+        // the product in the new order against the dense one
+        let xn: Vec<f64> = (0..n).map(|k| x[l.perm[k]]).collect();
+        let mut y = vec![f64::NAN; n];
+        l.matvec(&hb, &xn, &mut y);
+        for k in 0..n {
+            let a = l.perm[k];
+            let d: f64 = (0..n).map(|b| full[a * n + b] * x[b]).sum();
+            assert!((y[k] - d).abs() < 1e-12, "row {k}: {} vs {d}", y[k]);
+        }
         // locals of different blocks do not couple
         assert_eq!(full[n + 3], 0.0);
     }

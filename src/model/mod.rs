@@ -65,11 +65,18 @@ pub trait Likelihood: Send + Sync {
     fn magnitude(&self, _data: &Self::Data) -> f64 {
         0.0
     }
-    /// twice_nll with the Hessian in block form (`layout()`), or, with
-    /// `fisher`, a positive semi-definite approximation of it (the expected
-    /// information) for steps far from the minimum. The default, for models
-    /// with a dense layout ([`HessianLayout::dense`]), writes the full Hessian
-    /// (whose lower triangle is the block form) and ignores `fisher`.
+    /// Whether the rates of the last evaluation with `scratch` leave the
+    /// likelihood's domain in a bin with data, where the model evaluates an
+    /// extension (a minimum found there is reported as
+    /// [`crate::fit::FitStatus::OutsideDomain`]). Default: never.
+    fn outside_domain(&self, _scratch: &Self::Scratch, _data: &Self::Data) -> bool {
+        false
+    }
+    /// twice_nll with the Hessian in packed block form (`layout()`,
+    /// `layout().n_packed` entries), or, with `fisher`, a positive
+    /// semi-definite approximation of it (the expected information) for steps
+    /// far from the minimum. The default evaluates the full Hessian and packs
+    /// it (allocating; fine for small models), ignoring `fisher`.
     fn eval_block(
         &self,
         theta: &[f64],
@@ -80,7 +87,16 @@ pub trait Likelihood: Send + Sync {
         fisher: bool,
     ) -> f64 {
         let _ = fisher;
-        self.eval(theta, data, scratch, grad, hb)
+        match hb {
+            None => self.eval(theta, data, scratch, grad, None),
+            Some(hb) => {
+                let n = self.n_pars();
+                let mut full = vec![0.0; n * n];
+                let f = self.eval(theta, data, scratch, grad, Some(&mut full));
+                self.layout().pack(&full, hb);
+                f
+            }
+        }
     }
 }
 
@@ -134,6 +150,9 @@ impl Likelihood for HistFactoryModel {
     }
     fn magnitude(&self, data: &Dataset) -> f64 {
         data.constant.abs()
+    }
+    fn outside_domain(&self, scratch: &histfactory::Scratch, data: &Dataset) -> bool {
+        HistFactoryModel::outside_domain(self, scratch, data)
     }
     fn eval_block(
         &self,

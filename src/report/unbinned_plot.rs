@@ -82,6 +82,56 @@ pub fn unbinned_plots(
     out
 }
 
+/// Expected events of each component of one unbinned channel.
+#[derive(Debug, Clone)]
+pub struct UnbinnedYields {
+    /// Channel name.
+    pub channel: String,
+    /// Observed events (sum of weights).
+    pub observed: f64,
+    /// (component, expected events over the axis ranges), in model order.
+    pub components: Vec<(String, f64)>,
+}
+
+/// Expected events per component of every unbinned channel of `model` at
+/// `theta` (for unextended channels the observed sum of weights is shared out
+/// by the fractions). Parts that are not unbinned channels are skipped.
+pub fn unbinned_yields(
+    model: &CombinedModel,
+    theta: &[f64],
+    data: &CombinedData,
+) -> Vec<UnbinnedYields> {
+    let mut out = Vec::new();
+    for (k, part) in model.parts().iter().enumerate() {
+        let Some(u) = part.as_any().and_then(|a| a.downcast_ref::<UnbinnedPart>()) else {
+            continue;
+        };
+        let Some(ev) = data.parts[k].downcast_ref::<Events>() else {
+            continue;
+        };
+        let local: Vec<f64> = model.part_map(k).iter().map(|&i| theta[i]).collect();
+        let ch = &u.channel;
+        let mut sv = SlotValues::default();
+        sv.compute(&ch.slots, &local, false);
+        let n_obs = ev.data.sum_w();
+        let scale = if ch.ext == crate::model::unbinned::Extension::Extended {
+            1.0
+        } else {
+            n_obs / ch.coef_sum(&sv)
+        };
+        out.push(UnbinnedYields {
+            channel: ch.name.clone(),
+            observed: n_obs,
+            components: ch
+                .leaves
+                .iter()
+                .map(|l| (l.label.clone(), sv.v[l.coef] * scale))
+                .collect(),
+        });
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 fn one(
     u: &UnbinnedPart,

@@ -502,9 +502,7 @@ impl AnalysisSpec {
         observed: &[Vec<f64>],
     ) -> Result<HistFactoryModel> {
         let value = self.workspace_json(v, observed)?;
-        let read = ReadOptions {
-            allow_negative_yields: true,
-        };
+        let read = ReadOptions { strict: false };
         let ws = Workspace::from_value(value, &[], "<training templates>", &read)?;
         let opts = ModelOptions {
             normsys_code: self.normsys_code,

@@ -252,8 +252,30 @@ struct RawWorkspace {
 /// Options for reading workspaces.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
-    /// Accept negative nominal yields (pyhf does, silently); off by default.
-    pub allow_negative_yields: bool,
+    /// Refuse negative nominal yields (`--strict`). By default they are
+    /// accepted, as pyhf accepts them (workspaces converted from CMS datacards
+    /// with negatively weighted NLO samples carry them); the compiled model
+    /// then warns naming the bins ([`negative_yields`]).
+    pub strict: bool,
+}
+
+/// Every negative nominal yield of a workspace, as
+/// `"/channels/C/samples/S/data/B (sample 'NAME' in channel 'CH' bin B) = V"`.
+pub fn negative_yields(ws: &Workspace) -> Vec<String> {
+    let mut out = Vec::new();
+    for (ci, c) in ws.channels.iter().enumerate() {
+        for (si, s) in c.samples.iter().enumerate() {
+            for (bi, v) in s.data.iter().enumerate() {
+                if *v < 0.0 {
+                    out.push(format!(
+                        "/channels/{ci}/samples/{si}/data/{bi} (sample '{}' in channel '{}' bin {bi}) = {v}",
+                        s.name, c.name
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 impl Workspace {
@@ -435,13 +457,12 @@ impl Workspace {
                     if !v.is_finite() {
                         return Err(err(format!("{sloc}/data/{bi}"), format!("yield is {v}")));
                     }
-                    if *v < 0.0 && !opts.allow_negative_yields {
+                    if *v < 0.0 && opts.strict {
                         return Err(err(
                             format!("{sloc}/data/{bi}"),
                             format!(
-                                "negative nominal yield {v}; pyhf accepts these silently, gradfit \
-                                 refuses them unless --allow-negative-yields is given (then a bin \
-                                 whose total expected rate is not positive makes the likelihood infinite)"
+                                "negative nominal yield {v}, refused by --strict (pyhf and \
+                                 gradfit without --strict accept it)"
                             ),
                         ));
                     }

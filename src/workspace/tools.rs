@@ -16,9 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 /// Validate a workspace document (errors name `label` and the JSON pointer).
 /// Negative yields are accepted, as pyhf accepts them.
 pub fn check(ws: &Value, label: &str) -> Result<()> {
-    let opts = ReadOptions {
-        allow_negative_yields: true,
-    };
+    let opts = ReadOptions { strict: false };
     let typed = Workspace::from_value(ws.clone(), &[], label, &opts)?;
     // pyhf's schema: a lumi modifier is named "lumi"
     for (ci, c) in typed.channels.iter().enumerate() {

@@ -119,8 +119,8 @@ pub fn random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> {
         .collect()
 }
 
-/// A random point where the likelihood is finite (rates positive): the spread
-/// shrinks until one is found.
+/// A random point inside pyhf's domain (rates positive, so that the likelihood
+/// is finite without gradfit's extension): the spread shrinks until one is found.
 pub fn finite_random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> {
     let mut scale = 1.0;
     for _ in 0..200 {
@@ -130,7 +130,7 @@ pub fn finite_random_point(m: &HistFactoryModel, rng: &mut TestRng) -> Vec<f64> 
             .zip(&m.init)
             .map(|(x, i)| i + scale * (x - i))
             .collect();
-        if m.twice_nll(&x, m.observed()).is_finite() {
+        if m.twice_nll(&x, m.observed()).is_finite() && m.domain_issue(&x, m.observed()).is_none() {
             return x;
         }
         scale *= 0.9;

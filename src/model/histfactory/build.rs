@@ -285,6 +285,22 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         config_of.insert(p.name.as_str(), (pi, p));
     }
     let mut warnings = Vec::new();
+    let negative = crate::workspace::negative_yields(ws);
+    if !negative.is_empty() {
+        let shown = negative.len().min(10);
+        let more = if negative.len() > shown {
+            format!(" and {} more", negative.len() - shown)
+        } else {
+            String::new()
+        };
+        warnings.push(format!(
+            "{} negative nominal yield(s), accepted as pyhf accepts them: {}{more}. A bin whose \
+             total expected rate is not positive uses gradfit's extension of the Poisson term \
+             (docs/robustness.md); --strict refuses such workspaces",
+            negative.len(),
+            negative[..shown].join(", ")
+        ));
+    }
 
     for &(name, kind) in &order {
         let n = match kind {
@@ -646,6 +662,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         layout,
         normsys_code,
         histosys_code,
+        strict_domain: opts.strict_domain,
         observed: None,
         warnings,
         measurement: meas.name.clone(),

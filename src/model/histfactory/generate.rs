@@ -16,8 +16,15 @@ pub struct ToyGenerator {
 
 impl HistFactoryModel {
     /// The Asimov dataset at `theta`: expected main data and expected aux data.
+    /// A negative expected rate (possible with negative nominal yields) gives
+    /// an Asimov count of 0, the count a toy draws there.
     pub fn asimov_dataset(&self, theta: &[f64]) -> Dataset {
-        self.dataset(self.expected_main(theta), self.expected_aux(theta))
+        let main = self
+            .expected_main(theta)
+            .into_iter()
+            .map(|v| if v < 0.0 { 0.0 } else { v })
+            .collect();
+        self.dataset(main, self.expected_aux(theta))
             .expect("expected data have the model's shape")
     }
 

@@ -141,6 +141,8 @@ impl Structure {
 pub struct Scratch {
     mval: Vec<f64>,
     md1: Vec<f64>,
+    /// `md1 / mval` per multiplicative term (computed in one vectorised pass).
+    mrat: Vec<f64>,
     md2: Vec<f64>,
     aval: Vec<f64>,
     ad1: Vec<f64>,
@@ -171,6 +173,7 @@ impl Scratch {
         if self.mval.len() != nm {
             self.mval.resize(nm, 0.0);
             self.md1.resize(nm, 0.0);
+            self.mrat.resize(nm, 0.0);
             self.md2.resize(nm, 0.0);
         }
         if self.aval.len() != na {
@@ -199,6 +202,73 @@ impl Scratch {
     }
 }
 
+/// Expected rate below which a bin with data (`n > 0`) uses the extension of
+/// its Poisson term (events).
+pub const RATE_FLOOR: f64 = 1e-6;
+
+/// Width (events) of the quadratic penalty on a negative expected rate in a
+/// bin without data (`n = 0`).
+pub const EMPTY_BIN_WIDTH: f64 = 1e-3;
+
+/// One main bin's term of twice_nll (without the data constant) and its first
+/// and second derivatives with respect to the expected rate `nu`:
+/// `(t, dt/dnu, d2t/dnu2)`.
+///
+/// Inside the Poisson domain this is `2 (nu - n ln nu)` (`2 nu` for `n = 0`).
+/// Outside it, unless `strict`, the term is extended so that fits can cross or
+/// sit on the edge of the domain with a consistent gradient and Hessian:
+///
+/// - `n > 0` and `nu < RATE_FLOOR`: the second-order Taylor expansion of the
+///   Poisson term at `RATE_FLOOR` (continuous with two derivatives, convex,
+///   decreasing towards the floor, so fits are pushed back into the domain);
+/// - `n = 0` and `nu < 0`: `2 nu + (nu / EMPTY_BIN_WIDTH)^2` (continuous with
+///   one derivative at 0; bounded below where pyhf's `2 nu` is not).
+///
+/// With `strict` (or `nu` not finite) the term is `+inf` outside the domain.
+#[inline]
+pub fn bin_term(n: f64, nu: f64, strict: bool) -> (f64, f64, f64) {
+    if n > 0.0 {
+        if nu >= RATE_FLOOR || (strict && nu > 0.0) {
+            return (
+                2.0 * (nu - n * nu.ln()),
+                2.0 * (1.0 - n / nu),
+                2.0 * n / (nu * nu),
+            );
+        }
+        if strict || !nu.is_finite() {
+            return (f64::INFINITY, 0.0, 0.0);
+        }
+        let e = RATE_FLOOR;
+        let d = nu - e;
+        let c = n / (e * e);
+        let g = 2.0 * (1.0 - n / e);
+        (
+            2.0 * (e - n * e.ln()) + g * d + c * d * d,
+            g + 2.0 * c * d,
+            2.0 * c,
+        )
+    } else {
+        if nu >= 0.0 {
+            return (2.0 * nu, 2.0, 0.0);
+        }
+        if strict || !nu.is_finite() {
+            return (f64::INFINITY, 0.0, 0.0);
+        }
+        let k = 1.0 / (EMPTY_BIN_WIDTH * EMPTY_BIN_WIDTH);
+        (2.0 * nu + k * nu * nu, 2.0 + 2.0 * k * nu, 2.0 * k)
+    }
+}
+
+/// The expected-information weight of one main bin for scoring steps: `2 / nu`
+/// inside the domain, the extension's exact curvature `w2` outside it.
+#[inline]
+pub fn fisher_weight(n: f64, nu: f64, w2: f64) -> f64 {
+    if (n > 0.0 && nu >= RATE_FLOOR) || (n <= 0.0 && nu >= 0.0) {
+        if nu > 0.0 { 2.0 / nu } else { 0.0 }
+    } else {
+        w2
+    }
+}
 impl HistFactoryModel {
     /// Expected rate of every sample-bin at `theta`.
     pub fn expected_sample_bins(&self, theta: &[f64]) -> Vec<f64> {
@@ -257,6 +327,18 @@ impl HistFactoryModel {
         None
     }
 
+    /// Whether the rates of the last evaluation with `s` put a bin with data
+    /// below [`RATE_FLOOR`], where the extension of its Poisson term applies
+    /// (never for strict models, which are infinite there).
+    pub fn outside_domain(&self, s: &Scratch, data: &Dataset) -> bool {
+        !self.strict_domain
+            && data
+                .main
+                .iter()
+                .zip(&s.nu)
+                .any(|(&n, &nu)| n > 0.0 && !(nu >= RATE_FLOOR))
+    }
+
     /// twice_nll at `theta` on `data`.
     pub fn twice_nll(&self, theta: &[f64], data: &Dataset) -> f64 {
         let mut s = Scratch::new(self);
@@ -296,9 +378,8 @@ impl HistFactoryModel {
         match hess {
             None => self.eval_impl(theta, data, s, grad, None, false),
             Some(h) => {
-                let p = self.n_pars();
                 let mut hb = std::mem::take(&mut s.hb);
-                hb.resize(p * p, 0.0);
+                hb.resize(self.structure.layout.n_packed, 0.0);
                 let f = self.eval_impl(theta, data, s, grad, Some(&mut hb), false);
                 self.structure.layout.expand(&hb, h);
                 s.hb = hb;
@@ -307,8 +388,9 @@ impl HistFactoryModel {
         }
     }
 
-    /// Evaluate with the Hessian in block form (see [`HessianLayout`]): lower
-    /// triangle, permuted order, structural region only. With `fisher`, the
+    /// Evaluate with the Hessian in packed block form (see [`HessianLayout`]:
+    /// lower triangle, permuted order, structural entries only,
+    /// `layout.n_packed` of them). With `fisher`, the
     /// Hessian is replaced by the expected (Fisher) information
     /// `2 sum_b J_b J_b^T / nu_b` plus the constraints' expected curvature:
     /// positive semi-definite everywhere and cheaper, for scoring steps.
@@ -360,6 +442,9 @@ impl HistFactoryModel {
                 s.ad1[k] = d1;
                 s.ad2[k] = d2;
             }
+            for ((r, d1), v) in s.mrat.iter_mut().zip(&s.md1).zip(&s.mval) {
+                *r = d1 / v;
+            }
         } else {
             for (k, t) in self.mult.iter().enumerate() {
                 let x = theta[t.par as usize];
@@ -390,29 +475,19 @@ impl HistFactoryModel {
             s.nu[sb.bin as usize] += f * a;
         }
 
-        // 3. main term and per-bin weights
+        // 3. main term and per-bin weights (outside the Poisson domain: the
+        // extension of [`bin_term`], unless the model is strict)
         let mut val = data.constant;
         let mut bad = false;
         for b in 0..self.n_main {
-            let n = data.main[b];
-            let nu = s.nu[b];
-            if n > 0.0 {
-                if !(nu > 0.0) {
-                    bad = true;
-                    break;
-                }
-                val += 2.0 * (nu - n * nu.ln());
-                s.w1[b] = 2.0 * (1.0 - n / nu);
-                s.w2[b] = 2.0 * n / (nu * nu);
-            } else {
-                if !(nu >= 0.0) {
-                    bad = true;
-                    break;
-                }
-                val += 2.0 * nu;
-                s.w1[b] = 2.0;
-                s.w2[b] = 0.0;
+            let (t, w1, w2) = bin_term(data.main[b], s.nu[b], self.strict_domain);
+            if !t.is_finite() {
+                bad = true;
+                break;
             }
+            val += t;
+            s.w1[b] = w1;
+            s.w2[b] = w2;
         }
         // 4. constraints (value)
         for &(i, a, c) in &st.constrained {
@@ -446,8 +521,7 @@ impl HistFactoryModel {
         }
         if fisher {
             for b in 0..self.n_main {
-                let nu = s.nu[b];
-                s.w2[b] = if nu > 0.0 { 2.0 / nu } else { 0.0 };
+                s.w2[b] = fisher_weight(data.main[b], s.nu[b], s.w2[b]);
             }
         }
         let pairs = need_h && !fisher;
@@ -488,7 +562,7 @@ impl HistFactoryModel {
                 // x_i = F f'_i / f_i ; tv holds A u_j (mult) then a'_q (add)
                 let nt = m + (a1 - a0);
                 for k in 0..m {
-                    let u = s.md1[m0 + k] / s.mval[m0 + k];
+                    let u = s.mrat[m0 + k];
                     let x = f * u;
                     s.pre[k] = x;
                     s.tv[k] = a * u;
@@ -515,14 +589,14 @@ impl HistFactoryModel {
                         let pk = tp[k] as usize;
                         let d2 = s.md2[m0 + k];
                         if d2 != 0.0 {
-                            h[pk * p + pk] += 0.5 * w1 * a * f * d2 / s.mval[m0 + k];
+                            h[lay.pos(pk, pk)] += 0.5 * w1 * a * f * d2 / s.mval[m0 + k];
                         }
                         let ck = w1 * s.pre[k];
                         if ck != 0.0 {
                             for t in k + 1..nt {
                                 let q = tp[t] as usize;
                                 let (r, c) = if pk >= q { (pk, q) } else { (q, pk) };
-                                h[r * p + c] += ck * s.tv[t];
+                                h[lay.pos(r, c)] += ck * s.tv[t];
                             }
                         }
                     }
@@ -530,7 +604,7 @@ impl HistFactoryModel {
                         let d2 = s.ad2[q];
                         if d2 != 0.0 {
                             let pq = tp[m + k] as usize;
-                            h[pq * p + pq] += 0.5 * w1 * f * d2;
+                            h[lay.pos(pq, pq)] += 0.5 * w1 * f * d2;
                         }
                     }
                 }
@@ -566,7 +640,7 @@ impl HistFactoryModel {
                 let tp = &st.sb_pars[st.sb_ptr[j] as usize..st.sb_ptr[j + 1] as usize];
                 let mut put = |x: usize, y: usize, v: f64| {
                     let (r, c) = if x >= y { (x, y) } else { (y, x) };
-                    h[r * p + c] += v;
+                    h[lay.pos(r, c)] += v;
                 };
                 for k in 0..m {
                     let pk = tp[k] as usize;
@@ -610,16 +684,19 @@ impl HistFactoryModel {
                 let (r0, r1) = (st.bin_ptr[b] as usize, st.bin_ptr[b + 1] as usize);
                 let pars = &st.bin_pars[r0..r1];
                 let jac = &s.jac[r0..r1];
+                let g = lay.n_global;
                 for i in 0..pars.len() {
                     let wi = w2 * jac[i];
                     if wi == 0.0 {
                         continue;
                     }
                     let pi = pars[i] as usize;
-                    let rowh = &mut h[pi * p..(pi + 1) * p];
-                    rowh[pi] += 0.5 * wi * jac[i];
+                    // packed row pi: globals at off + c, its block at off + g + c - bs
+                    let (off, bs) = (lay.row_off[pi], lay.row_bs[pi]);
+                    h[off + if pi < g { pi } else { g + pi - bs }] += 0.5 * wi * jac[i];
                     for jj in i + 1..pars.len() {
-                        rowh[pars[jj] as usize] += wi * jac[jj];
+                        let c = pars[jj] as usize;
+                        h[off + if c < g { c } else { g + c - bs }] += wi * jac[jj];
                     }
                 }
             }
@@ -637,14 +714,14 @@ impl HistFactoryModel {
                     grad[i] += 2.0 * (x - aux) * is2;
                     if let Some(h) = hess.as_deref_mut() {
                         let k = lay.inv[i];
-                        h[k * p + k] += 2.0 * is2;
+                        h[lay.pos(k, k)] += 2.0 * is2;
                     }
                 }
                 Constraint::Poisson { tau } => {
                     grad[i] += 2.0 * (tau - aux / x);
                     if let Some(h) = hess.as_deref_mut() {
                         let k = lay.inv[i];
-                        h[k * p + k] += if fisher {
+                        h[lay.pos(k, k)] += if fisher {
                             2.0 * tau / x
                         } else {
                             2.0 * aux / (x * x)
@@ -723,5 +800,107 @@ impl HistFactoryModel {
                     );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Central differences of `bin_term` against its derivatives.
+    fn check(n: f64, nu: f64) {
+        let (t, w1, w2) = bin_term(n, nu, false);
+        assert!(
+            t.is_finite() && w1.is_finite() && w2.is_finite(),
+            "n {n} nu {nu}"
+        );
+        let h = 1e-4 * nu.abs().max(1e-9);
+        let (tp, w1p, _) = bin_term(n, nu + h, false);
+        let (tm, w1m, _) = bin_term(n, nu - h, false);
+        let d1 = (tp - tm) / (2.0 * h);
+        let d2 = (w1p - w1m) / (2.0 * h);
+        assert!(
+            (d1 - w1).abs() <= 1e-6 * w1.abs().max(1.0),
+            "n {n} nu {nu}: dt {d1} vs {w1}"
+        );
+        assert!(
+            (d2 - w2).abs() <= 1e-6 * w2.abs().max(1.0),
+            "n {n} nu {nu}: d2t {d2} vs {w2}"
+        );
+    }
+
+    #[test]
+    fn extension_has_consistent_derivatives() {
+        for n in [0.0, 1.0, 7.0, 250.0] {
+            for nu in [-3.0, -0.2, -1e-4, -2e-6, 3e-7, 0.9e-6, 2e-6, 0.5, 40.0] {
+                check(n, nu);
+            }
+        }
+    }
+
+    #[test]
+    fn extension_joins_the_poisson_term_smoothly() {
+        // value and two derivatives continuous at the floor (bins with data),
+        // value and first derivative continuous at 0 (bins without)
+        for n in [1.0, 12.0] {
+            let a = bin_term(n, RATE_FLOOR * (1.0 - 1e-12), false);
+            let b = bin_term(n, RATE_FLOOR, false);
+            assert!((a.0 - b.0).abs() <= 1e-9 * b.0.abs());
+            assert!((a.1 - b.1).abs() <= 1e-6 * b.1.abs());
+            assert!((a.2 - b.2).abs() <= 1e-6 * b.2.abs());
+        }
+        let a = bin_term(0.0, -1e-300, false);
+        let b = bin_term(0.0, 0.0, false);
+        assert!((a.0 - b.0).abs() < 1e-200 && (a.1 - b.1).abs() < 1e-12);
+        assert_eq!(b.2, 0.0);
+        assert!(a.2 > 0.0);
+    }
+
+    #[test]
+    fn extension_is_bounded_below_and_pushes_back_into_the_domain() {
+        for n in [0.0, 1.0, 30.0] {
+            let edge = bin_term(n, if n > 0.0 { RATE_FLOOR } else { 0.0 }, false);
+            for nu in [-1e6, -10.0, -1e-3, -1e-7] {
+                let (t, w1, w2) = bin_term(n, nu, false);
+                assert!(w2 > 0.0, "convex outside the domain");
+                if n > 0.0 {
+                    assert!(
+                        w1 < 0.0 && t > edge.0,
+                        "n {n} nu {nu}: decreasing towards the floor"
+                    );
+                }
+            }
+            // the lowest value outside the domain is within EMPTY_BIN_WIDTH^2 of the edge
+            let lowest = bin_term(n, -EMPTY_BIN_WIDTH * EMPTY_BIN_WIDTH, false).0;
+            assert!(lowest >= edge.0 - 2.0 * EMPTY_BIN_WIDTH * EMPTY_BIN_WIDTH);
+        }
+    }
+
+    #[test]
+    fn inside_the_domain_nothing_changes_and_strict_keeps_the_wall() {
+        for (n, nu) in [(0.0, 0.0), (0.0, 3.5), (4.0, 2.5), (1.0, 1e-6), (2.0, 1e4)] {
+            let a = bin_term(n, nu, false);
+            let b = bin_term(n, nu, true);
+            let exact = if n > 0.0 {
+                (
+                    2.0 * (nu - n * f64::ln(nu)),
+                    2.0 * (1.0 - n / nu),
+                    2.0 * n / (nu * nu),
+                )
+            } else {
+                (2.0 * nu, 2.0, 0.0)
+            };
+            assert_eq!(a, exact);
+            assert_eq!(b, exact);
+        }
+        // strict: tiny positive rates keep the Poisson term, non-positive ones are infinite
+        assert_eq!(
+            bin_term(3.0, 1e-9, true).0,
+            2.0 * (1e-9 - 3.0 * f64::ln(1e-9))
+        );
+        assert_eq!(bin_term(3.0, 0.0, true).0, f64::INFINITY);
+        assert_eq!(bin_term(0.0, -1e-9, true).0, f64::INFINITY);
+        assert_eq!(bin_term(3.0, f64::NAN, false).0, f64::INFINITY);
+        assert_eq!(bin_term(0.0, f64::NAN, false).0, f64::INFINITY);
     }
 }

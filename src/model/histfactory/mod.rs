@@ -39,6 +39,10 @@ pub struct ModelOptions {
     pub normsys_code: InterpCode,
     /// Interpolation code for histosys (default code4p).
     pub histosys_code: InterpCode,
+    /// pyhf's domain only: twice_nll is infinite where a bin with data has an
+    /// expected rate that is not positive, or any bin a negative one (no
+    /// extension, see [`kernel::bin_term`]). Off by default.
+    pub strict_domain: bool,
 }
 
 impl Default for ModelOptions {
@@ -48,6 +52,7 @@ impl Default for ModelOptions {
             poi: None,
             normsys_code: InterpCode::Code4,
             histosys_code: InterpCode::Code4p,
+            strict_domain: false,
         }
     }
 }
@@ -225,6 +230,8 @@ pub struct HistFactoryModel {
     pub normsys_code: InterpCode,
     /// Code used for histosys.
     pub histosys_code: InterpCode,
+    /// No extension of the Poisson terms outside pyhf's domain ([`ModelOptions::strict_domain`]).
+    pub strict_domain: bool,
     observed: Option<Dataset>,
     /// Non-fatal findings while compiling (printed by the CLI).
     pub warnings: Vec<String>,

@@ -173,3 +173,18 @@ pub fn fit_covariance_asymptotic(
     let free: Vec<usize> = (0..n).filter(|&i| !fixed[i]).collect();
     asymptotic_covariance(&h2, &d, &free, n)
 }
+
+/// Whether any unbinned channel of `model` has observed events with a weight
+/// other than 1 (then [`fit_covariance_asymptotic`] is the covariance to quote).
+pub fn has_weights(model: &crate::model::CombinedModel) -> bool {
+    use crate::model::Likelihood;
+    let data = model.observed();
+    model.parts().iter().enumerate().any(|(k, part)| {
+        part.as_any()
+            .is_some_and(|a| a.downcast_ref::<UnbinnedPart>().is_some())
+            && data.parts[k]
+                .downcast_ref::<Events>()
+                .and_then(|e| e.data.weights.as_ref())
+                .is_some_and(|w| w.iter().any(|&x| x != 1.0))
+    })
+}

@@ -1,0 +1,300 @@
+//! The command line on HS3 files: every command runs on the committed
+//! Gaussian + exponential example (tests/refs/unbinned/gauss_expo.json, 5122
+//! events, references from iminuit in refs.json), weighted fits report the
+//! asymptotic covariance by default, `yields --plot` draws the unbinned plots
+//! and `inspect` lists observables, distributions and parameters.
+
+use super::common::{self, rel, run_gradfit};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gradfit-ub-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn model_path(name: &str) -> String {
+    super::refs_dir()
+        .join(format!("{name}.json"))
+        .display()
+        .to_string()
+}
+
+fn ok(args: &[&str]) -> Value {
+    let (code, v, err) = run_gradfit(args);
+    assert_eq!(code, 0, "{args:?}: exit {code}: {err}");
+    v
+}
+
+fn idx(v: &Value, name: &str) -> usize {
+    v["par_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no parameter {name} in {v}"))
+}
+
+fn at(v: &Value, key: &str, name: &str) -> f64 {
+    v[key][idx(v, name)].as_f64().unwrap()
+}
+
+#[test]
+fn every_command_runs_on_an_hs3_file() {
+    let w = model_path("gauss_expo");
+    let want = &super::refs()["fits"]["gauss_expo"];
+    let dir = tempdir("all");
+    let f = |n: &str| dir.join(n).display().to_string();
+
+    // fit: iminuit's minimum and errors, the Hessian covariance (unit weights)
+    let fit = ok(&["fit", &w, "--json"]);
+    assert_eq!(fit["covariance"], "hessian");
+    let tw = want["twice_nll"].as_f64().unwrap();
+    assert!(
+        (fit["twice_nll"].as_f64().unwrap() - tw).abs() < 1e-6,
+        "{fit}"
+    );
+    let wn = want["par_names"].as_array().unwrap();
+    for (k, n) in wn.iter().enumerate() {
+        let n = n.as_str().unwrap();
+        let (v, e) = (at(&fit, "values", n), at(&fit, "errors", n));
+        assert!(
+            rel(v, want["values"][k].as_f64().unwrap()) < 1e-4,
+            "{n} = {v}"
+        );
+        assert!(
+            rel(e, want["errors"][k].as_f64().unwrap()) < 1e-3,
+            "error of {n} = {e}"
+        );
+    }
+    let (nsig, nsig_err) = (at(&fit, "values", "nsig"), at(&fit, "errors", "nsig"));
+
+    // eval at iminuit's minimum, in the model's parameter order
+    let pars: Vec<f64> = fit["par_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let k = wn.iter().position(|x| x == n).unwrap();
+            want["values"][k].as_f64().unwrap()
+        })
+        .collect();
+    std::fs::write(f("pars.json"), json!(pars).to_string()).unwrap();
+    let ev = ok(&["eval", &w, "--pars", &f("pars.json"), "--hessian", "--json"]);
+    assert!(
+        (ev["twice_nll"].as_f64().unwrap() - tw).abs() < 1e-6,
+        "{ev}"
+    );
+
+    // scan of the POI (the signal yield): the minimum of the scan is the fit's
+    let sc = ok(&["scan", &w, "--range", "1000:1150:7", "--json"]);
+    let pts = sc["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 7, "{sc}");
+
+    // reports: pulls, impacts, correlations, yields
+    let pulls = ok(&["pulls", &w, "--json"]);
+    assert!(pulls["parameters"].as_array().is_some(), "{pulls}");
+    let imp = ok(&["impacts", &w, "--json"]);
+    let pe = imp["poi_error"].as_f64().unwrap();
+    assert!(rel(pe, nsig_err) < 1e-3, "{imp} vs {nsig_err}");
+    let corr = ok(&["corr", &w, "--json"]);
+    let cm = corr["correlation"].as_array().unwrap();
+    let i = idx(&corr, "nsig");
+    assert!((cm[i][i].as_f64().unwrap() - 1.0).abs() < 1e-12, "{corr}");
+    let j = idx(&corr, "nbkg");
+    let rho = cm[i][j].as_f64().unwrap();
+    assert!(
+        rho < 0.0 && rho > -1.0,
+        "signal and background yields anticorrelate: {rho}"
+    );
+
+    // hypothesis tests need fits with no signal, where the peak's position and
+    // width are undefined: a copy of the model with them const at the best fit
+    let mut doc = common::read(&super::refs_dir().join("gauss_expo.json"));
+    for p in doc["parameter_points"][0]["parameters"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let n = p["name"].as_str().unwrap().to_string();
+        if n == "mu" || n == "sigma" {
+            p["value"] = json!(at(&fit, "values", &n));
+            p["const"] = json!(true);
+        }
+    }
+    std::fs::write(f("fixed_shape.json"), doc.to_string()).unwrap();
+    let w = f("fixed_shape.json");
+    let fit2 = ok(&["fit", &w, "--json"]);
+    assert!(rel(at(&fit2, "values", "nsig"), nsig) < 1e-6, "{fit2}");
+    let nsig_err = at(&fit2, "errors", "nsig");
+
+    // hypothesis tests: far above the fitted yield is excluded, the signal is significant
+    let cls = ok(&[
+        "cls",
+        &w,
+        "--mu",
+        &format!("{}", nsig + 4.0 * nsig_err),
+        "--json",
+    ]);
+    let c = cls["cls_obs"].as_f64().unwrap();
+    assert!(c > 0.0 && c < 0.01, "{cls}");
+    let lim = ok(&["limit", &w, "--json"]);
+    let obs = lim["obs"].as_f64().unwrap();
+    // asymptotically the 95% CLs limit on a well-measured yield is about mu_hat + 1.96 sigma
+    assert!(
+        obs > nsig + 1.5 * nsig_err && obs < nsig + 2.5 * nsig_err,
+        "{lim}"
+    );
+    let disc = ok(&["discovery", &w, "--json"]);
+    let z = disc["z_obs"].as_f64().unwrap();
+    assert!(z > 15.0, "{disc}");
+
+    // toys (shape fixed) in one run and in two shards merged: the same records
+    let toy = |extra: &[&str], out: &str| {
+        let mut a = vec![
+            "toys", &w, "--mu", "1076", "--n", "6", "--seed", "3", "--out", out,
+        ];
+        a.extend_from_slice(extra);
+        a.push("--json");
+        ok(&a)
+    };
+    let t = toy(&[], &f("all.json"));
+    assert_eq!(t["n_toys"], 6, "{t}");
+    toy(&["--shard", "0/2"], &f("s0.json"));
+    toy(&["--shard", "1/2"], &f("s1.json"));
+    ok(&[
+        "merge",
+        &f("s0.json"),
+        &f("s1.json"),
+        "--out",
+        &f("merged.json"),
+        "--json",
+    ]);
+    let recs = |n: &str| {
+        let v = common::read(&dir.join(n));
+        (v["sig_bkg"].clone(), v["bkg"].clone())
+    };
+    let all = recs("all.json");
+    assert_eq!(all.0.as_array().map(Vec::len), Some(6));
+    assert_eq!(all, recs("merged.json"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn weighted_fit_reports_the_asymptotic_covariance_by_default() {
+    let w = model_path("weighted");
+    let want = &super::refs()["fits"]["weighted"];
+    let wn = want["par_names"].as_array().unwrap();
+    let def = ok(&["fit", &w, "--json"]);
+    let hes = ok(&["fit", &w, "--covariance", "hessian", "--json"]);
+    assert_eq!(def["covariance"], "asymptotic");
+    assert_eq!(hes["covariance"], "hessian");
+    for (k, n) in wn.iter().enumerate() {
+        let n = n.as_str().unwrap();
+        let ea = want["errors_asymptotic"][k].as_f64().unwrap();
+        let eh = want["errors"][k].as_f64().unwrap();
+        let (gd, gh) = (at(&def, "errors", n), at(&hes, "errors", n));
+        assert!(rel(gd, ea) < 1e-3, "asymptotic error of {n}: {gd} vs {ea}");
+        assert!(rel(gh, eh) < 1e-3, "Hessian error of {n}: {gh} vs {eh}");
+        // the two must differ for the test to tell them apart (0.5% to 5% here)
+        assert!(rel(ea, eh) > 4e-3, "{n}: {ea} vs {eh}");
+    }
+    // the correlation matrix comes from the same covariance
+    let c = def["correlation"].as_array().unwrap();
+    let i = idx(&def, "nsig");
+    assert!((c[i][i].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    // unit-weight models: asymptotic on request, and a pyhf workspace refuses it
+    let g = ok(&[
+        "fit",
+        &model_path("gauss_expo"),
+        "--covariance",
+        "asymptotic",
+        "--json",
+    ]);
+    assert_eq!(g["covariance"], "asymptotic");
+    let ws = common::repo("examples/workspaces/two-channel.json");
+    let (code, _, err) = run_gradfit(&["fit", ws.to_str().unwrap(), "--covariance", "asymptotic"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--covariance asymptotic"), "{err}");
+}
+
+#[test]
+fn yields_plot_and_inspect_of_an_hs3_file() {
+    let w = model_path("product_2d");
+    let dir = tempdir("yields");
+    let plots = dir.join("plots");
+    let v = ok(&[
+        "yields",
+        &w,
+        "--plot",
+        plots.to_str().unwrap(),
+        "--png",
+        "--json",
+    ]);
+    let ch = &v["postfit"]["channels"][0];
+    let (total, observed) = (
+        ch["total"].as_f64().unwrap(),
+        ch["observed"].as_f64().unwrap(),
+    );
+    // an extended fit's expected total is the observed count
+    assert!(rel(total, observed) < 1e-6, "{ch}");
+    assert_eq!(ch["components"].as_array().unwrap().len(), 2, "{ch}");
+    let pre = &v["prefit"]["channels"][0];
+    assert!(
+        rel(pre["total"].as_f64().unwrap(), total) > 1e-6,
+        "pre-fit differs: {pre}"
+    );
+    let files = v["plots"].as_array().unwrap();
+    // two observables x two stages x (svg, png)
+    assert_eq!(files.len(), 8, "{v}");
+    for f in files {
+        let p = PathBuf::from(f.as_str().unwrap());
+        let bytes = std::fs::read(&p).unwrap();
+        if p.extension().unwrap() == "svg" {
+            let s = String::from_utf8(bytes).unwrap();
+            assert!(s.contains("<svg") && s.contains("pull"), "{}", p.display());
+        } else {
+            assert!(bytes.starts_with(b"\x89PNG"), "{}", p.display());
+        }
+    }
+    let ins = ok(&["inspect", &w, "--json"]);
+    let part = &ins["parts"][0];
+    let mut obs: Vec<&str> = part["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    obs.sort();
+    assert_eq!(obs, ["x", "y"], "{part}");
+    let types: Vec<&str> = part["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["distributions"].as_array().unwrap().iter())
+        .map(|d| d["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"gaussian_dist") && types.contains(&"exponential_dist"),
+        "{types:?}"
+    );
+    assert!(
+        ins["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "theta")
+    );
+    // the text form names them too
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gradfit"))
+        .args(["inspect", &w])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("observables:") && text.contains(" x [0.0, 10.0]") && text.contains("theta"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
