@@ -9,7 +9,11 @@ loss is the expected CLs at mu = 1 on the background-only Asimov data (q~),
 with its gradient through the fits from the library. Test metric: CLs with hard
 histograms of the test quarter, as the Rust example reports it.
 
-    python python/examples/neos_torch.py [--steps 10] [--seed 0] [--json]
+    python python/examples/neos_torch.py [--steps 10] [--seed 0] [--json] [--export ws.json]
+
+``--export`` writes the trained network's test-set model (hard histograms) as a
+pyhf workspace whose observed data is the background-only Asimov data, so that
+``gradfit cls ws.json --mu 1`` (or pyhf) recomputes the final test CLs.
 """
 
 import argparse
@@ -55,6 +59,26 @@ def templates(net, samples, bandwidth):
             "background": {"nominal": bkg, "correlated_bkg_uncertainty": (up, down)}}
 
 
+def export(tp, path):
+    """The model of templates ``tp`` as a pyhf workspace, observed = background-only Asimov data."""
+    sig = tp["signal"]["nominal"].tolist()
+    bkg = tp["background"]["nominal"].tolist()
+    up, down = (x.tolist() for x in tp["background"]["correlated_bkg_uncertainty"])
+    ws = {
+        "channels": [{"name": "singlechannel", "samples": [
+            {"name": "signal", "data": sig, "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+            {"name": "background", "data": bkg, "modifiers": [
+                {"name": "correlated_bkg_uncertainty", "type": "histosys",
+                 "data": {"hi_data": up, "lo_data": down}}]},
+        ]}],
+        "observations": [{"name": "singlechannel", "data": bkg}],
+        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    with open(path, "w") as f:
+        json.dump(ws, f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10)
@@ -63,6 +87,7 @@ def main():
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--export", help="write the final test-set model as a pyhf workspace")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -92,6 +117,9 @@ def main():
         opt.step()
         rows.append({"step": step, "train_cls": loss.item(), "test_cls": test_cls(),
                      "seconds": time.perf_counter() - t0})
+    if a.export:
+        with torch.no_grad():
+            export(templates(net, test, 0.0), a.export)
     if a.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -77,4 +77,20 @@ def plot_ranking(model, top=20, ax=None):
     return fig
 
 
-__all__ = ["pulls", "impacts", "ranking", "yields", "correlation", "plot_pulls", "plot_ranking"]
+def plot_scan(scan, ax=None):
+    """A profile-likelihood scan (the dict ``gradfit.infer.scan`` returns) as a
+    matplotlib figure: delta(-2 ln L) against the parameter (needs matplotlib)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+    ax.plot(scan["values"], scan["delta_twice_nll"], "k.-")
+    for level in (1.0, 4.0):
+        ax.axhline(level, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel(scan["parameter"])
+    ax.set_ylabel(r"$-2\Delta\ln L$")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["pulls", "impacts", "ranking", "yields", "correlation", "plot_pulls", "plot_ranking",
+           "plot_scan"]

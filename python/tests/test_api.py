@@ -151,16 +151,47 @@ def test_fits_release_the_gil(ws, model):
 
 
 def test_other_inputs_use_the_cli_loader():
-    """An HS3 file: Python loads it exactly when the CLI does, with the CLI's message otherwise."""
+    """A HistFactory model in an HS3 file (the shared pyhs3 example): Python loads
+    it as the CLI does and fits it to the same numbers."""
     shared = os.environ.get("GRADFIT_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
     path = os.path.join(shared, "hs3", "pyhs3-simplemodel_uncorrelated-background_hs3.json")
     assert os.path.exists(path), f"shared data not found at {shared} (set GRADFIT_SHARED)"
     r = subprocess.run([gradfit_bin(), "inspect", path, "--json"], capture_output=True, text=True, timeout=300)
-    if r.returncode == 0:
-        m = gradfit.Model.from_file(path)
-        assert m.kind == "combined"
-        assert [p["name"] for p in json.loads(r.stdout)["parameters"]] == m.config.par_names
-    else:
-        with pytest.raises(gradfit.exceptions.GradfitError) as e:
-            gradfit.Model.from_file(path)
-        assert str(e.value) in r.stderr
+    assert r.returncode == 0, r.stderr
+    m = gradfit.Model.from_file(path)
+    assert m.kind == "combined" and m.config.poi_name == "mu"
+    assert [p["name"] for p in json.loads(r.stdout)["parameters"]] == m.config.par_names
+    x, tw = gradfit.infer.mle.fit(m.observed_data(), m, return_fitted_val=True)
+    r = subprocess.run([gradfit_bin(), "fit", path, "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert list(x) == c["values"] and float(tw) == c["twice_nll"]
+
+
+def test_plots_are_matplotlib_figures(ws, model):
+    """pulls, ranking and scan plots: figures whose artists hold the report's numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = gradfit.report.pulls(model)
+    fig = gradfit.report.plot_pulls(model)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    keep = ~np.isnan(p["pull"])
+    xs = fig.axes[0].lines[0].get_xdata()
+    assert np.array_equal(np.asarray(xs), p["pull"][keep])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [n for n, k in zip(p["par_names"], keep) if k]
+    plt.close(fig)
+    names, up, down = gradfit.report.ranking(model)
+    assert isinstance(up, np.ndarray) and len(names) == len(up) == len(down)
+    fig = gradfit.report.plot_ranking(model, top=3)
+    widths = sorted(r.get_width() for r in fig.axes[0].patches)
+    assert np.allclose(widths, sorted(list(up[:3]) + list(down[:3])))
+    plt.close(fig)
+    s = gradfit.infer.scan(ws.data(model), model, np.linspace(0.0, 3.0, 5))
+    fig = gradfit.report.plot_scan(s)
+    assert np.array_equal(np.asarray(fig.axes[0].lines[0].get_ydata()), s["delta_twice_nll"])
+    assert fig.axes[0].get_xlabel() == "mu"
+    plt.close(fig)

@@ -12,6 +12,7 @@ import pytest
 import gradfit
 from gradfit.exceptions import (FailedMinimization, GradfitError, InvalidInput, InvalidPatch,
                                 InvalidWorkspace)
+from conftest import gradfit_bin
 
 
 @pytest.fixture
@@ -162,3 +163,34 @@ def test_toy_files_are_verified(two_channel):
     other = gradfit.toys.run(m, 1.0, 20, seed=2, shard=(1, 2))
     with pytest.raises(gradfit.exceptions.InvalidToyFile, match="seed"):
         gradfit.toys.merge([a, other])
+
+
+def test_messages_are_the_cli_messages(tmp_path, two_channel):
+    """InvalidWorkspace, InvalidPatch and FailedMinimization carry the command line's message."""
+    cases = []
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"channels": 3, "observations": [], "measurements": [], "version": "1.0.0"}))
+    cases.append((InvalidWorkspace, ["fit", str(bad)], lambda: gradfit.Workspace(str(bad)).model()))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"channels": [')
+    cases.append((InvalidWorkspace, ["fit", str(broken)], lambda: gradfit.Workspace(str(broken)).model()))
+    patch = tmp_path / "p.json"
+    patch.write_text(json.dumps([{"op": "replace", "path": "/channels/99/samples", "value": []}]))
+    # (an in-memory patch is labelled by its place in `patches`, where the CLI names the file)
+    cases.append((InvalidPatch, ["fit", two_channel, "-p", str(patch)],
+                  lambda: gradfit.Model.from_file(two_channel, patches=[json.loads(patch.read_text())])))
+    ws = gradfit.Workspace(two_channel)
+    m = ws.model()
+    cases.append((FailedMinimization, ["fit", two_channel, "--max-iter", "1"],
+                  lambda: gradfit.infer.mle.fit(ws.data(m), m, max_iter=1)))
+    for exc, args, call in cases:
+        r = subprocess.run([gradfit_bin(), *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode != 0, args
+        with pytest.raises(exc) as e:
+            call()
+        msg = str(e.value)
+        assert len(msg) > 10 and msg in r.stderr.replace(str(patch), "patches[0]"), (args, msg, r.stderr)
+    # a failed fit keeps its last point's numbers
+    with pytest.raises(FailedMinimization) as e:
+        gradfit.infer.mle.fit(ws.data(m), m, max_iter=1)
+    assert e.value.iterations == 1 and np.isfinite(e.value.twice_nll) and len(e.value.x) == m.config.npars

@@ -69,9 +69,10 @@ def _run(data, model, init_pars, par_bounds, fixed_params, poi_value, return_unc
                   poi_value, max_iter, bool(return_uncertainties or return_correlations),
                   bool(return_correlations))
     if not r["converged"]:
-        raise FailedMinimization(
-            f"the fit did not converge: {r['message']} (twice_nll = {r['twice_nll']}, "
-            f"{r['iterations']} iterations)")
+        # the command line's message; the last point's numbers as attributes
+        e = FailedMinimization(f"the fit did not converge: {r['message']}")
+        e.twice_nll, e.iterations, e.x = r["twice_nll"], r["iterations"], r["x"]
+        raise e
     x = r["x"]
     if return_uncertainties:
         x = np.stack([x, r["errors"]], axis=-1)
