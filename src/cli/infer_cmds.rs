@@ -1,6 +1,7 @@
 //! `cls`, `limit`, `discovery`, `scan`, `toys` and `merge`.
 
 use super::infer_plots::{self, ClsPoint};
+use super::progress;
 use super::table::{Table, fmt};
 use super::{ModelArgs, OutputArgs, check_poi_value, num, nums, par_index};
 use crate::device::Engine;
@@ -15,7 +16,6 @@ use crate::infer::{AsymptoticCalculator, Problem, TestStat};
 use crate::model::{Likelihood, ModelInfo};
 use clap::Args;
 use serde_json::{Value, json};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Toy options shared by `cls`, `limit` and `discovery`.
@@ -239,44 +239,42 @@ fn parse_pair(s: &str) -> Result<(f64, f64)> {
     Ok((lo, hi))
 }
 
-/// A progress bar on stderr when it is a terminal.
-fn progress_bar(label: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::new(0);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} fits-of-toys {elapsed} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_message(label.to_string());
-    Some(pb)
-}
-
 fn print_warnings(ws: &[String]) {
     for w in ws {
         eprintln!("warning: {w}");
     }
 }
 
-/// Run the toys of `settings`, with a progress bar.
+/// Run the toys of `settings`, with a progress bar counting toys: its own,
+/// or `outer` (a bar over several runs) advanced from `offset`.
 fn toys_for<M: Likelihood>(
     engine: &dyn Engine<M>,
     p: &Problem<M>,
     settings: &ToySettings,
+    outer: Option<(&indicatif::ProgressBar, u64)>,
 ) -> Result<ToyRun> {
-    let pb = progress_bar(&format!("toys mu={}", settings.mu));
+    let (lo, hi) = toys::shard_range(settings.n_toys, settings.shard)?;
+    let n = (hi - lo) as u64;
+    let own = match outer {
+        Some(_) => None,
+        None => progress::bar(
+            n,
+            "toys",
+            &format!("toys at mu = {}", progress::short(settings.mu)),
+        ),
+    };
+    let (pb, offset) = match outer {
+        Some((b, o)) => (Some(b), o),
+        None => (own.as_ref(), 0),
+    };
+    // the runner counts fits of both hypotheses; the bar counts toys
     let report = |done: u64, total: u64| {
-        if let Some(pb) = &pb {
-            pb.set_length(total);
-            pb.set_position(done);
+        if let Some(pb) = pb {
+            pb.set_position(offset + done * n / total.max(1));
         }
     };
     let run = engine.run_toys(p, settings, &FitOptions::default(), &report);
-    if let Some(pb) = pb {
+    if let Some(pb) = own {
         pb.finish_and_clear();
     }
     run
@@ -328,7 +326,12 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
     check_poi_value(model, p.poi, mu, "--mu")?;
     let v = if let Some(n) = a.toys.n()? {
         print_warnings(&a.test_stat.warnings(p.poi_bounds(), mu));
-        let run = toys_for(&*engine, &p, &a.toys.settings(mu, a.test_stat, n, digest))?;
+        let run = toys_for(
+            &*engine,
+            &p,
+            &a.toys.settings(mu, a.test_stat, n, digest),
+            None,
+        )?;
         let c = toy_cls(&run)?;
         if c.n_failed > 0 {
             eprintln!(
@@ -456,9 +459,23 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
         };
         let mut points: Vec<toy_limit::GridPoint> = Vec::new();
         let mut todo = grid.clone();
+        // one bar for the whole limit, counting toys over every grid point
+        let pb = progress::bar(n as u64 * grid.len() as u64, "toys", "toy limit");
         for round in 0..4 {
+            if let Some(pb) = &pb {
+                pb.set_length(n as u64 * (points.len() + todo.len()) as u64);
+            }
             for &mu in &todo {
-                let run = toys_for(&*engine, &p, &a.toys.settings(mu, a.test_stat, n, digest))?;
+                let at = pb.as_ref().map(|b| (b, n as u64 * points.len() as u64));
+                if let Some(pb) = &pb {
+                    pb.set_message(format!("toy limit, mu = {}", progress::short(mu)));
+                }
+                let run = toys_for(
+                    &*engine,
+                    &p,
+                    &a.toys.settings(mu, a.test_stat, n, digest),
+                    at,
+                )?;
                 points.push(toy_limit::GridPoint {
                     mu,
                     cls: toy_cls(&run)?,
@@ -486,6 +503,9 @@ fn limit_model<M: ModelInfo>(a: &LimitArgs, model: &M, digest: &str) -> Result<i
             );
             grid.extend(&todo);
             grid.sort_by(f64::total_cmp);
+        }
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
         }
         toy_limit_result(a, points, phi, &poi_name, &mut plot_points)
     } else {
@@ -577,7 +597,12 @@ fn discovery_model<M: ModelInfo>(a: &DiscoveryArgs, model: &M, digest: &str) -> 
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let z = |p: f64| -crate::infer::normal_quantile(p);
     let v = if let Some(n) = a.toys.n()? {
-        let run = toys_for(&*engine, &p, &a.toys.settings(0.0, TestStat::Q0, n, digest))?;
+        let run = toys_for(
+            &*engine,
+            &p,
+            &a.toys.settings(0.0, TestStat::Q0, n, digest),
+            None,
+        )?;
         let c = toy_cls(&run)?;
         let p0 = c.clsb_obs;
         let p0e = c.cls_exp[2];
@@ -768,6 +793,7 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
             model_digest: digest.to_string(),
             toy_max_iter: None,
         },
+        None,
     )?;
     crate::util::write_json_atomic(&a.out, &run)?;
     if let Some(path) = &a.plot {

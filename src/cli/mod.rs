@@ -8,6 +8,7 @@ mod inspect_cmd;
 mod limit_toys;
 mod model_args;
 mod neyman_cmd;
+mod progress;
 mod pyhf_cmds;
 mod report_cmds;
 pub mod table;

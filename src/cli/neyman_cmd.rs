@@ -11,7 +11,6 @@ use crate::infer::neyman_plot::BeltPlot;
 use crate::infer::scan::parse_range;
 use crate::model::ModelInfo;
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Arguments of `gradfit neyman`.
@@ -57,13 +56,7 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
     let grid = parse_range(&a.range).map_err(Error::Input)?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
-    let pb = if std::io::stderr().is_terminal() {
-        let pb = indicatif::ProgressBar::new(0);
-        pb.set_message("neyman toys");
-        Some(pb)
-    } else {
-        None
-    };
+    let pb = super::progress::bar(0, "fits", "neyman toys");
     let report = |done: u64, total: u64| {
         if let Some(pb) = &pb {
             pb.set_length(total);

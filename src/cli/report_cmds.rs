@@ -16,7 +16,6 @@ use crate::report::plot::{self, CorrelationPlot, PullsPlot, RankingPlot};
 use crate::report::{self, ImpactRow, PostFit, Pull, ShiftKind, Yields};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// Minimiser options of the best fit.
@@ -316,25 +315,14 @@ fn pulls_model<M: ModelInfo>(a: &PullsArgs, model: &M) -> Result<i32> {
 }
 
 fn refit_progress() -> impl FnMut(usize, usize) {
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let tty = std::io::stderr().is_terminal();
+    let mut bar: Option<Option<indicatif::ProgressBar>> = None;
     move |done, total| {
-        if !tty {
-            return;
-        }
-        let b = bar.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "refits {bar:40} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        b.set_position(done as u64);
-        if done >= total {
-            b.finish_and_clear();
+        let b = bar.get_or_insert_with(|| super::progress::bar(total as u64, "refits", "impacts"));
+        if let Some(b) = b {
+            b.set_position(done as u64);
+            if done >= total {
+                b.finish_and_clear();
+            }
         }
     }
 }
