@@ -61,25 +61,33 @@ struct UnbinnedGen {
     norms: Option<Vec<Norm>>,
 }
 
+/// The [`Part`] accessors of a part that keeps its parameters and observed
+/// data in fields named `par_names`, `init`, `bounds`, `fixed`, `observed`.
+macro_rules! field_accessors {
+    () => {
+        fn par_names(&self) -> &[String] {
+            &self.par_names
+        }
+        fn init(&self) -> &[f64] {
+            &self.init
+        }
+        fn bounds(&self) -> &[(f64, f64)] {
+            &self.bounds
+        }
+        fn fixed(&self) -> &[bool] {
+            &self.fixed
+        }
+        fn observed(&self) -> PartData {
+            self.observed.clone()
+        }
+    };
+}
+
 impl Part for UnbinnedPart {
     fn label(&self) -> String {
         UnbinnedPart::label(self)
     }
-    fn par_names(&self) -> &[String] {
-        &self.par_names
-    }
-    fn init(&self) -> &[f64] {
-        &self.init
-    }
-    fn bounds(&self) -> &[(f64, f64)] {
-        &self.bounds
-    }
-    fn fixed(&self) -> &[bool] {
-        &self.fixed
-    }
-    fn observed(&self) -> PartData {
-        self.observed.clone()
-    }
+    field_accessors!();
     fn scratch(&self) -> PartScratch {
         Box::new(UnbinnedScratch::default())
     }
@@ -188,21 +196,7 @@ impl Part for ConstraintPart {
     fn label(&self) -> String {
         ConstraintPart::label(self)
     }
-    fn par_names(&self) -> &[String] {
-        &self.par_names
-    }
-    fn init(&self) -> &[f64] {
-        &self.init
-    }
-    fn bounds(&self) -> &[(f64, f64)] {
-        &self.bounds
-    }
-    fn fixed(&self) -> &[bool] {
-        &self.fixed
-    }
-    fn observed(&self) -> PartData {
-        self.observed.clone()
-    }
+    field_accessors!();
     fn scratch(&self) -> PartScratch {
         Box::new(SlotValues::default())
     }
