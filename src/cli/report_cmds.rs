@@ -627,20 +627,39 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
                 .collect();
         written = super::yields_plots::write(t, &stages, a.log, &a.bin_edges)?;
     }
-    a.out.emit(&v, || {
+    finish_yields(
+        &a.out,
+        &v,
+        [pre.as_ref(), posty.as_ref()],
+        yields_table,
+        &written,
+        post.as_ref(),
+    )
+}
+
+/// Print the pre- and post-fit yields tables (`table` renders one stage),
+/// name the plots written, and give the exit status of the best fit.
+pub(super) fn finish_yields<T>(
+    out: &OutputArgs,
+    v: &Value,
+    stages: [Option<&T>; 2],
+    table: impl Fn(&T, &str) -> String,
+    written: &[PathBuf],
+    post: Option<&PostFit>,
+) -> Result<i32> {
+    out.emit(v, || {
         let mut s = String::new();
-        if let Some(y) = &pre {
-            s.push_str(&yields_table(y, "pre-fit"));
-        }
-        if let Some(y) = &posty {
-            s.push_str(&yields_table(y, "post-fit"));
+        for (y, stage) in stages.iter().zip(["pre-fit", "post-fit"]) {
+            if let Some(y) = y {
+                s.push_str(&table(y, stage));
+            }
         }
         s
     })?;
-    for p in &written {
+    for p in written {
         eprintln!("wrote {}", p.display());
     }
-    if let Some(p) = &post {
+    if let Some(p) = post {
         warn_not_converged(p);
         if !p.converged {
             return Ok(EXIT_NOT_CONVERGED);

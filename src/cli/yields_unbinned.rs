@@ -4,10 +4,10 @@
 //! total and components as curves and a pull panel
 //! ([`crate::report::plot::unbinned`]).
 
-use super::report_cmds::{YieldsArgs, best_fit, fit_header, warn_not_converged};
+use super::num;
+use super::report_cmds::{YieldsArgs, best_fit, fit_header};
 use super::table::{Table, fmt};
 use super::yields_plots::{Target, safe_name, target};
-use super::{EXIT_NOT_CONVERGED, num};
 use crate::error::{Error, Result};
 use crate::model::{CombinedModel, Likelihood, ModelInfo};
 use crate::report::plot::unbinned::{UnbinnedYields, unbinned_plots, unbinned_yields};
@@ -84,26 +84,14 @@ pub(super) fn yields(a: &YieldsArgs, model: &CombinedModel) -> Result<i32> {
                 .collect::<Vec<_>>()
         );
     }
-    a.out.emit(&v, || {
-        let mut s = String::new();
-        if let Some(y) = &pre {
-            s.push_str(&yields_table(y, "pre-fit"));
-        }
-        if let Some(y) = &posty {
-            s.push_str(&yields_table(y, "post-fit"));
-        }
-        s
-    })?;
-    for p in &written {
-        eprintln!("wrote {}", p.display());
-    }
-    if let Some(p) = &post {
-        warn_not_converged(p);
-        if !p.converged {
-            return Ok(EXIT_NOT_CONVERGED);
-        }
-    }
-    Ok(0)
+    super::report_cmds::finish_yields(
+        &a.out,
+        &v,
+        [pre.as_ref(), posty.as_ref()],
+        |y: &Vec<UnbinnedYields>, stage| yields_table(y, stage),
+        &written,
+        post.as_ref(),
+    )
 }
 
 /// One plot per observable of every unbinned channel and stage, named
