@@ -5,6 +5,7 @@ mod gpu_cmds;
 mod infer_cmds;
 mod infer_plots;
 mod inspect_cmd;
+mod limit_cmd;
 mod limit_toys;
 mod model_args;
 mod neyman_cmd;
@@ -52,7 +53,7 @@ enum Command {
     /// CLs hypothesis test at one POI value (asymptotic or toys).
     Cls(infer_cmds::ClsArgs),
     /// Upper limits on the POI, observed and expected band.
-    Limit(infer_cmds::LimitArgs),
+    Limit(limit_cmd::LimitArgs),
     /// Discovery p-value and significance (q0).
     Discovery(infer_cmds::DiscoveryArgs),
     /// Profile-likelihood scan of a parameter.
@@ -265,7 +266,7 @@ pub fn main() -> i32 {
         Command::Fit(a) => core_cmds::fit(a),
         Command::Inspect(a) => inspect_cmd::inspect(a),
         Command::Cls(a) => infer_cmds::cls(a),
-        Command::Limit(a) => infer_cmds::limit(a),
+        Command::Limit(a) => limit_cmd::limit(a),
         Command::Discovery(a) => infer_cmds::discovery(a),
         Command::Scan(a) => infer_cmds::scan(a),
         Command::Toys(a) => infer_cmds::toys_cmd(a),
