@@ -13,7 +13,7 @@ small inputs in tests/refs/pyhf_tools/inputs/, and writes
   OUT/cases.json        the manifest: each case's gradfit arguments and the
                         file it must print, or the error pyhf raises
 
-so that `cargo test --test pyhf_tools` needs no Python. Usage:
+so that `cargo test --test suite -- pyhf_tools::` needs no Python. Usage:
 
   python3 scripts/pyhf_tools_refs.py                 # rewrite tests/refs/pyhf_tools
   python3 scripts/pyhf_tools_refs.py --out DIR       # write elsewhere (CI diffs DIR

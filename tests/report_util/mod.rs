@@ -1,7 +1,7 @@
 //! Independent computations shared by the report suites.
 #![allow(dead_code)]
 
-use crate::common::rel;
+use super::common::rel;
 use gradfit::model::HistFactoryModel;
 use gradfit::report;
 
