@@ -14,7 +14,9 @@
 
 pub mod impacts;
 pub mod plot;
+mod plot_corr;
 pub mod plot_infer;
+mod plot_ranking;
 mod plot_text;
 pub mod plot_yields;
 pub mod pulls;
