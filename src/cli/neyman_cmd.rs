@@ -56,9 +56,10 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
     let grid = parse_range(&a.range).map_err(Error::Input)?;
     let engine = model.engine(&a.model.device)?;
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
-    let pb = super::progress::bar(0, "fits", "neyman toys");
+    // the bar appears with the first report, when its length is known
+    let pb: std::sync::OnceLock<Option<indicatif::ProgressBar>> = std::sync::OnceLock::new();
     let report = |done: u64, total: u64| {
-        if let Some(pb) = &pb {
+        if let Some(pb) = pb.get_or_init(|| super::progress::bar(total, "fits", "neyman toys")) {
             pb.set_length(total);
             pb.set_position(done);
         }
@@ -71,7 +72,7 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
         batch: a.batch,
     };
     let n = neyman(&p, &settings, &FitOptions::default(), a.keep_toys, &report)?;
-    if let Some(pb) = pb {
+    if let Some(Some(pb)) = pb.get() {
         pb.finish_and_clear();
     }
     for msg in &n.messages {
