@@ -38,12 +38,15 @@ pub fn workspace(data: &[u8]) {
 
 fn compile_and_fit(v: Value) {
     if crate::model::format_of(&v) != crate::model::Format::Pyhf {
-        let _ = crate::model::load_other(
+        // HS3 and NSBI documents: their readers, then the model they give
+        if let Ok(m) = crate::model::load_other(
             crate::model::format_of(&v),
             &v,
             "fuzz",
             std::path::Path::new("."),
-        );
+        ) {
+            exercise(&m);
+        }
         return;
     }
     let Ok(ws) = Workspace::from_value(v, &[], "fuzz", &ReadOptions::default()) else {

@@ -421,14 +421,23 @@ fn read_channel(
         });
     }
     // parameter table
-    let info = |n: &String| {
-        pars.get(n)
-            .or_else(|| declared_only.get(n))
-            .expect("collected above")
-    };
-    let init: Vec<f64> = par_names.iter().map(|n| info(n).init).collect();
-    let bounds: Vec<(f64, f64)> = par_names.iter().map(|n| info(n).bounds).collect();
-    let fixed: Vec<bool> = par_names.iter().map(|n| info(n).fixed).collect();
+    // every name was collected from the modifiers or the measurement's
+    // config; one that was not (a modifier the parameter scan did not read)
+    // is an input error, not a panic
+    let mut table: Vec<&ParInfo> = Vec::with_capacity(par_names.len());
+    for n in &par_names {
+        let p = pars.get(n).or_else(|| declared_only.get(n)).ok_or_else(|| {
+            err(
+                src,
+                &format!("/channels/{ci}"),
+                format!("parameter '{n}' of channel '{name}' is not declared by any modifier or by the measurement's config.parameters"),
+            )
+        })?;
+        table.push(p);
+    }
+    let init: Vec<f64> = table.iter().map(|p| p.init).collect();
+    let bounds: Vec<(f64, f64)> = table.iter().map(|p| p.bounds).collect();
+    let fixed: Vec<bool> = table.iter().map(|p| p.fixed).collect();
     let poi_local = par_names.iter().position(|n| n == poi);
 
     // observed events
