@@ -10,11 +10,13 @@
 
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitResult, FitSpec};
+pub use crate::gpu::route::{Policy, Router};
 use crate::infer::Problem;
 use crate::infer::toys::{self, ToyRun, ToySettings};
 use crate::model::{Dataset, HistFactoryModel, Likelihood};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The message for a GPU device in a build without CUDA support.
 pub const NO_CUDA: &str = "built without the cuda feature; see scripts/build-cuda.sh";
@@ -101,35 +103,53 @@ impl Device {
 
 enum Inner {
     Cpu,
+    /// Opened on first use: work that the router sends to the CPU never
+    /// pays for opening the device and uploading the model.
     #[cfg(feature = "cuda")]
-    Cuda(Box<crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>>),
+    Cuda(usize, std::sync::OnceLock<Box<CudaGpu>>),
     #[cfg(feature = "cuda-emu")]
     Emu(Box<crate::gpu::Gpu<crate::gpu::emu::EmuBackend>>),
 }
+
+#[cfg(feature = "cuda")]
+type CudaGpu = crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>;
 
 /// A model on a device.
 pub struct Session<'m> {
     model: &'m HistFactoryModel,
     device: Device,
     inner: Inner,
+    router: Router,
+    noted: AtomicBool,
 }
 
 impl<'m> Session<'m> {
-    /// Put `model` on `device` (for a GPU: open it and upload the model).
+    /// Put `model` on `device`. A CUDA device is opened (and the model
+    /// uploaded) when the first work is routed to it; see [`crate::gpu::route`].
     pub fn new(device: &Device, model: &'m HistFactoryModel) -> Result<Self> {
         device.check()?;
-        let inner = match device {
-            Device::Cpu => Inner::Cpu,
+        let all_on_device = Router {
+            policy: Policy::Gpu,
+            n_global: 0,
+        };
+        let (inner, router) = match device {
+            Device::Cpu => (Inner::Cpu, all_on_device),
             #[cfg(feature = "cuda")]
-            Device::Cuda(n) => Inner::Cuda(Box::new(crate::gpu::Gpu::new(
-                crate::gpu::cuda::backend(*n)?,
-                model,
-            )?)),
+            Device::Cuda(n) => (
+                Inner::Cuda(*n, std::sync::OnceLock::new()),
+                Router {
+                    policy: Policy::from_env()?,
+                    n_global: crate::gpu::DeviceModel::new(model)?.n_global,
+                },
+            ),
             #[cfg(feature = "cuda-emu")]
-            Device::CudaEmu => Inner::Emu(Box::new(crate::gpu::Gpu::new(
-                crate::gpu::emu::EmuBackend,
-                model,
-            )?)),
+            Device::CudaEmu => (
+                Inner::Emu(Box::new(crate::gpu::Gpu::new(
+                    crate::gpu::emu::EmuBackend,
+                    model,
+                )?)),
+                all_on_device,
+            ),
             #[allow(unreachable_patterns)]
             _ => return Err(Error::input(NO_CUDA)),
         };
@@ -137,7 +157,50 @@ impl<'m> Session<'m> {
             model,
             device: *device,
             inner,
+            router,
+            noted: AtomicBool::new(false),
         })
+    }
+
+    /// Route this session's work with `policy` (the emulation defaults to
+    /// [`Policy::Gpu`], so that tests run the kernels; CUDA to
+    /// `GRADFIT_GPU_ROUTE`).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.router.policy = policy;
+        if self.router.n_global == 0 && self.device.is_gpu() {
+            self.router.n_global = crate::gpu::DeviceModel::new(self.model)
+                .map(|d| d.n_global)
+                .unwrap_or(usize::MAX);
+        }
+        self
+    }
+
+    /// Whether work of this size runs on the CPU although the session is on a
+    /// GPU; prints [`Router::note`] the first time.
+    fn routed_to_cpu(&self, on_gpu: bool, what: &str) -> bool {
+        if matches!(self.inner, Inner::Cpu) || on_gpu {
+            return false;
+        }
+        if !self.noted.swap(true, Ordering::Relaxed) {
+            eprintln!("{}", Router::note(what));
+        }
+        true
+    }
+
+    #[cfg(feature = "cuda")]
+    fn open_cuda<'s>(
+        &self,
+        n: usize,
+        cell: &'s std::sync::OnceLock<Box<CudaGpu>>,
+    ) -> Result<&'s CudaGpu> {
+        if let Some(g) = cell.get() {
+            return Ok(g);
+        }
+        let g = crate::gpu::Gpu::new(crate::gpu::cuda::backend(n)?, self.model)?;
+        let _ = cell.set(Box::new(g));
+        cell.get()
+            .map(|b| &**b)
+            .ok_or_else(|| Error::Numerical("internal: CUDA device not kept".into()))
     }
 
     /// The device.
@@ -155,7 +218,13 @@ impl<'m> Session<'m> {
         match &self.inner {
             Inner::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
             #[cfg(feature = "cuda")]
-            Inner::Cuda(g) => crate::gpu::Backend::describe(g.backend()),
+            Inner::Cuda(n, cell) => match cell.get() {
+                Some(g) => crate::gpu::Backend::describe(g.backend()),
+                None => format!(
+                    "CUDA device {n}, not used: this work ran on the CPU ({} threads)",
+                    rayon::current_num_threads()
+                ),
+            },
             #[cfg(feature = "cuda-emu")]
             Inner::Emu(g) => crate::gpu::Backend::describe(g.backend()),
         }
@@ -185,10 +254,14 @@ impl<'m> Session<'m> {
                 specs.len()
             )));
         }
+        let what = format!("{} fits", specs.len());
+        if self.routed_to_cpu(self.router.fits_on_gpu(specs.len()), &what) {
+            return Ok(fit::fit_batch(self.model, data, specs, opts));
+        }
         match &self.inner {
             Inner::Cpu => Ok(fit::fit_batch(self.model, data, specs, opts)),
             #[cfg(feature = "cuda")]
-            Inner::Cuda(g) => g.fit_batch(data, specs, opts),
+            Inner::Cuda(n, cell) => self.open_cuda(*n, cell)?.fit_batch(data, specs, opts),
             #[cfg(feature = "cuda-emu")]
             Inner::Emu(g) => g.fit_batch(data, specs, opts),
         }
@@ -208,12 +281,40 @@ impl<'m> Session<'m> {
                 "the problem's model is not the session's model",
             ));
         }
+        let fits = 4 * settings.n_toys as usize;
+        let what = format!("the {fits} toy fits");
+        if self.routed_to_cpu(self.router.fits_on_gpu(fits), &what) {
+            return toys::run_toys(p, settings, opts, progress);
+        }
         match &self.inner {
             Inner::Cpu => toys::run_toys(p, settings, opts, progress),
             #[cfg(feature = "cuda")]
-            Inner::Cuda(g) => crate::gpu::run_toys(g, p, settings, opts, progress),
+            Inner::Cuda(n, cell) => {
+                crate::gpu::run_toys(self.open_cuda(*n, cell)?, p, settings, opts, progress)
+            }
             #[cfg(feature = "cuda-emu")]
             Inner::Emu(g) => crate::gpu::run_toys(g, p, settings, opts, progress),
+        }
+    }
+
+    /// Evaluations on the CPU kernel.
+    fn cpu_eval(
+        &self,
+        thetas: &[f64],
+        data: &[&Dataset],
+        grad: bool,
+        t: usize,
+    ) -> (Vec<f64>, Option<Vec<f64>>) {
+        let p = self.model.n_pars();
+        let mut f = vec![0.0; t];
+        if grad {
+            let mut g = vec![0.0; t * p];
+            self.model
+                .eval_batch(thetas, data, &mut f, Some(&mut g), None);
+            (f, Some(g))
+        } else {
+            self.model.eval_batch(thetas, data, &mut f, None, None);
+            (f, None)
         }
     }
 
@@ -227,22 +328,15 @@ impl<'m> Session<'m> {
     ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
         let p = self.model.n_pars();
         let t = batch_members(p, thetas.len(), data.len())?;
+        let on_cpu = self.routed_to_cpu(self.router.evals_on_gpu(t), &format!("{t} evaluations"));
         match &self.inner {
-            Inner::Cpu => {
-                let mut f = vec![0.0; t];
-                if grad {
-                    let mut g = vec![0.0; t * p];
-                    self.model
-                        .eval_batch(thetas, data, &mut f, Some(&mut g), None);
-                    Ok((f, Some(g)))
-                } else {
-                    self.model.eval_batch(thetas, data, &mut f, None, None);
-                    Ok((f, None))
-                }
-            }
+            _ if on_cpu => Ok(self.cpu_eval(thetas, data, grad, t)),
+            Inner::Cpu => Ok(self.cpu_eval(thetas, data, grad, t)),
             #[cfg(feature = "cuda")]
-            Inner::Cuda(g) => {
-                let out = g.eval_batch(thetas, data, gpu_mode(grad))?;
+            Inner::Cuda(n, cell) => {
+                let out = self
+                    .open_cuda(*n, cell)?
+                    .eval_batch(thetas, data, gpu_mode(grad))?;
                 Ok((out.f, out.grad))
             }
             #[cfg(feature = "cuda-emu")]
@@ -253,12 +347,13 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// The GPU behind the session, for callers that need its own functions
-    /// (Hessians, toy sampling); `None` on the CPU and the emulation.
+    /// The GPU behind the session (opened now if it was not), for callers
+    /// that need its own functions (Hessians, toy sampling); `None` on the
+    /// CPU and the emulation.
     #[cfg(feature = "cuda")]
-    pub fn cuda(&self) -> Option<&crate::gpu::Gpu<std::sync::Arc<crate::gpu::cuda::CudaBackend>>> {
+    pub fn cuda(&self) -> Option<Result<&CudaGpu>> {
         match &self.inner {
-            Inner::Cuda(g) => Some(g),
+            Inner::Cuda(n, cell) => Some(self.open_cuda(*n, cell)),
             _ => None,
         }
     }

@@ -19,6 +19,12 @@ use crate::infer::{Problem, TestStat};
 use crate::model::{Dataset, HistFactoryModel, Likelihood};
 use std::collections::HashMap;
 
+/// Iteration cap of toy fits on the device: a member still running after
+/// it (a small fraction; docs/gpu.md) is finished on the host, so that a few
+/// slow fits do not hold a whole batch. Per member, so the same toys are
+/// handed over whatever the batch size.
+pub const TOY_ITER_CAP: usize = 50;
+
 /// Iterations launched between two reads of the unfinished-member count.
 pub const CHECK_EVERY: usize = 4;
 
@@ -499,6 +505,38 @@ impl<B: Backend> Gpu<B> {
         want.min(by_mem).min(self.max_members).max(MIN_MEMBERS)
     }
 
+    /// Time the evaluation kernel alone on up to `t` members (as many as fit
+    /// in memory) at `theta`, without transfers: members, wall seconds of
+    /// the timed launches (after a warm-up), and their number.
+    pub fn time_eval_kernel(
+        &self,
+        theta: &[f64],
+        data: &Dataset,
+        mode: EvalMode,
+        t: usize,
+    ) -> Result<(usize, f64, usize)> {
+        let p = self.dm.n_pars;
+        let n = self.capacity(t.max(1), false, mode.hess());
+        let mut w = Work::new(self);
+        w.members(n, false, mode.hess())?;
+        w.p.eval_mode = mode.code();
+        w.datasets(&[data])?;
+        let th: Vec<f64> = (0..p)
+            .flat_map(|i| std::iter::repeat_n(theta[i], n))
+            .collect();
+        w.put("ev_theta", &th)?;
+        w.put("mb_data", &vec![0u32; n])?;
+        w.launch(Kernel::Eval, n)?;
+        self.backend.synchronize()?;
+        let reps = (1_000_000 / n).clamp(3, 20);
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            w.launch(Kernel::Eval, n)?;
+        }
+        self.backend.synchronize()?;
+        Ok((n, t0.elapsed().as_secs_f64(), reps))
+    }
+
     /// twice_nll (and gradient, Hessian) at `thetas` (row-major `T x P`), one
     /// dataset for all members or one per member.
     pub fn eval_batch(&self, thetas: &[f64], data: &[&Dataset], mode: EvalMode) -> Result<EvalOut> {
@@ -692,12 +730,19 @@ impl<B: Backend> Gpu<B> {
         let n = toys.len();
         let mut w = Work::new(self);
         self.toy_data(&mut w, m, pars, seed, purp, toys.start, n)?;
+        let all: Vec<usize> = (0..n).collect();
+        self.download_toys(&w, &all, n)
+    }
+
+    /// Datasets `ks` of the `n` toys on the device (drawn by `toy_data`).
+    fn download_toys(&self, w: &Work<'_, B>, ks: &[usize], n: usize) -> Result<Vec<Dataset>> {
         let (b, a) = (self.dm.n_main, self.dm.n_aux);
         let main = w.get::<f64>("data_main", b * n)?;
         let aux = w.get::<f64>("data_aux", a * n)?;
         let cst = w.get::<f64>("data_const", n)?;
-        Ok((0..n)
-            .map(|k| Dataset {
+        Ok(ks
+            .iter()
+            .map(|&k| Dataset {
                 main: (0..b).map(|i| main[i * n + k]).collect(),
                 aux: (0..a).map(|i| aux[i * n + k]).collect(),
                 constant: cst[k],
@@ -766,15 +811,16 @@ impl<B: Backend> Gpu<B> {
         };
         w.p.mu = mu;
         w.p.poi = p.poi as u64;
-        w.p.max_iter = opts.max_iter as u64;
+        w.p.max_iter = opts.max_iter.min(TOY_ITER_CAP) as u64;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = 0;
         w.p.robust = opts.robust as u64;
         w.launch(Kernel::ToySetup, 2 * n)?;
-        w.run_fits(2 * n, opts.max_iter)?;
+        let cap = opts.max_iter.min(TOY_ITER_CAP);
+        w.run_fits(2 * n, cap)?;
         w.launch(Kernel::ToyRestart, n)?;
         if w.active(2 * n)? > 0 {
-            w.run_fits(2 * n, opts.max_iter)?;
+            w.run_fits(2 * n, cap)?;
         }
         w.launch(Kernel::ToyFinalize, n)?;
         let stat = w.get::<f64>("tr_stat", n)?;
@@ -846,8 +892,17 @@ pub fn run_toys<B: Backend>(
         p,
         w: Work::new(gpu),
         pars: Vec::new(),
+        on_host: 0,
     };
-    drive_toys(p, settings, opts, progress, &mut dev)
+    let run = drive_toys(p, settings, opts, progress, &mut dev)?;
+    if dev.on_host > 0 {
+        eprintln!(
+            "note: {} toys had a fit that stalled or passed {TOY_ITER_CAP} iterations on the GPU; \
+             they were fitted again on the CPU, on the same toy data",
+            dev.on_host
+        );
+    }
+    Ok(run)
 }
 
 /// Toys on the device: one set of work buffers for the whole run.
@@ -857,6 +912,8 @@ struct GpuToys<'a, 'm, B: Backend> {
     w: Work<'a, B>,
     /// Parameters the toys of the current hypothesis are drawn at.
     pars: Vec<f64>,
+    /// Toys whose fits were finished on the host.
+    on_host: usize,
 }
 
 impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
@@ -887,30 +944,25 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
 
     fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
         let mut recs = self.gpu.toy_records(&mut self.w, self.p, &self.pars, c)?;
-        if c.opts.robust {
-            // toys with a fit that stalled on the device: the whole record again
-            // on the host, where the CPU minimiser escalates (see `finish_stalled_on_host`)
-            let stalled = |r: &ToyRecord| {
-                r.status_free == FitStatus::Stalled || r.status_fixed == FitStatus::Stalled
-            };
-            if recs.iter().any(stalled) {
-                let cpu = self.p.clone().with_fitter(&crate::fit::Cpu);
-                let g = self.p.model.generator(&self.pars);
-                for r in recs.iter_mut().filter(|r| stalled(r)) {
-                    let one = Chunk {
-                        kind: c.kind,
-                        mu: c.mu,
-                        free: c.free,
-                        fixed: c.fixed,
-                        seed: c.seed,
-                        purp: c.purp,
-                        range: r.toy..r.toy + 1,
-                        opts: c.opts,
-                    };
-                    if let Some(again) = crate::infer::toys::fit_toys(&cpu, &g, &one)?.pop() {
-                        *r = again;
-                    }
-                }
+        // Toys with a fit that stalled on the device (the CPU minimiser
+        // escalates to its trust region, which has no device version; see
+        // `finish_stalled_on_host`) or that ran into the device's iteration
+        // cap: the whole record again on the host, on the device's dataset.
+        let capped = c.opts.max_iter > TOY_ITER_CAP;
+        let redo = |s: FitStatus| {
+            (c.opts.robust && s == FitStatus::Stalled) || (capped && s == FitStatus::MaxIterations)
+        };
+        let idx: Vec<usize> = (0..recs.len())
+            .filter(|&k| redo(recs[k].status_free) || redo(recs[k].status_fixed))
+            .collect();
+        if !idx.is_empty() {
+            let data = self.gpu.download_toys(&self.w, &idx, recs.len())?;
+            let toys: Vec<u32> = idx.iter().map(|&k| recs[k].toy).collect();
+            let cpu = self.p.clone().with_fitter(&crate::fit::Cpu);
+            let again = crate::infer::toys::records_for(&cpu, &toys, &data, c)?;
+            for (k, r) in idx.into_iter().zip(again) {
+                recs[k] = r;
+                self.on_host += 1;
             }
         }
         Ok(recs)

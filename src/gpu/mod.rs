@@ -17,6 +17,7 @@
 pub mod exec;
 pub mod params;
 pub mod plan;
+pub mod route;
 pub mod selftest;
 
 #[cfg(feature = "cuda")]

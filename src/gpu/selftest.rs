@@ -520,6 +520,34 @@ fn bench<B: Backend>(
             gflops: Some(rate * flops / 1e9),
         });
     }
+    // the evaluation kernel alone (no transfers), with the gradient and with
+    // the exact Hessian (what each minimiser iteration evaluates)
+    if let Some(&t) = opts.bench_sizes.iter().max().filter(|&&t| t > 1) {
+        for (mode, what) in [
+            (
+                EvalMode::Grad,
+                "evaluation kernel alone: twice_nll + gradient",
+            ),
+            (
+                EvalMode::Hessian,
+                "evaluation kernel alone: + exact Hessian",
+            ),
+        ] {
+            let hess = mode == EvalMode::Hessian;
+            let (kflops, kbytes) = gpu.dm.eval_cost(hess, m);
+            let (n, dt, reps) = gpu.time_eval_kernel(m.init(), data, mode, t)?;
+            let rate = (n * reps) as f64 / dt;
+            rep.bench.push(BenchRow {
+                model: name.to_string(),
+                what: what.into(),
+                batch: n,
+                per_second: rate,
+                seconds: dt,
+                gbytes_per_s: Some(rate * kbytes / 1e9),
+                gflops: Some(rate * kflops / 1e9),
+            });
+        }
+    }
     if opts.bench_toys > 0 && m.poi().is_some() {
         let pr = Problem::new(m, data)?;
         let settings = ToySettings {

@@ -308,15 +308,27 @@ pub(crate) fn fit_toys<L: Likelihood>(
     c: &Chunk<'_>,
 ) -> Result<Vec<ToyRecord>> {
     use rayon::prelude::*;
-    let (kind, mu, free, fixed, opts) = (c.kind, c.mu, c.free, c.fixed, c.opts);
     let toys: Vec<u32> = c.range.clone().collect();
     let data: Vec<L::Data> = toys
         .par_iter()
         .map(|&t| p.model.sample(generator, c.seed, t, c.purp))
         .collect();
+    records_for(p, &toys, &data, c)
+}
+
+/// The records of toys `toys` whose datasets are `data` (the free and the
+/// POI-fixed fit of each, with the restart of a free fit caught in a local
+/// minimum); the GPU path uses it for toys it hands back to the CPU.
+pub(crate) fn records_for<L: Likelihood>(
+    p: &Problem<L>,
+    toys: &[u32],
+    data: &[L::Data],
+    c: &Chunk<'_>,
+) -> Result<Vec<ToyRecord>> {
+    let (kind, mu, free, fixed, opts) = (c.kind, c.mu, c.free, c.fixed, c.opts);
     let mut specs: Vec<FitSpec> = Vec::with_capacity(2 * toys.len());
     let mut dref: Vec<&L::Data> = Vec::with_capacity(2 * toys.len());
-    for d in &data {
+    for d in data {
         specs.push(free.clone());
         dref.push(d);
         specs.push(fixed.clone());
