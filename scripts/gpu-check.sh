@@ -24,7 +24,8 @@
 # GPU_CHECK_BIN=target/debug/gradfit (a cuda-emu build) scripts/gpu-check.sh run /tmp/gc
 # Environment: GPU_CHECK_DIR (default .gpu-check), GPU_CHECK_WS (workspaces
 # to prepare from; default ../shared/workspaces), GPU_CHECK_ONLY (space-separated
-# step names: selftest toys commands ncu; default all).
+# step names: selftest toys commands ncu, or selftest-MODEL for one model's
+# selftest, MODEL one of builtins sbottom staus tttt offshell; default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DIR=${GPU_CHECK_DIR:-.gpu-check}
@@ -88,9 +89,9 @@ run() {
         "sbottom|atlas-susy-2018-31-sbottom-regionA|--toys 300 --bench-toys 5000|20000"
         "staus|atlas-susy-2018-04-staus|--toys 100 --bench-toys 1000|2000"
         "tttt|atlas-tttt|--toys 100 --bench-toys 2000|2000"
-        "offshell|atlas-susy-2019-09-3l-offshell|--toys 50 --sample-toys 500 --bench-toys 500|500"
+        "offshell|atlas-susy-2019-09-3l-offshell|--toys 50 --sample-toys 500 --bench-toys 500|200"
     )
-    if wants selftest; then
+    if wants selftest || wants selftest-builtins; then
         if [ $small = 1 ]; then
             step selftest-builtins 600 "$bin" selftest --device "$dev" --json --points 2 --toys 20 --sample-toys 50 --bench-sizes 1,100 --bench-toys 20
         else
@@ -110,7 +111,7 @@ run() {
             opts="--points 2 --toys 10 --sample-toys 20 --bench-sizes 1,50 --bench-toys 10"
             ntoys=20
         fi
-        if wants selftest; then
+        if wants selftest || wants "selftest-$name"; then
             # shellcheck disable=SC2086
             step "selftest-$name" "$([ $small = 1 ] && echo 1200 || echo 60)" "$bin" selftest --device "$dev" --json --no-examples $opts "$spec"
         fi

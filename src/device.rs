@@ -121,6 +121,7 @@ pub struct Session<'m> {
     inner: Inner,
     router: Router,
     noted: AtomicBool,
+    n_global: std::sync::OnceLock<usize>,
 }
 
 impl<'m> Session<'m> {
@@ -130,7 +131,6 @@ impl<'m> Session<'m> {
         device.check()?;
         let all_on_device = Router {
             policy: Policy::Gpu,
-            n_global: 0,
         };
         let (inner, router) = match device {
             Device::Cpu => (Inner::Cpu, all_on_device),
@@ -139,7 +139,6 @@ impl<'m> Session<'m> {
                 Inner::Cuda(*n, std::sync::OnceLock::new()),
                 Router {
                     policy: Policy::from_env()?,
-                    n_global: crate::gpu::DeviceModel::new(model)?.n_global,
                 },
             ),
             #[cfg(feature = "cuda-emu")]
@@ -159,6 +158,7 @@ impl<'m> Session<'m> {
             inner,
             router,
             noted: AtomicBool::new(false),
+            n_global: std::sync::OnceLock::new(),
         })
     }
 
@@ -167,12 +167,17 @@ impl<'m> Session<'m> {
     /// `GRADFIT_GPU_ROUTE`).
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.router.policy = policy;
-        if self.router.n_global == 0 && self.device.is_gpu() {
-            self.router.n_global = crate::gpu::DeviceModel::new(self.model)
-                .map(|d| d.n_global)
-                .unwrap_or(usize::MAX);
-        }
         self
+    }
+
+    /// Size of the model's global (dense) Hessian block (planned once, when
+    /// a routing decision needs it).
+    fn n_global(&self) -> usize {
+        *self.n_global.get_or_init(|| {
+            crate::gpu::DeviceModel::new(self.model)
+                .map(|d| d.n_global)
+                .unwrap_or(usize::MAX)
+        })
     }
 
     /// Whether work of this size runs on the CPU although the session is on a
@@ -255,7 +260,10 @@ impl<'m> Session<'m> {
             )));
         }
         let what = format!("{} fits", specs.len());
-        if self.routed_to_cpu(self.router.fits_on_gpu(specs.len()), &what) {
+        if self.routed_to_cpu(
+            self.router.fits_on_gpu(specs.len(), || self.n_global()),
+            &what,
+        ) {
             return Ok(fit::fit_batch(self.model, data, specs, opts));
         }
         match &self.inner {
@@ -283,7 +291,7 @@ impl<'m> Session<'m> {
         }
         let fits = 4 * settings.n_toys as usize;
         let what = format!("the {fits} toy fits");
-        if self.routed_to_cpu(self.router.fits_on_gpu(fits), &what) {
+        if self.routed_to_cpu(self.router.fits_on_gpu(fits, || self.n_global()), &what) {
             return toys::run_toys(p, settings, opts, progress);
         }
         match &self.inner {

@@ -41,6 +41,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     funcs: Vec<CudaFunction>,
     ordinal: usize,
+    /// Multiprocessors of the device.
+    sms: u64,
 }
 
 /// Whether the CUDA driver library can be loaded at all.
@@ -81,11 +83,18 @@ impl CudaBackend {
                     .map_err(|e| cu(format!("kernel {}: {e}", k.name())))
             })
             .collect::<Result<Vec<_>>>()?;
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map(|n| n.max(1) as u64)
+            .unwrap_or(132);
         Ok(CudaBackend {
             ctx,
             stream,
             funcs,
             ordinal,
+            sms,
         })
     }
 
@@ -154,11 +163,12 @@ impl Backend for CudaBackend {
     fn launch(&self, kernel: Kernel, n_threads: u64, p: &GfParams) -> Result<()> {
         let mut pp = *p;
         pp.n_threads = n_threads;
-        let blocks = n_threads.div_ceil(BLOCK as u64);
+        let block = crate::gpu::exec::block_size(n_threads, self.sms, BLOCK);
+        let blocks = n_threads.div_ceil(block as u64);
         let blocks = u32::try_from(blocks).map_err(|_| cu("launch too large"))?;
         let cfg = LaunchConfig {
             grid_dim: (blocks, 1, 1),
-            block_dim: (BLOCK, 1, 1),
+            block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         };
         let f = &self.funcs[kernel.id() as usize];

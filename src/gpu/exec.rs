@@ -19,6 +19,19 @@ use crate::infer::{Problem, TestStat};
 use crate::model::{Dataset, HistFactoryModel, Likelihood};
 use std::collections::HashMap;
 
+/// Threads per block for a launch of `n` threads on `sms` multiprocessors:
+/// `max` when there are enough threads to give every multiprocessor four
+/// such blocks, else smaller blocks (down to one warp), so that a batch of a
+/// few thousand members spreads over all multiprocessors instead of filling a
+/// few (each thread owns one member, so this changes no result).
+pub fn block_size(n: u64, sms: u64, max: u32) -> u32 {
+    let mut b = max;
+    while b > 32 && n < 4 * sms * b as u64 {
+        b /= 2;
+    }
+    b
+}
+
 /// Iteration cap of toy fits on the device: a member still running after
 /// it (a small fraction; docs/gpu.md) is finished on the host, so that a few
 /// slow fits do not hold a whole batch. Per member, so the same toys are
@@ -966,5 +979,19 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
             }
         }
         Ok(recs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_size;
+
+    #[test]
+    fn small_launches_spread_over_every_multiprocessor() {
+        assert_eq!(block_size(1_000_000, 132, 128), 128);
+        assert_eq!(block_size(4 * 132 * 128, 132, 128), 128);
+        assert_eq!(block_size(4 * 132 * 128 - 1, 132, 128), 64);
+        assert_eq!(block_size(4000, 132, 128), 32);
+        assert_eq!(block_size(1, 132, 128), 32);
     }
 }

@@ -54,13 +54,11 @@ impl Policy {
     }
 }
 
-/// The routing decisions for one model.
+/// The routing decisions of a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Router {
     /// The policy.
     pub policy: Policy,
-    /// Size of the model's global (dense) Hessian block.
-    pub n_global: usize,
 }
 
 impl Router {
@@ -69,9 +67,11 @@ impl Router {
         self.policy == Policy::Gpu || members >= MIN_GPU_EVALS
     }
 
-    /// Whether a batch of `fits` fits (a toy run: all its fits) runs on the GPU.
-    pub fn fits_on_gpu(&self, fits: usize) -> bool {
-        self.policy == Policy::Gpu || (self.n_global <= MAX_GPU_GLOBAL && fits >= MIN_GPU_FITS)
+    /// Whether a batch of `fits` fits (a toy run: all its fits) runs on the
+    /// GPU; `n_global` gives the size of the model's global (dense) Hessian
+    /// block, asked only for batches large enough to matter.
+    pub fn fits_on_gpu(&self, fits: usize, n_global: impl FnOnce() -> usize) -> bool {
+        self.policy == Policy::Gpu || (fits >= MIN_GPU_FITS && n_global() <= MAX_GPU_GLOBAL)
     }
 
     /// The note printed once when work of a GPU session runs on the CPU.
@@ -89,24 +89,20 @@ mod tests {
 
     #[test]
     fn auto_routes_small_batches_and_dense_models_to_the_cpu() {
-        let small = Router {
+        let auto = Router {
             policy: Policy::Auto,
-            n_global: 56,
         };
-        assert!(!small.fits_on_gpu(1));
-        assert!(!small.fits_on_gpu(MIN_GPU_FITS - 1));
-        assert!(small.fits_on_gpu(MIN_GPU_FITS));
-        let dense = Router {
-            policy: Policy::Auto,
-            n_global: 138,
-        };
-        assert!(!dense.fits_on_gpu(10 * MIN_GPU_FITS));
-        assert!(!dense.evals_on_gpu(MIN_GPU_EVALS - 1));
-        assert!(dense.evals_on_gpu(MIN_GPU_EVALS));
+        let small = || 56;
+        let dense = || 138;
+        assert!(!auto.fits_on_gpu(1, || panic!("the block size is not needed here")));
+        assert!(!auto.fits_on_gpu(MIN_GPU_FITS - 1, small));
+        assert!(auto.fits_on_gpu(MIN_GPU_FITS, small));
+        assert!(!auto.fits_on_gpu(10 * MIN_GPU_FITS, dense));
+        assert!(!auto.evals_on_gpu(MIN_GPU_EVALS - 1));
+        assert!(auto.evals_on_gpu(MIN_GPU_EVALS));
         let forced = Router {
             policy: Policy::Gpu,
-            n_global: 138,
         };
-        assert!(forced.fits_on_gpu(1) && forced.evals_on_gpu(1));
+        assert!(forced.fits_on_gpu(1, dense) && forced.evals_on_gpu(1));
     }
 }

@@ -510,6 +510,7 @@ fn bench<B: Backend>(
         }
         let dt = t0.elapsed().as_secs_f64();
         let rate = (t * reps) as f64 / dt;
+        eprintln!("selftest: {name}: {t} evaluations x {reps} in {dt:.2} s");
         rep.bench.push(BenchRow {
             model: name.to_string(),
             what: "twice_nll + gradient evaluations".into(),
@@ -537,6 +538,7 @@ fn bench<B: Backend>(
             let (kflops, kbytes) = gpu.dm.eval_cost(hess, m);
             let (n, dt, reps) = gpu.time_eval_kernel(m.init(), data, mode, t)?;
             let rate = (n * reps) as f64 / dt;
+            eprintln!("selftest: {name}: {what}, {n} members x {reps} in {dt:.2} s");
             rep.bench.push(BenchRow {
                 model: name.to_string(),
                 what: what.into(),
@@ -595,13 +597,25 @@ pub fn run_model<B: Backend>(
     opts: &SelftestOptions,
     rep: &mut Report,
 ) -> Result<()> {
-    check_eval(gpu, m, name, opts, rep)?;
-    check_fits(gpu, m, name, rep)?;
-    check_toys(gpu, m, name, opts, rep)?;
+    timed(name, "evaluations", || check_eval(gpu, m, name, opts, rep))?;
+    timed(name, "fits", || check_fits(gpu, m, name, rep))?;
+    timed(name, "toys", || check_toys(gpu, m, name, opts, rep))?;
     if !opts.bench_sizes.is_empty() || opts.bench_toys > 0 {
-        bench(gpu, m, name, opts, rep)?;
+        timed(name, "benchmark", || bench(gpu, m, name, opts, rep))?;
     }
     Ok(())
+}
+
+/// Run one phase of a model's selftest and report its wall time on stderr
+/// (long selftests show where they are).
+fn timed(name: &str, phase: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let t0 = Instant::now();
+    let r = f();
+    eprintln!(
+        "selftest: {name}: {phase} {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    r
 }
 
 #[cfg(test)]
