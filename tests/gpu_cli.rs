@@ -79,8 +79,21 @@ fn selftest_passes_against_the_emulated_kernels() {
     }
     assert!(checks.iter().all(|c| c["pass"] == Value::Bool(true)));
     assert!(checks.len() >= 4 * 10);
-    // benchmark rows for the synthetic model and the given workspace: 2 sizes + toys each
-    assert_eq!(v["benchmark"].as_array().unwrap().len(), 6);
+    // benchmark rows for the synthetic model and the given workspace: 2 sizes,
+    // the evaluation kernel alone with the gradient and with the Hessian, toys
+    let bench = v["benchmark"].as_array().unwrap();
+    assert_eq!(bench.len(), 10, "{bench:#?}");
+    for what in [
+        "evaluation kernel alone: twice_nll + gradient",
+        "evaluation kernel alone: + exact Hessian",
+    ] {
+        let rows: Vec<_> = bench.iter().filter(|b| b["what"] == what).collect();
+        assert_eq!(rows.len(), 2, "{what}");
+        assert!(
+            rows.iter()
+                .all(|b| b["per_second"].as_f64().unwrap() > 0.0 && b["batch"] == 16)
+        );
+    }
     assert!(v["device"].as_str().unwrap().contains("emulation"));
     // bad workspaces are errors, not panics
     let (code, _, err) = gradfit(&[

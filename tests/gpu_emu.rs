@@ -617,8 +617,14 @@ fn selftest_passes_on_the_examples_and_fails_on_a_wrong_model() {
     run_model(&gpu, &m, "two-channel", &opts, &mut rep).unwrap();
     assert!(rep.passed(), "{:#?}", rep.checks);
     assert!(rep.checks.len() >= 10);
-    assert_eq!(rep.bench.len(), 3);
+    // two end-to-end sizes, the evaluation kernel alone (gradient, Hessian), toys
+    assert_eq!(rep.bench.len(), 5, "{:#?}", rep.bench);
     assert!(rep.bench.iter().all(|b| b.per_second > 0.0));
+    assert!(
+        rep.bench
+            .iter()
+            .any(|b| b.what.contains("+ exact Hessian") && b.batch == 64)
+    );
     // the device holding a different model (signal doubled) must fail the comparisons
     let other = HistFactoryModel::load(
         &repo("examples/workspaces/two-channel.json"),
@@ -814,4 +820,62 @@ fn device_sessions_dispatch_to_the_emulated_gpu_and_the_cpu() {
     let other = m.clone();
     let q = Problem::new(&other, other.observed()).unwrap();
     assert!(emu.run_toys(&q, &s, &opts, &|_, _| {}).is_err());
+}
+
+#[test]
+fn toys_past_the_device_iteration_cap_are_finished_on_the_host() {
+    let m = load(
+        "examples/workspaces/two-channel.json",
+        &ModelOptions::default(),
+    );
+    let mut gpu = Gpu::new(EmuBackend, &m).unwrap();
+    // every fit needs more than one iteration: every toy goes to the host
+    gpu.set_toy_iter_cap(1);
+    let p = Problem::new(&m, m.observed()).unwrap();
+    let s = toy_settings(12, None, TestStat::QTilde, 1.0);
+    let opts = FitOptions::default();
+    let cpu = run_toys(&p, &s, &opts, &|_, _| {}).unwrap();
+    let g = gradfit::gpu::run_toys(&gpu, &p, &s, &opts, &|_, _| {}).unwrap();
+    // the emulated device draws the CPU's toy data bit for bit, and the host
+    // refits them with the CPU minimiser: the records are the CPU's exactly
+    assert_eq!(cpu.sig_bkg, g.sig_bkg);
+    assert_eq!(cpu.bkg, g.bkg);
+    // with the cap above the fits' iteration counts nothing is handed over,
+    // and the device's own fits agree with the CPU's to rounding
+    gpu.set_toy_iter_cap(500);
+    let d = gradfit::gpu::run_toys(&gpu, &p, &s, &opts, &|_, _| {}).unwrap();
+    assert_ne!(
+        d.sig_bkg, cpu.sig_bkg,
+        "the device's fits should differ by rounding somewhere"
+    );
+    for (a, b) in cpu.sig_bkg.iter().zip(&d.sig_bkg) {
+        assert_eq!(a.status_free, b.status_free);
+        assert!(
+            (a.twice_nll_free - b.twice_nll_free).abs() <= 1e-8 * a.twice_nll_free.abs().max(1.0)
+        );
+    }
+}
+
+#[test]
+fn auto_routing_runs_small_work_of_a_gpu_session_on_the_cpu() {
+    use gradfit::device::{Device, Policy, Session};
+    let m = load(
+        "examples/workspaces/two-channel.json",
+        &ModelOptions::default(),
+    );
+    let spec = FitSpec::from_model(&m);
+    let opts = FitOptions::default();
+    let cpu = fit::fit(&m, m.observed(), &spec, &opts);
+    let routed = Session::new(&Device::CudaEmu, &m)
+        .unwrap()
+        .with_policy(Policy::Auto);
+    let r = routed.fit(m.observed(), &spec, &opts).unwrap();
+    // the CPU minimiser's result, bit for bit
+    assert_eq!(r.x, cpu.x);
+    assert_eq!(r.twice_nll.to_bits(), cpu.twice_nll.to_bits());
+    let th: Vec<f64> = m.init().repeat(3);
+    let (f, _) = routed.eval_batch(&th, &[m.observed()], false).unwrap();
+    let mut s = m.scratch();
+    let want = m.eval(m.init(), m.observed(), &mut s, None, None);
+    assert!(f.iter().all(|v| v.to_bits() == want.to_bits()));
 }

@@ -214,6 +214,8 @@ pub struct Gpu<B: Backend> {
     _tables: Vec<B::Buf>,
     base: GfParams,
     max_members: usize,
+    /// Iteration cap of toy fits on the device ([`TOY_ITER_CAP`]).
+    toy_iter_cap: usize,
     /// The model on the host: members whose fit stalls on the device are
     /// finished there by the CPU minimiser's trust-region escalation.
     model: HistFactoryModel,
@@ -488,6 +490,7 @@ impl<B: Backend> Gpu<B> {
             _tables: tables,
             base,
             max_members,
+            toy_iter_cap: TOY_ITER_CAP,
             model: m.clone(),
             cache: std::sync::Mutex::new(HashMap::new()),
         })
@@ -501,6 +504,13 @@ impl<B: Backend> Gpu<B> {
     /// Cap the members that run at once (default 262,144, or `GRADFIT_GPU_MAX_MEMBERS`).
     pub fn set_max_members(&mut self, n: usize) {
         self.max_members = n.max(MIN_MEMBERS);
+    }
+
+    /// Set the iteration cap of toy fits on the device (default
+    /// [`TOY_ITER_CAP`]; at least 1): toys with a fit still running then are
+    /// fitted again on the host.
+    pub fn set_toy_iter_cap(&mut self, n: usize) {
+        self.toy_iter_cap = n.max(1);
     }
 
     /// Members that fit in device memory at once (half the free memory), at most `want`.
@@ -824,12 +834,12 @@ impl<B: Backend> Gpu<B> {
         };
         w.p.mu = mu;
         w.p.poi = p.poi as u64;
-        w.p.max_iter = opts.max_iter.min(TOY_ITER_CAP) as u64;
+        w.p.max_iter = opts.max_iter.min(self.toy_iter_cap) as u64;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = 0;
         w.p.robust = opts.robust as u64;
         w.launch(Kernel::ToySetup, 2 * n)?;
-        let cap = opts.max_iter.min(TOY_ITER_CAP);
+        let cap = opts.max_iter.min(self.toy_iter_cap);
         w.run_fits(2 * n, cap)?;
         w.launch(Kernel::ToyRestart, n)?;
         if w.active(2 * n)? > 0 {
@@ -910,9 +920,9 @@ pub fn run_toys<B: Backend>(
     let run = drive_toys(p, settings, opts, progress, &mut dev)?;
     if dev.on_host > 0 {
         eprintln!(
-            "note: {} toys had a fit that stalled or passed {TOY_ITER_CAP} iterations on the GPU; \
+            "note: {} toys had a fit that stalled or passed {} iterations on the GPU; \
              they were fitted again on the CPU, on the same toy data",
-            dev.on_host
+            dev.on_host, gpu.toy_iter_cap
         );
     }
     Ok(run)
@@ -961,7 +971,7 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
         // escalates to its trust region, which has no device version; see
         // `finish_stalled_on_host`) or that ran into the device's iteration
         // cap: the whole record again on the host, on the device's dataset.
-        let capped = c.opts.max_iter > TOY_ITER_CAP;
+        let capped = c.opts.max_iter > self.gpu.toy_iter_cap;
         let redo = |s: FitStatus| {
             (c.opts.robust && s == FitStatus::Stalled) || (capped && s == FitStatus::MaxIterations)
         };
