@@ -298,175 +298,35 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         ));
     }
 
+    let mcfg = super::pardefs::MeasConfig {
+        src,
+        meas_name: &meas.name,
+        meas_idx,
+        config_of: &config_of,
+    };
     for &(name, kind) in &order {
-        let n = match kind {
-            "normfactor" | "lumi" | "normsys" | "histosys" => 1,
-            "shapefactor" => shapefactor_n[name].0,
-            "shapesys" => shapesys_tau_fixed[name].0.len(),
-            "staterror" => stat_bins[name].len(),
-            _ => unreachable!(),
-        };
-        let mut p_init = vec![0.0; n];
-        let mut p_bounds = vec![(0.0, 0.0); n];
-        let mut p_fixed = vec![false; n];
-        let mut p_con = vec![Constraint::None; n];
-        let mut p_aux = vec![0.0; n];
-        match kind {
-            "normfactor" | "shapefactor" => {
-                p_init.fill(1.0);
-                p_bounds.fill((0.0, 10.0));
-            }
-            "normsys" | "histosys" => {
-                p_init.fill(0.0);
-                p_bounds.fill((-5.0, 5.0));
-                p_con.fill(Constraint::Normal { sigma: 1.0 });
-                p_aux.fill(0.0);
-            }
-            "lumi" => {
-                let Some((pi, cfg)) = config_of.get(name) else {
-                    return Err(werr(
-                        format!("/measurements/{meas_idx}/config/parameters"),
-                        format!(
-                            "lumi parameter '{name}' needs an entry in measurement '{}' \
-                             config.parameters with its auxdata and sigmas",
-                            meas.name
-                        ),
-                    ));
-                };
-                let ploc = format!("/measurements/{meas_idx}/config/parameters/{pi}");
-                let (Some(aux), Some(sig)) = (&cfg.auxdata, &cfg.sigmas) else {
-                    return Err(werr(
-                        ploc,
-                        format!(
-                            "lumi parameter '{name}' needs both 'auxdata' and 'sigmas' in its measurement config"
-                        ),
-                    ));
-                };
-                if aux.len() != 1 || sig.len() != 1 {
-                    return Err(werr(
-                        ploc,
-                        format!("lumi parameter '{name}' takes one auxdata and one sigma"),
-                    ));
-                }
-                p_init[0] = aux[0];
-                p_bounds[0] = (0.0, 10.0 * aux[0]);
-                p_con[0] = Constraint::Normal { sigma: sig[0] };
-                p_aux[0] = aux[0];
-            }
+        use super::pardefs::ParDefs;
+        // one compile step per modifier kind: pyhf's defaults, then the measurement's overrides
+        let mut d = match kind {
+            "normfactor" => ParDefs::free_factor(1),
+            "shapefactor" => ParDefs::free_factor(shapefactor_n[name].0),
+            "normsys" | "histosys" => ParDefs::gaussian_shift(),
+            "lumi" => ParDefs::lumi(name, &mcfg)?,
             "shapesys" => {
                 let (tau, fx) = &shapesys_tau_fixed[name];
-                p_init.fill(1.0);
-                p_bounds.fill((1e-10, 10.0));
-                for k in 0..n {
-                    p_con[k] = Constraint::Poisson { tau: tau[k] };
-                    p_aux[k] = tau[k];
-                    p_fixed[k] = fx[k];
-                }
+                ParDefs::shapesys(tau, fx)
             }
-            "staterror" => {
-                let sig = &stat_sigma[name];
-                p_init.fill(1.0);
-                p_bounds.fill((1e-10, 10.0));
-                p_aux.fill(1.0);
-                for k in 0..n {
-                    if sig[k] == 0.0 {
-                        p_fixed[k] = true;
-                        p_con[k] = Constraint::Normal { sigma: 1.0 };
-                    } else {
-                        p_con[k] = Constraint::Normal { sigma: sig[k] };
-                    }
-                }
-            }
+            "staterror" => ParDefs::staterror(&stat_sigma[name]),
             _ => unreachable!(),
-        }
-
-        // measurement overrides
-        if let Some((pi, cfg)) = config_of.get(name) {
-            let ploc = format!("/measurements/{meas_idx}/config/parameters/{pi}");
-            let len_check = |key: &str, len: usize| -> Result<()> {
-                if len != n {
-                    Err(werr(
-                        format!("{ploc}/{key}"),
-                        format!("'{name}' has {n} component(s) but {len} {key} were given"),
-                    ))
-                } else {
-                    Ok(())
-                }
-            };
-            let constrained_normal = matches!(p_con[0], Constraint::Normal { .. });
-            let constrained_poisson = matches!(p_con[0], Constraint::Poisson { .. });
-            if let Some(v) = &cfg.inits {
-                len_check("inits", v.len())?;
-                p_init.copy_from_slice(v);
-            }
-            if let Some(v) = &cfg.bounds {
-                len_check("bounds", v.len())?;
-                for (k, b) in v.iter().enumerate() {
-                    p_bounds[k] = (b[0], b[1]);
-                }
-            }
-            if let Some(f) = cfg.fixed {
-                p_fixed.fill(f);
-            }
-            if let Some(v) = &cfg.auxdata {
-                if !(constrained_normal || constrained_poisson) {
-                    return Err(werr(
-                        format!("{ploc}/auxdata"),
-                        format!("'{name}' is unconstrained ({kind}) and has no auxdata"),
-                    ));
-                }
-                len_check("auxdata", v.len())?;
-                p_aux.copy_from_slice(v);
-            }
-            if let Some(v) = &cfg.sigmas {
-                if !(kind == "lumi" || kind == "staterror") {
-                    return Err(werr(
-                        format!("{ploc}/sigmas"),
-                        format!(
-                            "'{name}' ({kind}) does not use sigmas (only lumi and staterror do)"
-                        ),
-                    ));
-                }
-                len_check("sigmas", v.len())?;
-                for k in 0..n {
-                    p_con[k] = Constraint::Normal { sigma: v[k] };
-                }
-            }
-            if let Some(v) = &cfg.factors {
-                if kind != "shapesys" {
-                    return Err(werr(
-                        format!("{ploc}/factors"),
-                        format!("'{name}' ({kind}) does not use factors (only shapesys does)"),
-                    ));
-                }
-                len_check("factors", v.len())?;
-                for k in 0..n {
-                    if !(v[k] > 0.0) {
-                        return Err(werr(
-                            format!("{ploc}/factors/{k}"),
-                            "factors must be positive".into(),
-                        ));
-                    }
-                    p_con[k] = Constraint::Poisson { tau: v[k] };
-                }
-            }
-        }
-        for k in 0..n {
-            let (lo, hi) = p_bounds[k];
-            if !(lo <= p_init[k] && p_init[k] <= hi) {
-                let where_ = config_of
-                    .get(name)
-                    .map(|(pi, _)| format!("/measurements/{meas_idx}/config/parameters/{pi}"))
-                    .unwrap_or_else(|| first_seen[&(name, kind)].clone());
-                return Err(werr(
-                    where_,
-                    format!(
-                        "initial value {} of '{name}' lies outside its bounds [{lo}, {hi}]",
-                        p_init[k]
-                    ),
-                ));
-            }
-        }
+        };
+        d.apply_config(name, kind, &mcfg)?;
+        let seen = first_seen
+            .get(&(name, kind))
+            .map(String::as_str)
+            .unwrap_or("");
+        d.check_inits(name, &mcfg, seen)?;
+        let n = d.init.len();
+        let (p_init, p_bounds, p_fixed, p_con, p_aux) = (d.init, d.bounds, d.fixed, d.con, d.aux);
         let offset = names.len();
         for k in 0..n {
             names.push(if n > 1 {

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod interp;
 pub mod kernel;
 pub mod op;
+mod pardefs;
 mod terms;
 pub mod yields;
 
