@@ -484,3 +484,28 @@ fn block(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{dot, sum};
+
+    /// The lane sums agree with an exact sum (integers of at most 2^40, so
+    /// every partial sum is exact), for every length around the lane count,
+    /// and a value in any position counts once.
+    #[test]
+    fn dot_and_sum_are_exact_on_integers() {
+        for n in 0..70 {
+            let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 - 300.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 104_729) % 977) as f64).collect();
+            let want_s: f64 = a.iter().sum();
+            let want_d: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert_eq!(sum(&a), want_s, "sum, n = {n}");
+            assert_eq!(dot(&a, &b), want_d, "dot, n = {n}");
+            for k in 0..n {
+                let mut e = vec![0.0; n];
+                e[k] = 1.0;
+                assert_eq!(dot(&e, &b), b[k], "lane of {k}, n = {n}");
+            }
+        }
+    }
+}
