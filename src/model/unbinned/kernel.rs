@@ -202,14 +202,19 @@ pub(crate) fn run(prep: &Prepared, data: &EventData) -> Partial {
 pub(crate) static BASELINE_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// One chunk: on x86-64 with AVX2 the same code compiled for AVX2 (plain
+/// One chunk: on x86-64 with AVX-512F or AVX2 the same code compiled for it (plain
 /// multiplies and adds in the same order, no fused multiply-add, so the numbers
 /// are bit for bit those of the baseline build).
 fn chunk(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let baseline = BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+        if !baseline && *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { chunk_avx512(prep, data, a, b, s) };
+        }
         if !baseline && *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
             // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { chunk_avx2(prep, data, a, b, s) };
@@ -221,6 +226,12 @@ fn chunk(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn chunk_avx2(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
+    chunk_impl(prep, data, a, b, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn chunk_avx512(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
     chunk_impl(prep, data, a, b, s)
 }
 
