@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmarks of gradfit against pyhf (NumPy and JAX) and cabinetry.
+"""Side-by-side benchmarks of gradfit against pyhf (NumPy and JAX), cabinetry and NextStat.
 
 Run through bench/compare.sh, which builds gradfit and prepares the Python
 environment. Every figure is the median of several repeats (with min and max);
@@ -390,6 +390,19 @@ def orchestrate(args):
                 row["agree"] = all(close(a, b, 1e-2) for a, b in zip(row["gradfit_limit"], r["limit"]))
         add(row)
 
+    # 6. NextStat (nextstat-cli) beside gradfit: fits, CLs, toys, ranking
+    if args.nextstat:
+        import nextstat_peer
+
+        log("== NextStat")
+        v = subprocess.run([args.nextstat, "--version"], capture_output=True, text=True).stdout.strip()
+        results["versions"]["nextstat"] = v or "?"
+        results["nextstat_rows"] = nextstat_peer.rows(
+            args.nextstat, args.shared, WORKSPACES, tasks, gradfit_timed, binary, gargs, quick, budget
+        )
+        for r in results["nextstat_rows"]:
+            log(json.dumps(r))
+
     results["elapsed_s"] = args.budget - budget.left()
     with open(args.out_json, "w") as f:
         json.dump(results, f, indent=1)
@@ -456,6 +469,10 @@ def write_markdown(results, path):
             f"{fmt_t(r.get('pyhf_numpy'))} | {fmt_t(r.get('pyhf_jax')) if not r.get('cabinetry') else fmt_t(r.get('cabinetry')) + ' (cabinetry)'} | "
             f"{speedup} | {agree} | {'; '.join(notes)} |"
         )
+    if results.get("nextstat_rows"):
+        import nextstat_peer
+
+        lines += nextstat_peer.markdown(results["nextstat_rows"], fmt_t, ratio)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -480,6 +497,7 @@ def main():
     o.add_argument("--budget", type=float, default=27 * 60, help="overall time budget in seconds")
     o.add_argument("--quick", action="store_true", help="fewer repeats and toys, no pyhf limits (smoke test)")
     o.add_argument("--tasks", default="fit,cls,toys,impacts,limit", help="comma-separated subset of fit,cls,toys,impacts,limit")
+    o.add_argument("--nextstat", default="", help="nextstat binary (nextstat-cli): adds NextStat rows")
     args = ap.parse_args()
     if args.mode == "worker":
         worker(args)

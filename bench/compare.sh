@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmarks of gradfit against pyhf (NumPy, JAX) and cabinetry on
+# Side-by-side benchmarks of gradfit against pyhf (NumPy, JAX), cabinetry and NextStat on
 # the shared workspaces. One command from a fresh clone:
 #
 #     bash bench/compare.sh            # full run (~30 minutes on 2 cores)
@@ -51,11 +51,12 @@ if [ "${1:-}" = "--train" ]; then
     exit 0
 fi
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyhf, jax, cabinetry" 2>/dev/null; then
-    echo "==> installing pyhf[jax] and cabinetry into $VENV" >&2
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyhf, jax, cabinetry" 2>/dev/null \
+    || [ ! -x "$VENV/bin/nextstat" ]; then
+    echo "==> installing pyhf[jax], cabinetry and nextstat-cli into $VENV" >&2
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet "pyhf[jax]==0.7.6" "cabinetry==0.6.0"
+    "$VENV/bin/pip" install --quiet "pyhf[jax]==0.7.6" "cabinetry==0.6.0" "nextstat-cli==0.10.1"
 fi
 
 # the whole run (build and installation included) stays under 30 minutes: the
@@ -70,5 +71,6 @@ echo "==> measuring for at most ${BUDGET} s (progress on stderr)" >&2
     --out-json "$ROOT/bench/results.json" \
     --out-md "$ROOT/bench/results.md" \
     --budget "$BUDGET" \
+    --nextstat "$VENV/bin/nextstat" \
     "$@"
 echo "==> table in bench/results.md" >&2

@@ -22,6 +22,12 @@
 #define GF_F_HFISHER 32u
 #define GF_F_OUTSIDE 64u
 #define GF_F_LIGHT 128u
+#define GF_F_INLOOP 256u
+#define GF_F_READY 512u
+#define GF_F_EXACTPD 1024u
+
+// Trial steps of one iteration before a fit is reported as stalled.
+#define GF_MAX_ATTEMPTS 60u
 
 struct GfMember {
     u64 t;
@@ -136,6 +142,136 @@ GF_HD void gf_finish(const GfParams& p, const GfMember& m, const GfScratch& s) {
     }
 }
 
+// The step search of one iteration (src/fit/newton.rs): up to GF_MAX_ATTEMPTS
+// trial steps, shortened along the direction and then damped, from the state
+// (lambda, tstep, attempt) at which it starts. At most p.attempts_per_launch
+// attempts run per launch; then the state is parked in the member arrays and
+// the next launch resumes it (gf_fit_iterate), so that one member's long
+// search never holds a whole launch. The sequence of attempts, and so every
+// result, is the same however it is split across launches.
+GF_HD void gf_step_search(const GfParams& p, const GfMember& m, const GfSolver& sl, u32 nf, double f, double edm,
+                          bool exact_pd, double lambda, bool undamped_ready, double tstep, u32 attempt0) {
+    const u64 t = m.t;
+    const u32 np = (u32)p.n_pars;
+    const double mag = fabs(m.data.constant);
+    const GfScratch s = gf_scratch(p, t);
+    u32 budget = p.attempts_per_launch ? (u32)p.attempts_per_launch : GF_MAX_ATTEMPTS;
+    u32 here = 0;
+    p.mb_flags[t] &= ~(GF_F_INLOOP | GF_F_READY | GF_F_EXACTPD);
+    for (u32 attempt = attempt0; attempt < GF_MAX_ATTEMPTS; attempt++) {
+        if (here == budget) {
+            // this launch's share of the search is done: park the state, go on next launch
+            p.mb_lambda[t] = lambda;
+            p.mb_tstep[t] = tstep;
+            p.mb_attempt[t] = attempt;
+            p.mb_nf[t] = nf;
+            p.mb_flags[t] |= GF_F_INLOOP | (undamped_ready ? GF_F_READY : 0u) | (exact_pd ? GF_F_EXACTPD : 0u);
+            return;
+        }
+        here++;
+        if (!undamped_ready) {
+            if (!gf_factor(p, sl, m.h, m.free_new, lambda)) {
+                lambda = gf_raise(lambda);
+                continue;
+            }
+            gf_newton_step(p, m, sl, nf);
+        }
+        undamped_ready = true;
+        // clip to the bounds and predict the decrease of the quadratic model
+        for (u32 i = 0; i < np; i++) {
+            m.xt[i] = m.x[i];
+            m.step[i] = 0.0;
+        }
+        double gs = 0.0;
+        for (u32 k = 0; k < nf; k++) {
+            u32 i = m.free_list[k];
+            double xi = gf_clamp(m.x[i] + tstep * m.d[p.m_inv[i]], m.lo[i], m.hi[i]);
+            m.xt[i] = xi;
+            m.step[i] = xi - m.x[i];
+            gs += m.g[i] * m.step[i];
+        }
+        double shs = gf_quad_form(p, m.h, m.step);
+        double pred = -(gs + 0.5 * shs);
+        double noise = gf_noise(f, mag);
+        // a full Newton step on a positive-definite Hessian that stays inside the
+        // bounds is taken without evaluating twice_nll first; the next
+        // iteration's evaluation checks it (as the CPU minimiser does; its predicted
+        // decrease is edm)
+        u32 fl = p.mb_flags[t];
+        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm > 0.0) {
+            bool inside = true;
+            for (u32 k = 0; k < nf; k++) {
+                u32 i = m.free_list[k];
+                if (m.xt[i] != m.x[i] + m.d[p.m_inv[i]]) {
+                    inside = false;
+                    break;
+                }
+            }
+            if (inside) {
+                for (u32 i = 0; i < np; i++) {
+                    m.xp[i] = m.x[i];
+                    m.x[i] = m.xt[i];
+                }
+                p.mb_fprev[t] = f;
+                // this close to the minimum the next point is very likely converged:
+                // check it with the gradient alone (no Hessian wanted)
+                u32 light = (p.robust && !p.want_hess && edm < GF_LIGHT_EDM) ? GF_F_LIGHT : 0u;
+                p.mb_flags[t] = ((fl | GF_F_UNVERIFIED) & ~GF_F_FAR) | light;
+                p.mb_lambda[t] = 0.0;
+                return;
+            }
+        }
+        if (!(pred > 0.0)) {
+            if (fabs(pred) <= noise && edm < 1e-6) {
+                p.mb_status[t] = GF_CONVERGED;
+                gf_finish(p, m, s);
+                return;
+            }
+            lambda = gf_raise(lambda);
+            undamped_ready = false;
+            tstep = 1.0;
+            continue;
+        }
+        double ft = gf_eval(p, m.xt, m.data, s, GF_EVAL_VALUE, m.g, m.h);
+        p.mb_evals[t] += 1;
+        double actual = f - ft;
+        if (gf_finite(ft) && actual > -noise && (actual >= 1e-4 * pred || pred < noise)) {
+            double rho = actual / pred;
+            for (u32 i = 0; i < np; i++) m.x[i] = m.xt[i];
+            p.mb_f[t] = ft;
+            if (actual > 1.0)
+                p.mb_flags[t] |= GF_F_FAR;
+            else
+                p.mb_flags[t] &= ~GF_F_FAR;
+            double nl;
+            if (rho > 0.75)
+                nl = lambda < 1e-9 ? 0.0 : lambda * 0.1;
+            else if (rho < 0.25)
+                nl = fmax(lambda * 4.0, 1e-6);
+            else
+                nl = lambda;
+            p.mb_lambda[t] = nl;
+            return;
+        }
+        if (pred < noise && edm < 1e-6) {
+            // nothing measurable left to gain: this point is the minimum
+            p.mb_status[t] = GF_CONVERGED;
+            p.mb_flags[t] |= GF_F_STOP;
+            return;
+        }
+        if (tstep > GF_T_MIN) {
+            tstep = p.robust ? gf_shorten(tstep, gs, actual) : 0.5 * tstep;
+        } else {
+            lambda = gf_raise(lambda);
+            undamped_ready = false;
+            tstep = 1.0;
+        }
+    }
+    p.mb_lambda[t] = lambda;
+    p.mb_status[t] = GF_STALLED;
+    gf_finish(p, m, s);
+}
+
 // One minimiser iteration of member t: evaluate, test convergence, find an accepted step.
 GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
     u32 flags = p.mb_flags[t];
@@ -145,6 +281,13 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
     const GfSolver sl = gf_solver(p, t);
     const u32 np = (u32)p.n_pars;
     const double mag = fabs(m.data.constant);
+
+    if (flags & GF_F_INLOOP) {
+        // the step search of this iteration continues (see gf_step_search)
+        gf_step_search(p, m, sl, p.mb_nf[t], p.mb_f[t], p.mb_edm[t], (flags & GF_F_EXACTPD) != 0, p.mb_lambda[t],
+                       (flags & GF_F_READY) != 0, p.mb_tstep[t], p.mb_attempt[t]);
+        return;
+    }
 
     if (flags & GF_F_LIGHT) {
         // newton.rs `light_check`: after a Newton step taken close to the
@@ -306,107 +449,5 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         }
     }
     // rejected steps are first shortened along the same direction, then damped further
-    double tstep = 1.0;
-    for (int attempt = 0; attempt < 60; attempt++) {
-        if (!undamped_ready) {
-            if (!gf_factor(p, sl, m.h, m.free_new, lambda)) {
-                lambda = gf_raise(lambda);
-                continue;
-            }
-            gf_newton_step(p, m, sl, nf);
-        }
-        undamped_ready = true;
-        // clip to the bounds and predict the decrease of the quadratic model
-        for (u32 i = 0; i < np; i++) {
-            m.xt[i] = m.x[i];
-            m.step[i] = 0.0;
-        }
-        double gs = 0.0;
-        for (u32 k = 0; k < nf; k++) {
-            u32 i = m.free_list[k];
-            double xi = gf_clamp(m.x[i] + tstep * m.d[p.m_inv[i]], m.lo[i], m.hi[i]);
-            m.xt[i] = xi;
-            m.step[i] = xi - m.x[i];
-            gs += m.g[i] * m.step[i];
-        }
-        double shs = gf_quad_form(p, m.h, m.step);
-        double pred = -(gs + 0.5 * shs);
-        double noise = gf_noise(f, mag);
-        // a full Newton step on a positive-definite Hessian that stays inside the
-        // bounds is taken without evaluating twice_nll first; the next
-        // iteration's evaluation checks it (as the CPU minimiser does; its predicted
-        // decrease is edm)
-        u32 fl = p.mb_flags[t];
-        if (!(fl & GF_F_CHECKED) && exact_pd && lambda == 0.0 && tstep == 1.0 && edm > 0.0) {
-            bool inside = true;
-            for (u32 k = 0; k < nf; k++) {
-                u32 i = m.free_list[k];
-                if (m.xt[i] != m.x[i] + m.d[p.m_inv[i]]) {
-                    inside = false;
-                    break;
-                }
-            }
-            if (inside) {
-                for (u32 i = 0; i < np; i++) {
-                    m.xp[i] = m.x[i];
-                    m.x[i] = m.xt[i];
-                }
-                p.mb_fprev[t] = f;
-                // this close to the minimum the next point is very likely converged:
-                // check it with the gradient alone (no Hessian wanted)
-                u32 light = (p.robust && !p.want_hess && edm < GF_LIGHT_EDM) ? GF_F_LIGHT : 0u;
-                p.mb_flags[t] = ((fl | GF_F_UNVERIFIED) & ~GF_F_FAR) | light;
-                p.mb_lambda[t] = 0.0;
-                return;
-            }
-        }
-        if (!(pred > 0.0)) {
-            if (fabs(pred) <= noise && edm < 1e-6) {
-                p.mb_status[t] = GF_CONVERGED;
-                gf_finish(p, m, s);
-                return;
-            }
-            lambda = gf_raise(lambda);
-            undamped_ready = false;
-            tstep = 1.0;
-            continue;
-        }
-        double ft = gf_eval(p, m.xt, m.data, s, GF_EVAL_VALUE, m.g, m.h);
-        p.mb_evals[t] += 1;
-        double actual = f - ft;
-        if (gf_finite(ft) && actual > -noise && (actual >= 1e-4 * pred || pred < noise)) {
-            double rho = actual / pred;
-            for (u32 i = 0; i < np; i++) m.x[i] = m.xt[i];
-            p.mb_f[t] = ft;
-            if (actual > 1.0)
-                p.mb_flags[t] |= GF_F_FAR;
-            else
-                p.mb_flags[t] &= ~GF_F_FAR;
-            double nl;
-            if (rho > 0.75)
-                nl = lambda < 1e-9 ? 0.0 : lambda * 0.1;
-            else if (rho < 0.25)
-                nl = fmax(lambda * 4.0, 1e-6);
-            else
-                nl = lambda;
-            p.mb_lambda[t] = nl;
-            return;
-        }
-        if (pred < noise && edm < 1e-6) {
-            // nothing measurable left to gain: this point is the minimum
-            p.mb_status[t] = GF_CONVERGED;
-            p.mb_flags[t] |= GF_F_STOP;
-            return;
-        }
-        if (tstep > GF_T_MIN) {
-            tstep = p.robust ? gf_shorten(tstep, gs, actual) : 0.5 * tstep;
-        } else {
-            lambda = gf_raise(lambda);
-            undamped_ready = false;
-            tstep = 1.0;
-        }
-    }
-    p.mb_lambda[t] = lambda;
-    p.mb_status[t] = GF_STALLED;
-    gf_finish(p, m, s);
+    gf_step_search(p, m, sl, nf, f, edm, exact_pd, lambda, undamped_ready, 1.0, 0);
 }

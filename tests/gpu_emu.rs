@@ -879,3 +879,53 @@ fn auto_routing_runs_small_work_of_a_gpu_session_on_the_cpu() {
     let want = m.eval(m.init(), m.observed(), &mut s, None, None);
     assert!(f.iter().all(|v| v.to_bits() == want.to_bits()));
 }
+
+#[test]
+fn step_searches_split_across_launches_give_the_same_fits() {
+    // fits from starts far from the minimum, where steps are rejected and the
+    // step search of an iteration needs several trials
+    let mut cases: Vec<(HistFactoryModel, Vec<FitSpec>)> = Vec::new();
+    for m in [
+        load(
+            "examples/workspaces/two-channel.json",
+            &ModelOptions::default(),
+        ),
+        synthetic(10, 4),
+    ] {
+        let base = FitSpec::from_model(&m);
+        let specs: Vec<FitSpec> = (0..24)
+            .map(|k| {
+                let mut s = base.clone();
+                for (i, x) in s.init.iter_mut().enumerate() {
+                    let (lo, hi) = s.bounds[i];
+                    let u = ((k * 7 + i * 13) % 11) as f64 / 10.0;
+                    *x = lo + (hi - lo) * (0.02 + 0.96 * u);
+                }
+                s
+            })
+            .collect();
+        cases.push((m, specs));
+    }
+    let opts = FitOptions::default();
+    let mut launches = (0, 0);
+    for (m, specs) in &cases {
+        let mut whole = Gpu::new(EmuBackend, m).unwrap();
+        whole.set_attempts_per_launch(0);
+        let mut split = Gpu::new(EmuBackend, m).unwrap();
+        split.set_attempts_per_launch(1);
+        let a = whole.fit_batch(&[m.observed()], specs, &opts).unwrap();
+        let b = split.fit_batch(&[m.observed()], specs, &opts).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (x.status, x.iterations, x.n_evals),
+                (y.status, y.iterations, y.n_evals)
+            );
+            assert_eq!(x.twice_nll.to_bits(), y.twice_nll.to_bits());
+            assert_eq!(x.x, y.x);
+        }
+        launches.0 += whole.fit_launches();
+        launches.1 += split.fit_launches();
+    }
+    // the split searches really ran in more launches (the synthetic model's do)
+    assert!(launches.1 > launches.0, "{launches:?} launches");
+}

@@ -38,6 +38,15 @@ pub fn block_size(n: u64, sms: u64, max: u32) -> u32 {
 /// handed over whatever the batch size.
 pub const TOY_ITER_CAP: usize = 50;
 
+/// Trial steps of one minimiser iteration (`GF_MAX_ATTEMPTS` of kernels/fit.cuh).
+pub const MAX_ATTEMPTS: usize = 60;
+
+/// Trial steps a member runs per launch of the fit kernel: a member whose
+/// step search needs more parks it and resumes in the next launch, so that
+/// each launch costs about one iteration of a typical member instead of the
+/// sixty refactorisations of the slowest (docs/gpu.md, Results).
+pub const ATTEMPTS_PER_LAUNCH: u64 = 2;
+
 /// Iterations launched between two reads of the unfinished-member count.
 pub const CHECK_EVERY: usize = 4;
 
@@ -188,6 +197,9 @@ fn member_arrays(dm: &DeviceModel, fit: bool, hess: bool) -> Vec<(&'static str, 
             ("mb_npd", 1, Ty::U32),
             ("mb_win_iter", 1, Ty::U32),
             ("mb_win_f", 1, Ty::F64),
+            ("mb_tstep", 1, Ty::F64),
+            ("mb_attempt", 1, Ty::U32),
+            ("mb_nf", 1, Ty::U32),
         ]);
     } else {
         v.push(("ev_theta", p, Ty::F64));
@@ -216,6 +228,10 @@ pub struct Gpu<B: Backend> {
     max_members: usize,
     /// Iteration cap of toy fits on the device ([`TOY_ITER_CAP`]).
     toy_iter_cap: usize,
+    /// Trial steps per member and launch ([`ATTEMPTS_PER_LAUNCH`]; 0: all).
+    attempts_per_launch: u64,
+    /// Launches of the fit kernel so far (a statistic for tests and benchmarks).
+    fit_launches: std::sync::atomic::AtomicU64,
     /// The model on the host: members whose fit stalls on the device are
     /// finished there by the CPU minimiser's trust-region escalation.
     model: HistFactoryModel,
@@ -398,12 +414,17 @@ impl<'a, B: Backend> Work<'a, B> {
 
     /// Run minimiser iterations on members `0..n` until all have finished.
     fn run_fits(&mut self, n: usize, max_iter: usize) -> Result<()> {
-        let limit = 2 * max_iter + 8 * CHECK_EVERY + 16;
+        // an iteration's step search may span several launches
+        let per_iter = MAX_ATTEMPTS.div_ceil(self.p.attempts_per_launch.max(1) as usize);
+        let limit = (2 * max_iter + 16) * per_iter + 8 * CHECK_EVERY;
         let mut launches = 0;
         loop {
             for _ in 0..CHECK_EVERY {
                 self.launch(Kernel::FitIterate, n)?;
             }
+            self.gpu
+                .fit_launches
+                .fetch_add(CHECK_EVERY as u64, std::sync::atomic::Ordering::Relaxed);
             launches += CHECK_EVERY;
             if self.active(n)? == 0 {
                 return Ok(());
@@ -491,6 +512,8 @@ impl<B: Backend> Gpu<B> {
             base,
             max_members,
             toy_iter_cap: TOY_ITER_CAP,
+            attempts_per_launch: ATTEMPTS_PER_LAUNCH,
+            fit_launches: std::sync::atomic::AtomicU64::new(0),
             model: m.clone(),
             cache: std::sync::Mutex::new(HashMap::new()),
         })
@@ -511,6 +534,18 @@ impl<B: Backend> Gpu<B> {
     /// fitted again on the host.
     pub fn set_toy_iter_cap(&mut self, n: usize) {
         self.toy_iter_cap = n.max(1);
+    }
+
+    /// Set the trial steps a member runs per launch of the fit kernel
+    /// (default [`ATTEMPTS_PER_LAUNCH`]; 0: a whole step search per launch).
+    /// Results do not depend on it.
+    pub fn set_attempts_per_launch(&mut self, n: u64) {
+        self.attempts_per_launch = n;
+    }
+
+    /// Launches of the fit kernel since the device was opened.
+    pub fn fit_launches(&self) -> u64 {
+        self.fit_launches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Members that fit in device memory at once (half the free memory), at most `want`.
@@ -643,6 +678,7 @@ impl<B: Backend> Gpu<B> {
         let mut w = Work::new(self);
         w.members(ms, true, true)?;
         w.p.max_iter = opts.max_iter as u64;
+        w.p.attempts_per_launch = self.attempts_per_launch;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = opts.covariance as u64;
         w.p.robust = opts.robust as u64;
@@ -835,6 +871,7 @@ impl<B: Backend> Gpu<B> {
         w.p.mu = mu;
         w.p.poi = p.poi as u64;
         w.p.max_iter = opts.max_iter.min(self.toy_iter_cap) as u64;
+        w.p.attempts_per_launch = self.attempts_per_launch;
         w.p.edm_tol = opts.edm_tol;
         w.p.want_hess = 0;
         w.p.robust = opts.robust as u64;

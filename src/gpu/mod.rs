@@ -17,7 +17,6 @@
 pub mod exec;
 pub mod params;
 pub mod plan;
-pub mod route;
 pub mod selftest;
 
 #[cfg(feature = "cuda")]

@@ -130,6 +130,9 @@ params! {
     mb_win_f: u64,
     mb_data: u64,
     mb_spec: u64,
+    mb_tstep: u64,
+    mb_attempt: u64,
+    mb_nf: u64,
     // datasets (strided by nd) and fit specifications
     data_main: u64,
     data_aux: u64,
@@ -179,6 +182,7 @@ params! {
     max_iter: u64,
     want_hess: u64,
     robust: u64,
+    attempts_per_launch: u64,
     seed: u64,
     purpose: u64,
     toy0: u64,

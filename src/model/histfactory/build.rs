@@ -1,11 +1,7 @@
 //! Compile a validated workspace into a [`HistFactoryModel`]: parameter order,
 //! constraints, sample-bin terms and template tables, exactly as pyhf builds them.
 
-use super::interp::{Interp, InterpCode};
-use super::{
-    AddTerm, ChannelInfo, Constraint, HistFactoryModel, ModelOptions, MultTerm, ParSet, SampleBin,
-    SampleInfo, Templates, TermLayout,
-};
+use super::{ChannelInfo, Constraint, HistFactoryModel, ModelOptions, ParSet, SampleInfo};
 use crate::error::{Error, Result};
 use crate::workspace::{MODIFIER_TYPES, ModifierData, Workspace};
 use std::collections::{BTreeMap, HashMap};
@@ -521,91 +517,45 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         constraints.push(c);
     }
 
-    // --- sample-bin terms
+    // --- sample-bin terms: one compile step per modifier kind (terms.rs)
     let normsys_code = opts.normsys_code;
     let histosys_code = opts.histosys_code;
     let mut samples_info = Vec::new();
-    let mut sb = Vec::new();
-    let mut mult = Vec::new();
-    let mut add = Vec::new();
-    let mut interps = Vec::new();
-    let mut templates = Templates::default();
-    let mut layout = TermLayout::default();
+    let mut tb = super::terms::TermBuilder::new(normsys_code, histosys_code);
     for s in &traversal {
         let ch = &channels[s.channel];
         let gsample = sample_names
             .binary_search_by(|x| x.as_str().cmp(s.name))
             .expect("known sample");
-        let first_sb = sb.len();
+        let first_sb = tb.sb.len();
         for b in 0..ch.nbins {
             let gbin = ch.bin_offset + b;
             let nom = s.nominal[b];
-            let m0 = mult.len();
-            let a0 = add.len();
-            let sb_index = sb.len();
+            tb.open_bin();
             for m in &s.mods {
-                let set = &par_sets[set_of[m.name]];
-                let par = |k: usize| (set.offset + k) as u32;
+                let offset = par_sets[set_of[m.name]].offset;
+                let at = super::terms::At {
+                    offset,
+                    nominal: nom,
+                };
                 match &m.data {
-                    ModifierData::NormFactor | ModifierData::Lumi => {
-                        mult.push(MultTerm {
-                            par: par(0),
-                            interp: u32::MAX,
-                        });
-                        layout.lin.push((sb_index as u32, par(0)));
-                    }
-                    ModifierData::ShapeFactor | ModifierData::ShapeSys(_) => {
-                        mult.push(MultTerm {
-                            par: par(b),
-                            interp: u32::MAX,
-                        });
-                        layout.lin.push((sb_index as u32, par(b)));
-                    }
+                    ModifierData::NormFactor | ModifierData::Lumi => tb.scalar_factor(at),
+                    ModifierData::ShapeFactor | ModifierData::ShapeSys(_) => tb.bin_factor(at, b),
                     ModifierData::StatError(_) => {
                         let k = stat_bins[m.name].binary_search(&gbin).expect("bin covered");
-                        mult.push(MultTerm {
-                            par: par(k),
-                            interp: u32::MAX,
-                        });
-                        layout.lin.push((sb_index as u32, par(k)));
+                        tb.bin_factor(at, k)
                     }
-                    ModifierData::NormSys { hi, lo } => {
-                        let ip = normsys_interp(normsys_code, *hi, *lo)
-                            .map_err(|msg| werr(m.loc.clone() + "/data", msg))?;
-                        mult.push(MultTerm {
-                            par: par(0),
-                            interp: interps.len() as u32,
-                        });
-                        interps.push(ip);
-                        layout.norm_sb.push(sb_index as u32);
-                        layout.norm_par.push(par(0));
-                        templates.norm_hi.push(*hi);
-                        templates.norm_lo.push(*lo);
-                    }
+                    ModifierData::NormSys { hi, lo } => tb
+                        .normsys(at, *hi, *lo)
+                        .map_err(|msg| werr(m.loc.clone() + "/data", msg))?,
                     ModifierData::HistoSys { hi_data, lo_data } => {
-                        let (h, l) = (hi_data[b], lo_data[b]);
-                        let ip = histosys_interp(histosys_code, h, nom, l).map_err(|msg| {
+                        tb.histosys(at, hi_data[b], lo_data[b]).map_err(|msg| {
                             werr(format!("{}/data", m.loc), format!("bin {b}: {msg}"))
-                        })?;
-                        add.push(AddTerm {
-                            par: par(0),
-                            interp: interps.len() as u32,
-                        });
-                        interps.push(ip);
-                        layout.histo_sb.push(sb_index as u32);
-                        layout.histo_par.push(par(0));
-                        templates.histo_hi.push(h);
-                        templates.histo_lo.push(l);
+                        })?
                     }
                 }
             }
-            templates.nominal.push(nom);
-            sb.push(SampleBin {
-                bin: gbin as u32,
-                nom,
-                mult: (m0 as u32, mult.len() as u32),
-                add: (a0 as u32, add.len() as u32),
-            });
+            tb.close_bin(gbin, nom);
         }
         samples_info.push(SampleInfo {
             channel: s.channel,
@@ -615,6 +565,15 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             loc: s.loc.clone(),
         });
     }
+    let super::terms::TermBuilder {
+        sb,
+        mult,
+        add,
+        interps,
+        templates,
+        layout,
+        ..
+    } = tb;
 
     // --- POI
     let poi_name = opts.poi.clone().unwrap_or_else(|| meas.config.poi.clone());
@@ -673,44 +632,4 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     model.observed = Some(observed);
     model.finish_structure();
     Ok(model)
-}
-
-/// Interpolation of a normsys factor (I- = lo, I0 = 1, I+ = hi).
-pub(super) fn normsys_interp(
-    code: InterpCode,
-    hi: f64,
-    lo: f64,
-) -> std::result::Result<Interp, String> {
-    if code.is_multiplicative() {
-        if !(hi > 0.0 && lo > 0.0) {
-            return Err(format!(
-                "normsys with {code} needs positive hi and lo factors, got hi={hi}, lo={lo}"
-            ));
-        }
-        Ok(Interp::multiplicative(code, hi, lo))
-    } else {
-        Ok(Interp::additive(code, hi - 1.0, 1.0 - lo).with_map(1.0, 1.0))
-    }
-}
-
-/// Interpolation of a histosys delta (I- = lo, I0 = nom, I+ = hi).
-pub(super) fn histosys_interp(
-    code: InterpCode,
-    hi: f64,
-    nom: f64,
-    lo: f64,
-) -> std::result::Result<Interp, String> {
-    if code.is_multiplicative() {
-        if nom == 0.0 && hi == 0.0 && lo == 0.0 {
-            return Ok(Interp::additive(InterpCode::Code0, 0.0, 0.0));
-        }
-        if !(hi > 0.0 && lo > 0.0 && nom > 0.0) {
-            return Err(format!(
-                "histosys with {code} needs positive nominal, hi and lo yields, got lo={lo}, nominal={nom}, hi={hi}"
-            ));
-        }
-        Ok(Interp::multiplicative(code, hi / nom, lo / nom).with_map(-nom, nom))
-    } else {
-        Ok(Interp::additive(code, hi - nom, nom - lo))
-    }
 }

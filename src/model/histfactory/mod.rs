@@ -15,6 +15,7 @@ pub mod graph;
 pub mod interp;
 pub mod kernel;
 pub mod op;
+mod terms;
 pub mod yields;
 
 pub use describe::describe;
@@ -438,13 +439,13 @@ impl HistFactoryModel {
             for m in &self.mult[s.mult.0 as usize..s.mult.1 as usize] {
                 if m.interp != u32::MAX {
                     self.interps[m.interp as usize] =
-                        build::normsys_interp(self.normsys_code, t.norm_hi[ni], t.norm_lo[ni])
+                        terms::normsys_interp(self.normsys_code, t.norm_hi[ni], t.norm_lo[ni])
                             .map_err(Error::Input)?;
                     ni += 1;
                 }
             }
             for a in &self.add[s.add.0 as usize..s.add.1 as usize] {
-                self.interps[a.interp as usize] = build::histosys_interp(
+                self.interps[a.interp as usize] = terms::histosys_interp(
                     self.histosys_code,
                     t.histo_hi[hi],
                     s.nom,

@@ -10,10 +10,12 @@
 
 use crate::error::{Error, Result};
 use crate::fit::{self, FitOptions, FitResult, FitSpec};
-pub use crate::gpu::route::{Policy, Router};
+pub mod route;
+
 use crate::infer::Problem;
 use crate::infer::toys::{self, ToyRun, ToySettings};
 use crate::model::{Dataset, HistFactoryModel, Likelihood};
+pub use route::{Policy, Router};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +128,7 @@ pub struct Session<'m> {
 
 impl<'m> Session<'m> {
     /// Put `model` on `device`. A CUDA device is opened (and the model
-    /// uploaded) when the first work is routed to it; see [`crate::gpu::route`].
+    /// uploaded) when the first work is routed to it; see [`route`].
     pub fn new(device: &Device, model: &'m HistFactoryModel) -> Result<Self> {
         device.check()?;
         let all_on_device = Router {
@@ -173,11 +175,20 @@ impl<'m> Session<'m> {
     /// Size of the model's global (dense) Hessian block (planned once, when
     /// a routing decision needs it).
     fn n_global(&self) -> usize {
-        *self.n_global.get_or_init(|| {
-            crate::gpu::DeviceModel::new(self.model)
-                .map(|d| d.n_global)
-                .unwrap_or(usize::MAX)
-        })
+        #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+        {
+            *self.n_global.get_or_init(|| {
+                crate::gpu::DeviceModel::new(self.model)
+                    .map(|d| d.n_global)
+                    .unwrap_or(usize::MAX)
+            })
+        }
+        #[cfg(not(any(feature = "cuda", feature = "cuda-emu")))]
+        {
+            // no GPU in this build: no session routes anything (kept for one layout)
+            let _ = &self.n_global;
+            usize::MAX
+        }
     }
 
     /// Whether work of this size runs on the CPU although the session is on a
