@@ -12,6 +12,7 @@ pub mod expr;
 pub mod fit;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;
 pub mod infer;
 pub mod model;
