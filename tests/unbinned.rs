@@ -329,17 +329,6 @@ fn toys_are_bit_identical_across_threads_and_shards() {
 /// chunks, summed in order).
 #[test]
 fn evaluation_is_bit_identical_across_threads() {
-    let m = toy_model(20_000.0, 80_000.0);
-    let g = m.generator(m.init());
-    let data = m.sample(&g, 3, 0, 1);
-    let n = m.n_pars();
-    let theta: Vec<f64> = m.init().iter().map(|v| v * 1.01).collect();
-    let eval = || {
-        let mut s = m.scratch();
-        let (mut gr, mut h) = (vec![0.0; n], vec![0.0; n * n]);
-        let f = m.eval(&theta, &data, &mut s, Some(&mut gr), Some(&mut h));
-        (f, gr, h)
-    };
     let pools: Vec<_> = [1, 2, 3]
         .iter()
         .map(|&k| {
@@ -349,9 +338,90 @@ fn evaluation_is_bit_identical_across_threads() {
                 .unwrap()
         })
         .collect();
-    let r: Vec<_> = pools.iter().map(|p| p.install(eval)).collect();
-    assert_eq!(r[0], r[1]);
-    assert_eq!(r[0], r[2]);
+    for (label, m) in [
+        ("gauss_expo", toy_model(20_000.0, 80_000.0)),
+        ("dscb_expo", dscb_model(20_000.0, 80_000.0)),
+    ] {
+        let g = m.generator(m.init());
+        let data = m.sample(&g, 3, 0, 1);
+        let n = m.n_pars();
+        let theta: Vec<f64> = m.init().iter().map(|v| v * 1.01).collect();
+        let eval = || {
+            let mut s = m.scratch();
+            let (mut gr, mut h) = (vec![0.0; n], vec![0.0; n * n]);
+            let f = m.eval(&theta, &data, &mut s, Some(&mut gr), Some(&mut h));
+            (f, gr, h)
+        };
+        let r: Vec<_> = pools.iter().map(|p| p.install(eval)).collect();
+        assert!(r[0].0.is_finite(), "{label}");
+        assert!(r[0].2.iter().any(|v| *v != 0.0), "{label}");
+        assert_eq!(r[0], r[1], "{label}");
+        assert_eq!(r[0], r[2], "{label}");
+    }
+}
+
+/// An extended double-sided Crystal Ball + exponential on [60, 120] (the
+/// model of the speed benchmark, `benches/unbinned.rs`), one placeholder event.
+fn dscb_model(ns: f64, nb: f64) -> CombinedModel {
+    let doc = json!({
+        "distributions": [
+            {"name": "model", "type": "mixture_dist", "summands": ["sig", "bkg"], "coefficients": ["nsig", "nbkg"], "extended": true},
+            {"name": "sig", "type": "crystalball_doublesided_dist", "m": "mass", "m0": "m0", "sigma_L": "sl", "sigma_R": "sr",
+             "alpha_L": "al", "n_L": "nl", "alpha_R": "ar", "n_R": "nr"},
+            {"name": "bkg", "type": "exponential_dist", "x": "mass", "c": "c"}
+        ],
+        "data": [{"name": "d", "type": "unbinned", "axes": [{"name": "mass", "min": 60.0, "max": 120.0}], "entries": [[91.0]]}],
+        "likelihoods": [{"name": "L", "distributions": ["model"], "data": ["d"]}],
+        "parameter_points": [{"name": "default_values", "parameters": [
+            {"name": "nsig", "value": ns}, {"name": "nbkg", "value": nb}, {"name": "m0", "value": 91.0},
+            {"name": "sl", "value": 2.3}, {"name": "sr", "value": 2.8}, {"name": "al", "value": 1.3},
+            {"name": "nl", "value": 3.0}, {"name": "ar", "value": 1.6}, {"name": "nr", "value": 5.0}, {"name": "c", "value": 0.03}]}],
+        "analyses": [{"name": "A", "likelihood": "L", "parameters_of_interest": ["nsig"]}]
+    });
+    load_hs3(&doc, "dscb", Path::new("."), None).unwrap()
+}
+
+/// A Crystal Ball fit over many events (several chunks) gives the same
+/// result bit for bit on one and on two threads, and its minimum is one:
+/// the gradient there is zero to rounding and every step away rises.
+#[test]
+fn crystal_ball_fit_is_thread_independent_and_a_minimum() {
+    let mut m = dscb_model(10_000.0, 30_000.0);
+    let g = m.generator(m.init());
+    let data = m.sample(&g, 11, 0, 1);
+    m.set_observed(data).unwrap();
+    let pool = |k: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(k)
+            .build()
+            .unwrap()
+    };
+    let a = pool(1).install(|| do_fit(&m));
+    let b = pool(2).install(|| do_fit(&m));
+    assert_eq!(a.twice_nll.to_bits(), b.twice_nll.to_bits());
+    assert_eq!(a.x, b.x);
+    assert_eq!(a.errors, b.errors);
+    let n = m.n_pars();
+    let mut s = m.scratch();
+    let mut gr = vec![0.0; n];
+    let f = m.eval(&a.x, m.observed(), &mut s, Some(&mut gr), None);
+    assert_eq!(f.to_bits(), a.twice_nll.to_bits());
+    for i in 0..n {
+        // |g_i| sigma_i is the change of twice_nll over one error: tiny at a minimum
+        assert!(
+            (gr[i] * a.errors[i]).abs() < 1e-4,
+            "{}: gradient {} (error {})",
+            m.par_names()[i],
+            gr[i],
+            a.errors[i]
+        );
+        for sgn in [-1.0, 1.0] {
+            let mut t = a.x.clone();
+            t[i] += sgn * 0.1 * a.errors[i];
+            let ft = m.eval(&t, m.observed(), &mut s, None, None);
+            assert!(ft > f, "{}: {ft} <= {f}", m.par_names()[i]);
+        }
+    }
 }
 
 /// The fitted signal yield over 2000 toys: unbiased, and its spread is the

@@ -165,10 +165,63 @@ fn pick(left: bool, l: f64, r: f64) -> f64 {
     if left { l } else { r }
 }
 
+/// Per event at `xb` (with `ub`, `lub` = u and ln u of [`CbEval::block`]):
+/// whether it is on the left, and d ln f / dm0, / dsigma, / dalpha, / dn of its side.
+#[inline(always)]
+fn side_grads(
+    l: &Side,
+    r: &Side,
+    m0: f64,
+    sa: f64,
+    xb: f64,
+    ub: f64,
+    lub: f64,
+) -> (bool, f64, f64, f64, f64) {
+    let (lt, rt) = (l.tail as u8 as f64, r.tail as u8 as f64);
+    let left = xb <= m0;
+    let is = pick(left, l.is, r.is);
+    let st = pick(left, l.st, r.st);
+    let a = pick(left, l.a, r.a);
+    let n = pick(left, l.n, r.n);
+    let tail = pick(left, lt, rt) != 0.0;
+    let t = (xb - m0) * is;
+    let in_tail = tail & (st * t < -a);
+    let iu = 1.0 / ub;
+    let d_t = if in_tail { st * n * iu } else { -t };
+    let ia = pick(left, l.ia, r.ia);
+    let q = pick(left, l.q, r.q);
+    let ga = if in_tail {
+        sa * (-n * ia - a + n * q * iu)
+    } else {
+        0.0
+    };
+    let gn = if in_tail {
+        pick(left, l.ln_na1, r.ln_na1) - lub - n * ia * iu
+    } else {
+        0.0
+    };
+    let gs = -d_t * t * is;
+    (left, -d_t * is, gs, ga, gn)
+}
+
+/// The first `D` rows (each `bs` long) of `g`, cut to `nb` entries.
+#[inline(always)]
+fn rows<const D: usize>(g: &mut [f64], bs: usize, nb: usize) -> [&mut [f64]; D] {
+    let mut it = g.chunks_mut(bs);
+    std::array::from_fn(|_| {
+        let r = it.next().expect("gradient rows of the block");
+        &mut r[..nb]
+    })
+}
+
 impl CbEval {
     /// Block version of [`CbEval::event`] without branches on the data (so
     /// that it vectorises): `lnq[b] = ln f(x_b) - ln_n` and, when `grad`, the
     /// gradient rows `g[k * bs + b]` minus `ng[k]`. `d`: 4 (one-sided) or 7.
+    ///
+    /// Every slice is cut to the block's length before the loops, so that
+    /// they have no bounds checks and compile to vector code; the arithmetic
+    /// per event is that of the scalar form.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn block(
@@ -182,21 +235,25 @@ impl CbEval {
         lnq: &mut [f64],
         g: &mut [f64],
     ) {
-        let (l, r) = (&self.left, &self.right);
-        let nb = x.len();
+        let (l, r) = (self.left, self.right);
+        let nb = x.len().min(super::kernel::BS);
+        let x = &x[..nb];
+        let lnq = &mut lnq[..nb];
+        let m0 = self.m0;
+        let (lt, rt) = (l.tail as u8 as f64, r.tail as u8 as f64);
         let mut u_buf = [0.0f64; super::kernel::BS];
         let mut lu_buf = [0.0f64; super::kernel::BS];
         let u = &mut u_buf[..nb];
         // u = B - t' in the tails (1 elsewhere: ln 1 = 0 is not used)
-        for b in 0..nb {
-            let left = x[b] <= self.m0;
+        for (ub, &xb) in u.iter_mut().zip(x) {
+            let left = xb <= m0;
             let is = pick(left, l.is, r.is);
             let st = pick(left, l.st, r.st);
             let a = pick(left, l.a, r.a);
-            let tail = pick(left, l.tail as u8 as f64, r.tail as u8 as f64) != 0.0;
-            let tp = st * (x[b] - self.m0) * is;
-            let in_tail = tail && tp < -a;
-            u[b] = if in_tail {
+            let tail = pick(left, lt, rt) != 0.0;
+            let tp = st * (xb - m0) * is;
+            let in_tail = tail & (tp < -a);
+            *ub = if in_tail {
                 pick(left, l.b, r.b) - tp
             } else {
                 1.0
@@ -204,18 +261,18 @@ impl CbEval {
         }
         super::vmath::ln_slice(u, &mut lu_buf[..nb]);
         let lu = &lu_buf[..nb];
-        for b in 0..nb {
-            let left = x[b] <= self.m0;
+        for ((lb, &xb), &lub) in lnq.iter_mut().zip(x).zip(lu) {
+            let left = xb <= m0;
             let is = pick(left, l.is, r.is);
             let st = pick(left, l.st, r.st);
             let a = pick(left, l.a, r.a);
             let n = pick(left, l.n, r.n);
-            let tail = pick(left, l.tail as u8 as f64, r.tail as u8 as f64) != 0.0;
-            let t = (x[b] - self.m0) * is;
-            let in_tail = tail && st * t < -a;
+            let tail = pick(left, lt, rt) != 0.0;
+            let t = (xb - m0) * is;
+            let in_tail = tail & (st * t < -a);
             let ln_a = pick(left, l.ln_a, r.ln_a);
-            lnq[b] = if in_tail {
-                ln_a - n * lu[b]
+            *lb = if in_tail {
+                ln_a - n * lub
             } else {
                 -0.5 * t * t
             } - ln_n;
@@ -223,44 +280,31 @@ impl CbEval {
         if !grad {
             return;
         }
-        let one_sided = d == 4;
-        for b in 0..nb {
-            let left = x[b] <= self.m0;
-            let is = pick(left, l.is, r.is);
-            let st = pick(left, l.st, r.st);
-            let a = pick(left, l.a, r.a);
-            let n = pick(left, l.n, r.n);
-            let tail = pick(left, l.tail as u8 as f64, r.tail as u8 as f64) != 0.0;
-            let t = (x[b] - self.m0) * is;
-            let in_tail = tail && st * t < -a;
-            let iu = 1.0 / u[b];
-            let d_t = if in_tail { st * n * iu } else { -t };
-            let ia = pick(left, l.ia, r.ia);
-            let q = pick(left, l.q, r.q);
-            let ga = if in_tail {
-                self.sa * (-n * ia - a + n * q * iu)
-            } else {
-                0.0
-            };
-            let gn = if in_tail {
-                pick(left, l.ln_na1, r.ln_na1) - lu[b] - n * ia * iu
-            } else {
-                0.0
-            };
-            let gs = -d_t * t * is;
-            g[b] = -d_t * is - ng[0];
-            if one_sided {
-                g[bs + b] = gs - ng[1];
-                g[2 * bs + b] = ga - ng[2];
-                g[3 * bs + b] = gn - ng[3];
-            } else {
+        let u = &u_buf[..nb];
+        // per event: d ln f / dm0, / dsigma, / dalpha, / dn of its side
+        let (sa, lu) = (self.sa, &lu_buf[..nb]);
+        if d == 4 {
+            let [g0, g1, g2, g3] = rows::<4>(g, bs, nb);
+            for b in 0..nb {
+                let (_, gm, gs, ga, gn) = side_grads(&l, &r, m0, sa, x[b], u[b], lu[b]);
+                g0[b] = gm - ng[0];
+                g1[b] = gs - ng[1];
+                g2[b] = ga - ng[2];
+                g3[b] = gn - ng[3];
+            }
+        } else {
+            let [g0, g1, g2, g3, g4, g5, g6] = rows::<7>(g, bs, nb);
+            let ng: [f64; 7] = std::array::from_fn(|k| ng[k]);
+            for b in 0..nb {
+                let (left, gm, gs, ga, gn) = side_grads(&l, &r, m0, sa, x[b], u[b], lu[b]);
                 let (lm, rm) = if left { (1.0, 0.0) } else { (0.0, 1.0) };
-                g[bs + b] = lm * gs - ng[1];
-                g[2 * bs + b] = rm * gs - ng[2];
-                g[3 * bs + b] = lm * ga - ng[3];
-                g[4 * bs + b] = lm * gn - ng[4];
-                g[5 * bs + b] = rm * ga - ng[5];
-                g[6 * bs + b] = rm * gn - ng[6];
+                g0[b] = gm - ng[0];
+                g1[b] = lm * gs - ng[1];
+                g2[b] = rm * gs - ng[2];
+                g3[b] = lm * ga - ng[3];
+                g4[b] = lm * gn - ng[4];
+                g5[b] = rm * ga - ng[5];
+                g6[b] = rm * gn - ng[6];
             }
         }
     }
@@ -269,65 +313,70 @@ impl CbEval {
     /// (native order, without the normalisation's part).
     #[inline(always)]
     pub fn hess_block(&self, x: &[f64], c: &[f64], d: usize, out: &mut [f64]) {
-        let (l, r) = (&self.left, &self.right);
-        let nb = x.len();
+        let (l, r) = (self.left, self.right);
+        let nb = x.len().min(c.len()).min(super::kernel::BS);
+        let (x, c) = (&x[..nb], &c[..nb]);
+        let m0 = self.m0;
+        let (lt, rt) = (l.tail as u8 as f64, r.tail as u8 as f64);
         // per event: 10 second-derivative terms, weighted by c and by the side
         const K: usize = 10;
         let mut qv = [[0.0f64; super::kernel::BS]; K];
         let mut cl = [0.0f64; super::kernel::BS];
         let mut cr = [0.0f64; super::kernel::BS];
-        for b in 0..nb {
-            let left = x[b] <= self.m0;
-            let is = pick(left, l.is, r.is);
-            let st = pick(left, l.st, r.st);
-            let a = pick(left, l.a, r.a);
-            let n = pick(left, l.n, r.n);
-            let tail = pick(left, l.tail as u8 as f64, r.tail as u8 as f64) != 0.0;
-            let t = (x[b] - self.m0) * is;
-            let tp = st * t;
-            let in_tail = tail && tp < -a;
-            let u = if in_tail {
-                pick(left, l.b, r.b) - tp
-            } else {
-                1.0
-            };
-            let iu = 1.0 / u;
-            let (ia, q) = (pick(left, l.ia, r.ia), pick(left, l.q, r.q));
-            let (t_m, t_s, t_ms, t_ss) = (-is, -t * is, is * is, 2.0 * t * is * is);
-            // core: F = -t^2/2 (F_t = -t, F_tt = -1); tail: F(t', a, n)
-            let f_tt = if in_tail { n * iu * iu } else { -1.0 };
-            let d_t = if in_tail { st * n * iu } else { -t };
-            let m = if in_tail { 1.0 } else { 0.0 };
-            let d_ta = m * st * self.sa * n * q * iu * iu;
-            let d_tn = m * st * (iu - n * ia * iu * iu);
-            let f_aa =
-                m * (n * ia * ia - 1.0 - 2.0 * n * n * ia * ia * ia * iu + n * q * q * iu * iu);
-            let f_an = m * self.sa * (-ia + (2.0 * n * ia * ia + 1.0) * iu - n * q * ia * iu * iu);
-            let f_nn = m * (1.0 / n - 2.0 * ia * iu + n * ia * ia * iu * iu);
-            qv[0][b] = f_tt * t_m * t_m;
-            qv[1][b] = f_tt * t_m * t_s + d_t * t_ms;
-            qv[2][b] = f_tt * t_s * t_s + d_t * t_ss;
-            qv[3][b] = d_ta * t_m;
-            qv[4][b] = d_ta * t_s;
-            qv[5][b] = d_tn * t_m;
-            qv[6][b] = d_tn * t_s;
-            qv[7][b] = f_aa;
-            qv[8][b] = f_an;
-            qv[9][b] = f_nn;
-            cl[b] = if left { c[b] } else { 0.0 };
-            cr[b] = if left { 0.0 } else { c[b] };
+        {
+            let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9] = qv.each_mut().map(|q| &mut q[..nb]);
+            let (cl, cr) = (&mut cl[..nb], &mut cr[..nb]);
+            for b in 0..nb {
+                let left = x[b] <= m0;
+                let is = pick(left, l.is, r.is);
+                let st = pick(left, l.st, r.st);
+                let a = pick(left, l.a, r.a);
+                let n = pick(left, l.n, r.n);
+                let tail = pick(left, lt, rt) != 0.0;
+                let t = (x[b] - m0) * is;
+                let tp = st * t;
+                let in_tail = tail & (tp < -a);
+                let u = if in_tail {
+                    pick(left, l.b, r.b) - tp
+                } else {
+                    1.0
+                };
+                let iu = 1.0 / u;
+                let (ia, q) = (pick(left, l.ia, r.ia), pick(left, l.q, r.q));
+                let (t_m, t_s, t_ms, t_ss) = (-is, -t * is, is * is, 2.0 * t * is * is);
+                // core: F = -t^2/2 (F_t = -t, F_tt = -1); tail: F(t', a, n)
+                let f_tt = if in_tail { n * iu * iu } else { -1.0 };
+                let d_t = if in_tail { st * n * iu } else { -t };
+                let m = if in_tail { 1.0 } else { 0.0 };
+                let d_ta = m * st * self.sa * n * q * iu * iu;
+                let d_tn = m * st * (iu - n * ia * iu * iu);
+                let f_aa =
+                    m * (n * ia * ia - 1.0 - 2.0 * n * n * ia * ia * ia * iu + n * q * q * iu * iu);
+                let f_an =
+                    m * self.sa * (-ia + (2.0 * n * ia * ia + 1.0) * iu - n * q * ia * iu * iu);
+                let f_nn = m * (1.0 / n - 2.0 * ia * iu + n * ia * ia * iu * iu);
+                q0[b] = f_tt * t_m * t_m;
+                q1[b] = f_tt * t_m * t_s + d_t * t_ms;
+                q2[b] = f_tt * t_s * t_s + d_t * t_ss;
+                q3[b] = d_ta * t_m;
+                q4[b] = d_ta * t_s;
+                q5[b] = d_tn * t_m;
+                q6[b] = d_tn * t_s;
+                q7[b] = f_aa;
+                q8[b] = f_an;
+                q9[b] = f_nn;
+                cl[b] = if left { c[b] } else { 0.0 };
+                cr[b] = if left { 0.0 } else { c[b] };
+            }
         }
         let dot = super::kernel::dot;
-        let sums = |cw: &[f64]| -> [f64; K] {
-            let mut s = [0.0; K];
-            for k in 0..K {
-                s[k] = dot(&cw[..nb], &qv[k][..nb]);
-            }
-            s
-        };
-        let (sl, sr) = (sums(&cl), sums(&cr));
+        let (mut sl, mut sr) = ([0.0; K], [0.0; K]);
+        for k in 0..K {
+            sl[k] = dot(&cl[..nb], &qv[k][..nb]);
+            sr[k] = dot(&cr[..nb], &qv[k][..nb]);
+        }
         let _ = d;
-        for (s, side) in [(sl, l), (sr, r)] {
+        for (s, side) in [(sl, &l), (sr, &r)] {
             let [isg, ia, inn] = side.idx;
             out[tri(0, 0)] += s[0];
             out[tri(isg, 0)] += s[1];

@@ -115,40 +115,54 @@ impl Scratch {
     }
 }
 
-/// Deterministic dot product (four independent lanes, fixed combination order).
+/// Independent partial sums of [`dot`] and [`sum`]: enough for the adds of
+/// four AVX2 registers to overlap (a single chain is bound by the add's latency).
+const LANES: usize = 16;
+
+/// Sum of the lanes in a fixed pairwise order.
+#[inline(always)]
+fn combine(s: &[f64; LANES]) -> f64 {
+    let mut h = [0.0f64; LANES / 2];
+    for k in 0..LANES / 2 {
+        h[k] = s[k] + s[k + LANES / 2];
+    }
+    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// Deterministic dot product ([`LANES`] independent lanes, fixed combination
+/// order: the same bits whatever the vector width the loop compiles to).
 #[inline(always)]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut s = [0.0f64; 4];
-    let mut ca = a.chunks_exact(4);
-    let mut cb = b.chunks_exact(4);
+    let mut s = [0.0f64; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        s[0] += x[0] * y[0];
-        s[1] += x[1] * y[1];
-        s[2] += x[2] * y[2];
-        s[3] += x[3] * y[3];
+        for k in 0..LANES {
+            s[k] += x[k] * y[k];
+        }
     }
     let mut rest = 0.0;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         rest += x * y;
     }
-    ((s[0] + s[1]) + (s[2] + s[3])) + rest
+    combine(&s) + rest
 }
 
-/// Deterministic sum (four independent lanes, fixed combination order).
+/// Deterministic sum ([`LANES`] independent lanes, fixed combination order).
 #[inline(always)]
 pub(crate) fn sum(a: &[f64]) -> f64 {
-    let mut s = [0.0f64; 4];
-    let mut c = a.chunks_exact(4);
+    let mut s = [0.0f64; LANES];
+    let mut c = a.chunks_exact(LANES);
     for x in &mut c {
-        s[0] += x[0];
-        s[1] += x[1];
-        s[2] += x[2];
-        s[3] += x[3];
+        for k in 0..LANES {
+            s[k] += x[k];
+        }
     }
     let rest: f64 = c.remainder().iter().sum();
-    ((s[0] + s[1]) + (s[2] + s[3])) + rest
+    combine(&s) + rest
 }
 
 /// Run the pass over all events.
@@ -188,14 +202,19 @@ pub(crate) fn run(prep: &Prepared, data: &EventData) -> Partial {
 pub(crate) static BASELINE_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// One chunk: on x86-64 with AVX2 the same code compiled for AVX2 (plain
+/// One chunk: on x86-64 with AVX-512F or AVX2 the same code compiled for it (plain
 /// multiplies and adds in the same order, no fused multiply-add, so the numbers
 /// are bit for bit those of the baseline build).
 fn chunk(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let baseline = BASELINE_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+        if !baseline && *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { chunk_avx512(prep, data, a, b, s) };
+        }
         if !baseline && *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
             // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { chunk_avx2(prep, data, a, b, s) };
@@ -207,6 +226,12 @@ fn chunk(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn chunk_avx2(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
+    chunk_impl(prep, data, a, b, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn chunk_avx512(prep: &Prepared, data: &EventData, a: usize, b: usize, s: &mut Scratch) -> Partial {
     chunk_impl(prep, data, a, b, s)
 }
 
@@ -270,11 +295,17 @@ fn block(
             *pb += al * qb;
         }
     }
-    for bi in 0..nb {
-        let p = s.p[bi];
-        if !(p > 0.0 && p.is_finite()) {
-            acc.bad = Some((b0 + bi, p));
-            return;
+    // one vectorisable test, then the scalar search for the first bad event
+    if !s.p[..nb]
+        .iter()
+        .fold(true, |ok, &p| ok & (p > 0.0 && p.is_finite()))
+    {
+        for bi in 0..nb {
+            let p = s.p[bi];
+            if !(p > 0.0 && p.is_finite()) {
+                acc.bad = Some((b0 + bi, p));
+                return;
+            }
         }
     }
     vmath::ln_slice(&s.p[..nb], &mut s.lnp[..nb]);
@@ -291,8 +322,8 @@ fn block(
         return;
     }
     // 3. gradient of ln p~ per event
-    for bi in 0..nb {
-        s.ip[bi] = 1.0 / s.p[bi];
+    for (ib, pb) in s.ip[..nb].iter_mut().zip(&s.p[..nb]) {
+        *ib = 1.0 / pb;
     }
     for (m, leaves) in ch.atom_leaves.iter().enumerate() {
         let r = &mut s.r[m * BS..m * BS + nb];
@@ -332,8 +363,9 @@ fn block(
     let na = ch.n_act();
     if prep.score {
         for i in 0..na {
-            for bi in 0..nb {
-                s.wv[i * BS + bi] = s.w[bi] * s.v[i * BS + bi];
+            let v = &s.v[i * BS..i * BS + nb];
+            for ((o, wb), vb) in s.wv[i * BS..i * BS + nb].iter_mut().zip(&s.w[..nb]).zip(v) {
+                *o = wb * vb;
             }
         }
         for i in 0..na {
@@ -346,8 +378,9 @@ fn block(
     let w = &s.w[..nb];
     // w R_m, the weight of each atom's own second derivatives
     for &m in &ch.act_atoms {
-        for bi in 0..nb {
-            s.wr[m * BS + bi] = w[bi] * s.r[m * BS + bi];
+        let r = &s.r[m * BS..m * BS + nb];
+        for ((o, wb), rb) in s.wr[m * BS..m * BS + nb].iter_mut().zip(w).zip(r) {
+            *o = wb * rb;
         }
     }
     // atoms' Hessian sums
@@ -372,9 +405,11 @@ fn block(
     let mut ci = 0;
     for (i, role) in ch.roles.iter().enumerate() {
         if let Act::Coef(l) = *role {
-            for bi in 0..nb {
-                s.wv[i * BS + bi] = w[bi] * s.v[i * BS + bi];
+            let wv = &mut s.wv[i * BS..i * BS + nb];
+            for ((o, wb), vb) in wv.iter_mut().zip(w).zip(&s.v[i * BS..i * BS + nb]) {
+                *o = wb * vb;
             }
+            let wv = &s.wv[i * BS..i * BS + nb];
             for &m in &ch.act_atoms {
                 let inl = if ch.leaves[l].atoms.contains(&m) {
                     1.0
@@ -382,29 +417,29 @@ fn block(
                     0.0
                 };
                 let e = &mut s.e[(ci * ch.atoms.len() + m) * BS..][..nb];
-                for bi in 0..nb {
-                    e[bi] = s.wv[i * BS + bi] * (inl - s.r[m * BS + bi]);
+                for ((eb, wvb), rb) in e.iter_mut().zip(wv).zip(&s.r[m * BS..m * BS + nb]) {
+                    *eb = wvb * (inl - rb);
                 }
             }
             ci += 1;
         }
     }
-    let mut coef_pos = vec![usize::MAX; na];
-    let mut c = 0;
-    for (i, role) in ch.roles.iter().enumerate() {
-        if let Act::Coef(_) = role {
-            coef_pos[i] = c;
-            c += 1;
-        }
-    }
+    // the roles list the active coefficients first, so that the position of
+    // coefficient i among them (its rows of `e`) is i
+    debug_assert!(
+        ch.roles
+            .windows(2)
+            .all(|p| !matches!(p, [Act::Par(..), Act::Coef(_)]))
+    );
     let mut last_same: Option<(usize, usize)> = None;
+    let mut last_cross: Option<(usize, usize, usize)> = None;
     for pair in &ch.pairs {
         match *pair {
             Pair::CoefCoef { i, j } => {
                 acc.h[tri(i, j)] -= dot(&s.wv[i * BS..i * BS + nb], &s.v[j * BS..j * BS + nb]);
             }
             Pair::CoefPar { i, j, m, k } => {
-                let e = &s.e[(coef_pos[i] * ch.atoms.len() + m) * BS..][..nb];
+                let e = &s.e[(i * ch.atoms.len() + m) * BS..][..nb];
                 let go = (ch.g_off[m] + k) * BS;
                 acc.h[tri(i, j)] += dot(e, &s.g[go..go + nb]);
             }
@@ -412,18 +447,25 @@ fn block(
                 // tmp = w R (1 - R) g_mk, rebuilt when (m, k) changes
                 if last_same != Some((m, k)) {
                     let go = (ch.g_off[m] + k) * BS;
-                    for bi in 0..nb {
-                        let r = s.r[m * BS + bi];
-                        s.tmp[bi] = w[bi] * r * (1.0 - r) * s.g[go + bi];
+                    let (r, g) = (&s.r[m * BS..m * BS + nb], &s.g[go..go + nb]);
+                    for (((tb, wb), &rb), gb) in s.tmp[..nb].iter_mut().zip(w).zip(r).zip(g) {
+                        *tb = wb * rb * (1.0 - rb) * gb;
                     }
                     last_same = Some((m, k));
+                    last_cross = None;
                 }
                 let go2 = (ch.g_off[m] + k2) * BS;
                 acc.h[tri(i, j)] +=
                     dot(&s.tmp[..nb], &s.g[go2..go2 + nb]) + s.hs[ch.h_off[m] + tri(k, k2)];
             }
             Pair::Cross { i, j, m, k, m2, k2 } => {
-                // (R_mm2 - R_m R_m2) w g_mk g_m2k2
+                // (R_mm2 - R_m R_m2) w g_mk g_m2k2; tmp = w (R_mm2 - R_m R_m2) g_mk
+                // is rebuilt when (m, k, m2) changes
+                let go2 = (ch.g_off[m2] + k2) * BS;
+                if last_cross == Some((m, k, m2)) {
+                    acc.h[tri(i, j)] += dot(&s.tmp[..nb], &s.g[go2..go2 + nb]);
+                    continue;
+                }
                 let tmp = &mut s.tmp[..nb];
                 tmp.iter_mut().for_each(|v| *v = 0.0);
                 for &l in &ch.atom_leaves[m] {
@@ -440,13 +482,40 @@ fn block(
                     }
                 }
                 let go = (ch.g_off[m] + k) * BS;
-                let go2 = (ch.g_off[m2] + k2) * BS;
-                for bi in 0..nb {
-                    let rr = tmp[bi] - s.r[m * BS + bi] * s.r[m2 * BS + bi];
-                    tmp[bi] = w[bi] * rr * s.g[go + bi];
+                let (r, r2) = (&s.r[m * BS..m * BS + nb], &s.r[m2 * BS..m2 * BS + nb]);
+                let g = &s.g[go..go + nb];
+                for ((((tb, wb), rb), r2b), gb) in tmp.iter_mut().zip(w).zip(r).zip(r2).zip(g) {
+                    let rr = *tb - rb * r2b;
+                    *tb = wb * rr * gb;
                 }
                 acc.h[tri(i, j)] += dot(tmp, &s.g[go2..go2 + nb]);
                 last_same = None;
+                last_cross = Some((m, k, m2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dot, sum};
+
+    /// The lane sums agree with an exact sum (integers of at most 2^40, so
+    /// every partial sum is exact), for every length around the lane count,
+    /// and a value in any position counts once.
+    #[test]
+    fn dot_and_sum_are_exact_on_integers() {
+        for n in 0..70 {
+            let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 - 300.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 104_729) % 977) as f64).collect();
+            let want_s: f64 = a.iter().sum();
+            let want_d: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert_eq!(sum(&a), want_s, "sum, n = {n}");
+            assert_eq!(dot(&a, &b), want_d, "dot, n = {n}");
+            for k in 0..n {
+                let mut e = vec![0.0; n];
+                e[k] = 1.0;
+                assert_eq!(dot(&e, &b), b[k], "lane of {k}, n = {n}");
             }
         }
     }

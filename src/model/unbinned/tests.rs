@@ -342,7 +342,8 @@ fn crystal_ball_matches_the_hs3_formula() {
     }
 }
 
-/// The AVX2 build of the event kernel gives the same bits as the baseline one.
+/// The AVX-512 / AVX2 build of the event kernel (whichever the CPU has) gives
+/// the same bits as the baseline one.
 #[test]
 fn avx2_and_baseline_kernels_agree_bit_for_bit() {
     use crate::model::Likelihood;
