@@ -262,14 +262,7 @@ impl<'m> Session<'m> {
         specs: &[FitSpec],
         opts: &FitOptions,
     ) -> Result<Vec<FitResult>> {
-        if !(data.len() == 1 || data.len() == specs.len()) {
-            return Err(Error::input(format!(
-                "{} datasets for {} fits (need 1 or {})",
-                data.len(),
-                specs.len(),
-                specs.len()
-            )));
-        }
+        fit::check_batch_data(data.len(), specs.len())?;
         let what = format!("{} fits", specs.len());
         if self.routed_to_cpu(
             self.router.fits_on_gpu(specs.len(), || self.n_global()),
@@ -487,14 +480,7 @@ impl<L: Likelihood> fit::BatchFitter<L> for CpuEngine {
         specs: &[FitSpec],
         opts: &FitOptions,
     ) -> Result<Vec<FitResult>> {
-        if !(data.len() == 1 || data.len() == specs.len()) {
-            return Err(Error::input(format!(
-                "{} datasets for {} fits (need 1 or {})",
-                data.len(),
-                specs.len(),
-                specs.len()
-            )));
-        }
+        fit::check_batch_data(data.len(), specs.len())?;
         Ok(fit::fit_batch(model, data, specs, opts))
     }
 }

@@ -342,6 +342,17 @@ impl<S> Work<S> {
     }
 }
 
+/// Checks that a batch of `n_fits` fits has one dataset for all or one per fit.
+pub fn check_batch_data(n_data: usize, n_fits: usize) -> crate::Result<()> {
+    if n_data == 1 || n_data == n_fits {
+        Ok(())
+    } else {
+        Err(crate::Error::input(format!(
+            "{n_data} datasets for {n_fits} fits (need 1 or {n_fits})"
+        )))
+    }
+}
+
 /// Runs batches of fits: the CPU minimiser ([`Cpu`]) or a device session
 /// (`device::Session`). Every fit in gradfit's inference and report code goes
 /// through one, so `--device` moves them all.

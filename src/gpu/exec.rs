@@ -664,12 +664,7 @@ impl<B: Backend> Gpu<B> {
     ) -> Result<Vec<FitResult>> {
         let p = self.dm.n_pars;
         let t = specs.len();
-        if !(data.len() == 1 || data.len() == t) {
-            return Err(Error::input(format!(
-                "{} datasets for {t} fits (need 1 or {t})",
-                data.len()
-            )));
-        }
+        crate::fit::check_batch_data(data.len(), t)?;
         let mut results = Vec::with_capacity(t);
         if t == 0 {
             return Ok(results);
