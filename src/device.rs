@@ -173,14 +173,11 @@ impl<'m> Session<'m> {
     /// Size of the model's global (dense) Hessian block (planned once, when
     /// a routing decision needs it).
     fn n_global(&self) -> usize {
-        #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
-        return *self.n_global.get_or_init(|| {
+        *self.n_global.get_or_init(|| {
             crate::gpu::DeviceModel::new(self.model)
                 .map(|d| d.n_global)
                 .unwrap_or(usize::MAX)
-        });
-        #[cfg(not(any(feature = "cuda", feature = "cuda-emu")))]
-        *self.n_global.get_or_init(|| usize::MAX)
+        })
     }
 
     /// Whether work of this size runs on the CPU although the session is on a

@@ -14,12 +14,6 @@ pub mod fit;
 pub mod fuzz;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;
-/// Without a GPU feature only the routing policy of [`device`] is compiled.
-#[cfg(not(any(feature = "cuda", feature = "cuda-emu")))]
-pub mod gpu {
-    #[path = "route.rs"]
-    pub mod route;
-}
 pub mod infer;
 pub mod model;
 pub mod report;
