@@ -64,20 +64,14 @@ def make():
     r = np.exp(x @ u.T - 0.5 * (u * u).sum(1))  # (N, 3)
     lup = np.empty((K, N))
     ldn = np.empty((K, N))
+    # as src/model/nsbi/synth_big.rs: nuisance k tilts its own N(0, 1)
+    # observable z_k symmetrically, ln k+- = +-a z - a^2 / 2
+    z = rng.standard_normal((K, N))
     for k in range(K):
         c = k % 3
-        a = 0.02 + 0.004 * (k % 7)
-        b = 0.015 * ((k % 5) - 2.0) / 2.0
-        v = np.zeros(2)
-        v[k % 2] = a
-        v[(k + 1) % 2] = b * (c + 1.0) / 3.0
-
-        def tilt(v):
-            c0 = u[c] @ v + 0.5 * v @ v
-            return x @ v - c0  # ln g
-
-        lup[k] = tilt(v)
-        ldn[k] = tilt(-0.9 * v)
+        a = (0.02 + 0.004 * (k % 7)) * (1.0 + 0.25 * c)
+        lup[k] = a * z[k] - 0.5 * a * a
+        ldn[k] = -a * z[k] - 0.5 * a * a
     scale = N / 1000.0
     nus = np.array([60.0, 400.0, 540.0]) * scale
     dk = np.array([[0.01 + 0.002 * ((k + c) % 5) for c in range(3)] for k in range(K)])  # (K, 3)

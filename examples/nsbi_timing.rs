@@ -26,7 +26,10 @@ fn main() {
     let reps: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let m = big_model(&BigSpec {
         n_events: n,
-        n_syst: 20,
+        n_syst: std::env::var("NSBI_SYST")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
         all_processes: all,
         seed: 1,
     })
@@ -72,5 +75,14 @@ fn main() {
         f.n_evals,
         1e3 * (cpu_seconds() - t0),
         1e3 * w0.elapsed().as_secs_f64()
+    );
+    let start = m.eval(m.init(), m.observed(), &mut s, None, None);
+    println!(
+        "fit: twice_nll {:.3} at the start, {:.3} at the minimum; minimum at {:?}",
+        start,
+        f.twice_nll,
+        f.x.iter()
+            .map(|v| (v * 1e4).round() / 1e4)
+            .collect::<Vec<_>>()
     );
 }

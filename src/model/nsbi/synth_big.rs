@@ -2,9 +2,9 @@
 //! processes with the off-shell coefficient functions `mu - sqrt(mu)`,
 //! `sqrt(mu)`, `1 - sqrt(mu)`, and `k` nuisance parameters, each with a code-4
 //! yield variation and per-event shape variations (of one process, or of all
-//! three). Ratios are smooth functions of two standard normal "observables"
-//! drawn from counter-based streams, so the channel is the same for every
-//! thread count.
+//! three). Ratios are smooth functions of two standard normal "observables",
+//! and each nuisance tilts along one more (see [`big_arrays`]), all drawn from
+//! counter-based streams, so the channel is the same for every thread count.
 
 use super::coef::{Factor, YieldCode4};
 use super::synth::OffShell;
@@ -45,35 +45,39 @@ pub fn big_arrays(spec: &BigSpec) -> (EventArrays, Vec<ShapeVar>) {
     let ratios: Vec<Vec<f64>> = (0..3)
         .map(|c| xs.par_iter().map(|x| ratio(c, x)).collect())
         .collect();
+    // Each nuisance k tilts along its own observable z_k ~ N(0, 1), which is
+    // independent of x and distributed alike under every process, with
+    // ln k+ = a z - a^2 / 2 and ln k- = -a z - a^2 / 2. So E_c[k+] = E_c[k-] = 1,
+    // the code-4 polynomial of every variation has mean 1 + O(a^4) at every
+    // |alpha| <= 1 (its first and second derivatives at 0 have mean 0), and the
+    // variations of one process are independent, so that their product is
+    // normalised too: the data drawn at the nominal point are the model's own
+    // there, and the Asimov fit starts at its minimum.
     let mut shapes = Vec::new();
     let mut arrays = Vec::new();
     for k in 0..spec.n_syst {
+        let z: Vec<f64> = (0..n)
+            .into_par_iter()
+            .map(|i| Stream::new(spec.seed, 1 + k as u32, 11, i as u32).normal())
+            .collect();
         let procs: Vec<usize> = if spec.all_processes {
             vec![0, 1, 2]
         } else {
             vec![k % 3]
         };
-        let a = 0.02 + 0.004 * (k % 7) as f64;
-        let b = 0.015 * ((k % 5) as f64 - 2.0) / 2.0;
         for c in procs {
-            // g = exp(v . x - c0) with E_c[g] = E[r_c g] = 1: c0 = u_c . v + |v|^2 / 2
-            let tilt = |v: [f64; 2]| {
-                let c0 = u[c][0] * v[0] + u[c][1] * v[1] + 0.5 * (v[0] * v[0] + v[1] * v[1]);
-                xs.par_iter()
-                    .map(|x| (v[0] * x[0] + v[1] * x[1] - c0).exp())
+            let a = (0.02 + 0.004 * (k % 7) as f64) * (1.0 + 0.25 * c as f64);
+            let tilt = |s: f64| {
+                z.par_iter()
+                    .map(|&zi| (s * a * zi - 0.5 * a * a).exp())
                     .collect::<Vec<f64>>()
             };
-            let mut v = [0.0; 2];
-            v[k % 2] = a;
-            v[(k + 1) % 2] = b * (c as f64 + 1.0) / 3.0;
-            let up = tilt(v);
-            let down = tilt([-0.9 * v[0], -0.9 * v[1]]);
             shapes.push(ShapeVar {
                 process: c,
                 par: 1 + k,
                 label: format!("sample {c}, modifier alpha_{k}"),
             });
-            arrays.push((up, down));
+            arrays.push((tilt(1.0), tilt(-1.0)));
         }
     }
     (
@@ -165,4 +169,52 @@ pub fn big_model(spec: &BigSpec) -> Result<crate::model::CombinedModel> {
         Some("mu"),
         "synthetic NSBI",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Likelihood;
+
+    #[test]
+    fn shape_variations_are_normalised_under_every_process() {
+        let spec = BigSpec {
+            n_events: 200_000,
+            n_syst: 6,
+            all_processes: true,
+            seed: 3,
+        };
+        let (arr, shapes) = big_arrays(&spec);
+        let n = spec.n_events as f64;
+        for (e, s) in shapes.iter().enumerate() {
+            let r = &arr.ratios[s.process];
+            for side in [&arr.shapes[e].0, &arr.shapes[e].1] {
+                // E_c[k] = E_ref[r_c k] = 1; sampling error about 3e-3 here
+                let m: f64 = r.iter().zip(side).map(|(a, b)| a * b).sum::<f64>() / n;
+                let m0: f64 = r.iter().sum::<f64>() / n;
+                assert!((m - m0).abs() < 2e-3, "{}: mean {m} against {m0}", s.label);
+            }
+        }
+    }
+
+    #[test]
+    fn asimov_fit_stays_at_the_nominal_point() {
+        let spec = BigSpec {
+            n_events: 50_000,
+            n_syst: 20,
+            all_processes: false,
+            seed: 1,
+        };
+        let m = big_model(&spec).expect("model");
+        let spec_fit = crate::fit::FitSpec::from_model(&m);
+        let f = crate::fit::fit(&m, m.observed(), &spec_fit, &Default::default());
+        assert!(f.converged, "{:?}", f.status);
+        assert!(f.iterations <= 4, "{} iterations", f.iterations);
+        assert!((f.x[0] - 1.0).abs() < 0.02, "mu {}", f.x[0]);
+        for (i, a) in f.x.iter().enumerate().skip(1) {
+            assert!(a.abs() < 0.3, "alpha_{} = {a}", i - 1);
+        }
+        let start = m.eval(m.init(), m.observed(), &mut m.scratch(), None, None);
+        assert!(start - f.twice_nll < 10.0, "{start} -> {}", f.twice_nll);
+    }
 }
