@@ -37,16 +37,20 @@ if [ "${1:-}" = "--train" ]; then
             "neos==0.3.0" "relaxed==0.4.0" "pyhf[jax]==0.7.6" optax
     fi
     TT="$ROOT/.venv-train-torch"
-    if [ ! -x "$TT/bin/python" ] || ! "$TT/bin/python" -c "import pytorch_inferno.inferno" 2>/dev/null; then
+    if [ ! -x "$TT/bin/python" ] || ! "$TT/bin/python" -c "import pytorch_inferno.inferno, safetensors" 2>/dev/null; then
         echo "==> installing pytorch_inferno 0.2.2 (torch from PyPI, several GB) into $TT" >&2
         "$PY" -m venv "$TT"
         # pytorch_inferno 0.2.2 imports fastcore.typedispatch (gone after fastcore 1.5)
-        "$TT/bin/pip" install --quiet "pytorch_inferno==0.2.2" "fastcore==1.5.29" "fastprogress==1.0.3"
+        "$TT/bin/pip" install --quiet "pytorch_inferno==0.2.2" "fastcore==1.5.29" "fastprogress==1.0.3" safetensors
     fi
     "$TV/bin/python" bench/train_compare.py neos --gradfit-example "$ROOT/target/release/examples/neos" \
         --out "$ROOT/bench/train_neos.json"
     "$TT/bin/python" bench/train_compare.py inferno --gradfit-example "$ROOT/target/release/examples/inferno" \
-        --epochs 1 --out "$ROOT/bench/train_inferno.json"
+        --epochs 3 --out "$ROOT/bench/train_inferno.json"
+    # sigma_s of fully trained pytorch_inferno networks (5 seeds x 30 epochs),
+    # measured by gradfit's evaluation next to gradfit's own networks
+    "$TT/bin/python" bench/train_compare.py inferno-sigma --gradfit-example "$ROOT/target/release/examples/inferno" \
+        --epochs 30 --seeds 5 --out "$ROOT/bench/train_inferno_sigma.json"
     echo "==> results in bench/train_neos.json and bench/train_inferno.json" >&2
     exit 0
 fi

@@ -192,7 +192,12 @@ def neos_gradfit(example: str, steps: int, batch: int, hidden: int) -> dict:
 # ------------------------------------------------------------------ inferno
 
 
-def inferno_peer(n_train: int, epochs: int, batch: int) -> dict:
+def inferno_peer(n_train: int, epochs: int, batch: int, seed: int = 0, save: str | None = None) -> dict:
+    """Train pytorch_inferno's `PaperInferno` (benchmark 2: r and lambda free)
+    and time its epochs; with `save`, write the trained network's three linear
+    layers as safetensors (`layer{l}.weight`, `layer{l}.bias`, float32), the
+    layout gradfit's `Mlp` loads."""
+    import numpy as np
     import torch
     from fastcore.all import partialler
     from pytorch_inferno.data import get_paper_data
@@ -201,15 +206,14 @@ def inferno_peer(n_train: int, epochs: int, batch: int) -> dict:
     from pytorch_inferno.utils import init_net
     from torch import nn, optim
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # pytorch_inferno samples its data with numpy's global generator
     from pytorch_inferno.data import DataPair, DataSet, WeightedDataLoader
 
     data, _ = get_paper_data(2 * n_train, bs=2 * batch, n_test=2 * batch)
     # time the training batches: validate on a single batch (its validation set
     # is otherwise as large as the training set, evaluated with the same loss)
     v = data.val_dl.dataset
-    import numpy as np
-
     half = len(v.x) // 2  # signal first, then background
     idx = np.r_[0:batch, half : half + batch]
     one = DataSet(v.x[idx], v.y[idx], None if v.w is None else v.w[idx])
@@ -222,7 +226,50 @@ def inferno_peer(n_train: int, epochs: int, batch: int) -> dict:
     model.fit(epochs, data=data, opt=partialler(optim.Adam, lr=1e-3), loss=None,
               cbs=[PaperInferno(float_r=True, float_l=True)])
     total = time.perf_counter() - t0
+    if save:
+        from safetensors.torch import save_file
+
+        lin = [m for m in net if isinstance(m, nn.Linear)]
+        tensors = {}
+        for i, m in enumerate(lin):
+            tensors[f"layer{i}.weight"] = m.weight.detach().float().contiguous()
+            tensors[f"layer{i}.bias"] = m.bias.detach().float().contiguous()
+        save_file(tensors, save)
     return {"torch": torch.__version__, "epoch_seconds": total / epochs, "epochs": epochs}
+
+
+def inferno_sigma(example: str, n_train: int, epochs: int, seeds: int, outdir: str) -> dict:
+    """sigma_s of fully trained pytorch_inferno networks, evaluated by gradfit's
+    INFERNO evaluation (the same test sample, hard histograms and profile
+    width as `sigma_s_inferno`), next to gradfit's own networks trained with
+    the same sizes, epochs and seeds."""
+    import os
+
+    os.makedirs(outdir, exist_ok=True)
+    nets, secs = [], []
+    for k in range(seeds):
+        path = os.path.join(outdir, f"pytorch_inferno_seed{k}.safetensors")
+        nets.append(path)
+        if os.path.exists(path):  # trained by an earlier run with the same settings
+            log(f"pytorch_inferno seed {k}: reusing {path}")
+            continue
+        log(f"pytorch_inferno seed {k}: {epochs} epochs ...")
+        r = inferno_peer(n_train, epochs, 1000, seed=k, save=path + ".tmp")
+        os.replace(path + ".tmp", path)
+        secs.append(r["epoch_seconds"])
+    args = [example, "--benchmark", "2", "--seeds", str(seeds), "--epochs", str(epochs),
+            "--n-train", str(n_train), "--json"]
+    for p in nets:
+        args += ["--evaluate-net", p]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout)
+    return {
+        "pytorch_inferno": {"sigma_s": median(r["evaluated"]), "all": r["evaluated"],
+                            "epoch_seconds": median(secs) if secs else None},
+        "gradfit": {"sigma_s": r["sigma_s_inferno"], "all": r["inferno_all"],
+                    "sigma_s_bce": r["sigma_s_bce"], "epoch_seconds": r["inferno_epoch_seconds"]},
+        "sigma_s_analytic": r["sigma_s_analytic"],
+    }
 
 
 def inferno_gradfit(example: str, n_train: int, epochs: int) -> dict:
@@ -238,13 +285,15 @@ def inferno_gradfit(example: str, n_train: int, epochs: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("task", choices=["neos", "inferno"])
+    ap.add_argument("task", choices=["neos", "inferno", "inferno-sigma"])
     ap.add_argument("--gradfit-example", required=True, help="path of the built example binary")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--n-train", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5, help="inferno-sigma: network initialisations")
+    ap.add_argument("--net-dir", default="bench/inferno_nets", help="inferno-sigma: trained networks")
     ap.add_argument("--out")
     a = ap.parse_args()
     res = {"task": a.task}
@@ -261,6 +310,9 @@ def main() -> int:
         if "step_seconds" in p:
             res["step_speedup"] = p["step_seconds"] / res["gradfit"]["step_seconds"]
             res["stats_speedup"] = p["stats_seconds"] / res["gradfit"]["stats_seconds"]
+    elif a.task == "inferno-sigma":
+        res["settings"] = {"n_train_per_class": a.n_train, "epochs": a.epochs, "seeds": a.seeds}
+        res.update(inferno_sigma(a.gradfit_example, a.n_train, a.epochs, a.seeds, a.net_dir))
     else:
         res["settings"] = {"n_train_per_class": a.n_train, "epochs": a.epochs}
         log("gradfit inferno ...")

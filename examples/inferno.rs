@@ -8,10 +8,22 @@
 //!
 //! Prints `{"benchmark": B, "sigma_s_inferno": ..., "sigma_s_bce": ...,
 //! "sigma_s_analytic": ..., "seeds": n, "seconds": t}` (medians over seeds).
+//!
+//! `--analytic-only` prints only the true likelihood's figures (profile width
+//! and Fisher). `--evaluate-net W.safetensors` (repeatable) also measures
+//! networks trained elsewhere (3-100-100-10 softmax summaries, weights named
+//! `layer{l}.weight` / `layer{l}.bias`, e.g. pytorch_inferno's, written by
+//! `bench/train_compare.py inferno-sigma`) on the same test sample: their
+//! sigma_s are printed under `"evaluated"`.
 
+use candle_core::DType;
 use clap::Parser;
-use gradfit::train::inferno::{InfernoConfig, run_benchmark};
+use gradfit::train::inferno::{
+    Benchmark, Inferno, InfernoConfig, analytic_profile_sigma_s, analytic_sigma_s, run_benchmark,
+};
+use gradfit::train::nn::Mlp;
 use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 struct Args {
@@ -36,7 +48,39 @@ struct Args {
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
+    /// Only the true likelihood's figures (no training).
+    #[arg(long)]
+    analytic_only: bool,
+    /// Also measure these trained networks (safetensors) on the test sample.
+    #[arg(long)]
+    evaluate_net: Vec<PathBuf>,
 }
+
+/// sigma_s of networks trained elsewhere, on this run's test sample.
+fn evaluate(cfg: &InfernoConfig, paths: &[PathBuf]) -> gradfit::error::Result<Vec<f64>> {
+    let inf = Inferno::new(cfg.clone())?;
+    let test = inf.test_sample()?;
+    let mut sizes = vec![3];
+    sizes.extend(&cfg.hidden);
+    sizes.push(cfg.bins);
+    paths
+        .iter()
+        .map(|p| {
+            let mut net = Mlp::new(&sizes, DType::F32, 0)?;
+            net.load(p)?;
+            inf.sigma_s_of_net(&net, &test)
+        })
+        .collect()
+}
+
+fn fail(e: gradfit::error::Error) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1);
+}
+
+/// mimalloc keeps freed activation buffers for reuse (see Cargo.toml).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     // one network per core, each network's small matrix products on one thread
@@ -56,15 +100,33 @@ fn main() {
         seed: a.seed,
         ..d
     };
+    if a.analytic_only {
+        let t0 = std::time::Instant::now();
+        let bm = Benchmark::new(cfg.benchmark).unwrap_or_else(|e| fail(e));
+        let prof = analytic_profile_sigma_s(&bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)
+            .unwrap_or_else(|e| fail(e));
+        let fisher = analytic_sigma_s(&bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)
+            .unwrap_or_else(|e| fail(e));
+        println!(
+            "{}",
+            json!({"benchmark": cfg.benchmark, "sigma_s_analytic": prof,
+                   "sigma_s_analytic_fisher": fisher, "events": cfg.n_analytic,
+                   "seconds": t0.elapsed().as_secs_f64()})
+        );
+        return;
+    }
+    let evaluated = evaluate(&cfg, &a.evaluate_net).unwrap_or_else(|e| fail(e));
     match run_benchmark(&cfg, |s| eprintln!("{s}")) {
         Ok(r) => {
             if a.json {
                 let out = json!({
                     "benchmark": r.benchmark, "sigma_s_inferno": r.sigma_s_inferno,
                     "sigma_s_bce": r.sigma_s_bce, "sigma_s_analytic": r.sigma_s_analytic,
+                    "sigma_s_analytic_fisher": r.sigma_s_analytic_fisher,
                     "seeds": r.seeds, "seconds": r.seconds,
                     "inferno_all": r.inferno_all, "bce_all": r.bce_all,
                     "inferno_epoch_seconds": r.inferno_epoch_seconds,
+                    "evaluated": evaluated,
                 });
                 println!("{out}");
             } else {
@@ -80,9 +142,6 @@ fn main() {
                 );
             }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => fail(e),
     }
 }

@@ -725,6 +725,38 @@ fn inferno_benchmark_2_beats_bce() {
     }
 }
 
+/// A network written as safetensors and read into a fresh one (the path
+/// `examples/inferno --evaluate-net` takes for pytorch_inferno's networks)
+/// gives the same sigma_s; a file with other layer sizes is an error.
+#[test]
+fn inferno_sigma_of_loaded_network() {
+    use candle_core::DType;
+    use gradfit::train::inferno::{Inferno, InfernoConfig};
+    use gradfit::train::nn::Mlp;
+    let cfg = InfernoConfig {
+        n_test: 5000,
+        ..Default::default()
+    };
+    let inf = Inferno::new(cfg).unwrap();
+    let test = inf.test_sample().unwrap();
+    let dir = std::env::temp_dir().join(format!("gradfit-infnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("net.safetensors");
+    let a = Mlp::new(&[3, 100, 100, 10], DType::F32, 11).unwrap();
+    a.save(&path).unwrap();
+    let mut b = Mlp::new(&[3, 100, 100, 10], DType::F32, 12).unwrap();
+    let sb_before = inf.sigma_s_of_net(&b, &test).unwrap();
+    b.load(&path).unwrap();
+    let sa = inf.sigma_s_of_net(&a, &test).unwrap();
+    let sb = inf.sigma_s_of_net(&b, &test).unwrap();
+    assert_eq!(sa, sb);
+    assert_ne!(sa, sb_before);
+    assert!(sa.is_finite() && sa > 10.0, "{sa}");
+    let mut c = Mlp::new(&[3, 50, 10], DType::F32, 0).unwrap();
+    assert!(c.load(&path).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `gradfit train`: outputs, the exported workspace read back by gradfit
 /// gives the summary's CLs, and a bad configuration is an error naming its location.
 #[test]

@@ -2,15 +2,15 @@
 //! of s on the test sample), the true likelihood's figure, and the benchmark
 //! run over seeds.
 
+use super::analytic::{analytic_profile_sigma_s, analytic_sigma_s};
 use super::{
-    Benchmark, Inferno, InfernoConfig, LAMBDA_SHIFT, LAMBDA0, Nuisance, R_SHIFT, R0, generate,
-    shifted, spec,
+    Inferno, InfernoConfig, LAMBDA_SHIFT, LAMBDA0, Nuisance, R_SHIFT, R0, generate, shifted, spec,
 };
 use crate::error::{Error, Result};
 use crate::fit::FitSpec;
 use crate::model::InterpCode;
-use crate::rng::Stream;
 use crate::train::hist::{argmax_hist, hard_hist};
+use crate::train::nn::Mlp;
 use crate::train::spec::AnalysisSpec;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -82,6 +82,25 @@ impl Inferno {
     }
 }
 
+impl Inferno {
+    /// [`Inferno::sigma_s`] of a softmax-summary network (hard histograms:
+    /// the argmax of its logits), e.g. one trained here or loaded with
+    /// [`crate::train::nn::Mlp::load`] from another framework's weights.
+    pub fn sigma_s_of_net(&self, net: &Mlp, test: &(Tensor, Tensor)) -> Result<f64> {
+        let counts = |x: &Tensor| argmax_hist(&net.forward(x)?, None);
+        self.sigma_s(&counts, test)
+    }
+
+    /// The test sample of a benchmark run with these settings (the events
+    /// [`run_benchmark`] measures every network on).
+    pub fn test_sample(&self) -> Result<(Tensor, Tensor)> {
+        generate(self.cfg.n_test, self.cfg.seed, TEST_PURPOSE)
+    }
+}
+
+/// Philox purpose tag of the test sample.
+const TEST_PURPOSE: u32 = 0x7473_7401;
+
 /// Half width (in signal events) of the profile interval of `mu` on the
 /// Asimov data at mu = 1, nuisances nominal.
 fn profile_sigma(
@@ -140,88 +159,6 @@ fn profile_sigma(
     Ok(s0 * (ends[1] - ends[0]) / 2.0)
 }
 
-/// Analytic figure: the expected uncertainty of s from the Fisher information
-/// of the true (unbinned, extended) likelihood of the benchmark,
-/// `I_ij = int d_i lambda d_j lambda / lambda dx` by Monte Carlo over `n`
-/// events of the signal + background mixture, plus the constraint terms.
-pub fn analytic_sigma_s(bm: &Benchmark, s: f64, b: f64, n: usize, seed: u64) -> Result<f64> {
-    use std::f64::consts::PI;
-    let mut pars = vec!["s"];
-    if bm.r != Nuisance::Fixed {
-        pars.push("r");
-    }
-    if bm.lambda != Nuisance::Fixed {
-        pars.push("lambda");
-    }
-    if bm.b_sigma.is_some() {
-        pars.push("b");
-    }
-    let p = pars.len();
-    let mut info = vec![0.0; p * p];
-    let mut st = Stream::new(seed, 7, 0x616e_6131, 0);
-    let g = |x: f64, m: f64, v: f64| (-(x - m) * (x - m) / (2.0 * v)).exp() / (2.0 * PI * v).sqrt();
-    let frac_s = s / (s + b);
-    for _ in 0..n {
-        let is_sig = st.uniform() < frac_s;
-        let (x0, x1, x2) = if is_sig {
-            (st.normal(), st.normal(), -(1.0 - st.uniform()).ln() / 2.0)
-        } else {
-            (
-                R0 + 5f64.sqrt() * st.normal(),
-                3.0 * st.normal(),
-                -(1.0 - st.uniform()).ln() / LAMBDA0,
-            )
-        };
-        let fs = g(x0, 0.0, 1.0) * g(x1, 0.0, 1.0) * 2.0 * (-2.0 * x2).exp();
-        let fb = g(x0, R0, 5.0) * g(x1, 0.0, 9.0) * LAMBDA0 * (-LAMBDA0 * x2).exp();
-        let lam = s * fs + b * fb;
-        let d: Vec<f64> = pars
-            .iter()
-            .map(|&q| match q {
-                "s" => fs,
-                "r" => b * fb * (x0 - R0) / 5.0,
-                "lambda" => b * fb * (1.0 / LAMBDA0 - x2),
-                _ => fb,
-            })
-            .collect();
-        // E over the mixture of d_i d_j / lambda^2, times (s + b)
-        for i in 0..p {
-            for j in 0..p {
-                info[i * p + j] += d[i] * d[j] / (lam * lam);
-            }
-        }
-    }
-    for v in info.iter_mut() {
-        *v *= (s + b) / n as f64;
-    }
-    for (i, &q) in pars.iter().enumerate() {
-        let w = match q {
-            "r" => match bm.r {
-                Nuisance::Constrained(w) => Some(w),
-                _ => None,
-            },
-            "lambda" => match bm.lambda {
-                Nuisance::Constrained(w) => Some(w),
-                _ => None,
-            },
-            "b" => bm.b_sigma.map(|r| r * b),
-            _ => None,
-        };
-        if let Some(w) = w {
-            info[i * p + i] += 1.0 / (w * w);
-        }
-    }
-    let mut chol = crate::fit::linalg::Chol::new(p);
-    if !chol.factor(p, |i, j| info[i * p + j]) {
-        return Err(Error::Numerical(
-            "analytic Fisher information not positive definite".into(),
-        ));
-    }
-    let mut inv = vec![0.0; p * p];
-    chol.inverse(&mut inv);
-    Ok(inv[0].sqrt())
-}
-
 /// The result of one benchmark run.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchmarkResult {
@@ -233,6 +170,8 @@ pub struct BenchmarkResult {
     pub sigma_s_bce: f64,
     /// sigma_s of the true likelihood.
     pub sigma_s_analytic: f64,
+    /// The true likelihood's first-order figure, `sqrt([I^-1]_ss)` of its Fisher information.
+    pub sigma_s_analytic_fisher: f64,
     /// Network initialisations.
     pub seeds: usize,
     /// Wall time in seconds.
@@ -269,7 +208,7 @@ pub fn run_benchmark(cfg: &InfernoConfig, log: impl Fn(&str) + Sync) -> Result<B
     let t0 = Instant::now();
     let inf = Inferno::new(cfg.clone())?;
     let train = generate(cfg.n_train, cfg.seed, 0x7472_6e01)?;
-    let test = generate(cfg.n_test, cfg.seed, 0x7473_7401)?;
+    let test = inf.test_sample()?;
     let width = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(width)
@@ -278,8 +217,7 @@ pub fn run_benchmark(cfg: &InfernoConfig, log: impl Fn(&str) + Sync) -> Result<B
     let one = |k: usize| -> Result<(f64, f64, Vec<f64>)> {
         let seed = cfg.seed + k as u64;
         let (net, curve) = inf.train(seed, &train)?;
-        let counts = |x: &Tensor| argmax_hist(&net.forward(x)?, None);
-        let si = inf.sigma_s(&counts, &test)?;
+        let si = inf.sigma_s_of_net(&net, &test)?;
         let (bnet, _) = inf.train_bce(seed, &train)?;
         let edges: Vec<f64> = (0..=cfg.bins).map(|i| i as f64 / cfg.bins as f64).collect();
         let bcounts = |x: &Tensor| -> Result<Vec<f64>> {
@@ -306,12 +244,14 @@ pub fn run_benchmark(cfg: &InfernoConfig, log: impl Fn(&str) + Sync) -> Result<B
         bce.push(sb);
         epoch_secs.extend(secs);
     }
-    let analytic = analytic_sigma_s(&inf.bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)?;
+    let analytic = analytic_profile_sigma_s(&inf.bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)?;
+    let fisher = analytic_sigma_s(&inf.bm, cfg.s, cfg.b, cfg.n_analytic, cfg.seed)?;
     Ok(BenchmarkResult {
         benchmark: cfg.benchmark,
         sigma_s_inferno: median(&a),
         sigma_s_bce: median(&bce),
         sigma_s_analytic: analytic,
+        sigma_s_analytic_fisher: fisher,
         seeds: cfg.seeds,
         seconds: t0.elapsed().as_secs_f64(),
         inferno_all: a,

@@ -12,9 +12,11 @@
 //! INFERNO loss, `[I^-1]_ss`) is exact at the nominal point.
 
 use crate::train::hist::{softmax, softmax_hist};
+mod analytic;
 mod eval;
 
-pub use eval::{BenchmarkResult, analytic_sigma_s, run_benchmark};
+pub use analytic::{analytic_profile_sigma_s, analytic_sigma_s};
+pub use eval::{BenchmarkResult, run_benchmark};
 
 use crate::error::{Error, Result};
 use crate::model::InterpCode;
