@@ -32,6 +32,10 @@ struct Args {
     json: bool,
 }
 
+/// mimalloc keeps freed activation buffers for reuse (see Cargo.toml).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let a = Args::parse();
     let hidden: Vec<usize> = match a.hidden.split(',').map(|s| s.trim().parse()).collect() {

@@ -5,6 +5,9 @@ use candle_core::{DType, Device, Tensor};
 use gradfit::train::nn::Mlp;
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> gradfit::Result<()> {
     inferno_profile()?;
     let net = Mlp::new(&[2, 1024, 1024, 1], DType::F32, 0)?;

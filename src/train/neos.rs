@@ -18,7 +18,7 @@ use super::spec::{
 use crate::error::{Error, Result};
 use crate::infer::TestStat;
 use crate::rng::Stream;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -318,29 +318,45 @@ impl Neos {
     /// One training step on the next batch; returns (loss, seconds of the statistics part).
     pub fn step(&mut self) -> Result<(f64, f64)> {
         let batch = self.next_batch()?;
-        let (loss, surrogate, stats) = match self.cfg.loss {
+        match self.cfg.loss {
             NeosLoss::Inference(kind) => {
-                let outs: Vec<Tensor> = batch
-                    .iter()
-                    .map(|x| Ok(candle_nn::ops::sigmoid(&self.net.forward(x)?)?.flatten_all()?))
-                    .collect::<Result<_>>()?;
+                // one forward pass over all samples' events: fewer, larger
+                // matrix products; the network's reverse pass by hand (below)
+                let all = Tensor::cat(&batch, 0)?;
+                let (z, act) = self.net.forward_cached(&all)?;
+                let zv = Var::from_tensor(&z)?;
+                let o = candle_nn::ops::sigmoid(zv.as_tensor())?.flatten_all()?;
+                let mut outs = Vec::with_capacity(batch.len());
+                let mut at = 0;
+                for x in &batch {
+                    let n = x.dims2()?.0;
+                    outs.push(o.narrow(0, at, n)?);
+                    at += n;
+                }
                 let tp = self.templates(&outs, self.cfg.bandwidth)?;
                 // the statistics part: templates -> fits -> loss and template gradients
                 let t0 = Instant::now();
                 let (lv, grads) = self.analysis.loss_detached(&kind, &tp)?;
                 let stats = t0.elapsed().as_secs_f64();
-                (lv.value, reattach(&tp, &grads)?, stats)
+                let surrogate = reattach(&tp, &grads)?;
+                let dz = surrogate
+                    .backward()?
+                    .remove(zv.as_tensor())
+                    .ok_or_else(|| {
+                        Error::Numerical("the loss does not depend on the network output".into())
+                    })?;
+                let grads = self.net.backward(&act, &dz)?;
+                self.optim.step(&grads)?;
+                Ok((lv.value, stats))
             }
             NeosLoss::Bce(_) => {
                 let zs = self.net.forward(&batch[0])?.flatten_all()?;
                 let zb = self.net.forward(&batch[1])?.flatten_all()?;
                 let l = super::inferno::bce_logits(&zs, &zb)?;
-                (l.to_dtype(DType::F64)?.to_scalar::<f64>()?, l, 0.0)
+                self.optim.step(&l.backward()?)?;
+                Ok((l.to_dtype(DType::F64)?.to_scalar::<f64>()?, 0.0))
             }
-        };
-        let grads = surrogate.backward()?;
-        self.optim.step(&grads)?;
-        Ok((loss, stats))
+        }
     }
 
     /// Train for `cfg.steps` steps, calling `on_step` after each.
