@@ -71,6 +71,63 @@ impl candle_core::CustomOp2 for ReluMask {
     }
 }
 
+/// `z + b` (a row vector added to every row of `z`), with the ReLU after it
+/// when `relu`, in one pass over contiguous CPU tensors.
+struct BiasAdd {
+    relu: bool,
+}
+
+impl candle_core::CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        z: &candle_core::CpuStorage,
+        lz: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        lb: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        use rayon::prelude::*;
+        fn add<T>(z: &[T], b: &[T], relu: bool) -> Vec<T>
+        where
+            T: Copy + Default + PartialOrd + Send + Sync + std::ops::Add<Output = T>,
+        {
+            let zero = T::default();
+            let mut out = vec![zero; z.len()];
+            let m = b.len();
+            let rows = (1 << 16) / m.max(1) + 1;
+            out.par_chunks_mut(rows * m)
+                .zip(z.par_chunks(rows * m))
+                .for_each(|(o, z)| {
+                    for (o, z) in o.chunks_mut(m).zip(z.chunks(m)) {
+                        for ((o, &z), &b) in o.iter_mut().zip(z).zip(b) {
+                            let v = z + b;
+                            *o = if relu && !(v > zero) { zero } else { v };
+                        }
+                    }
+                });
+            out
+        }
+        let (Some((z0, z1)), Some((b0, b1))) = (lz.contiguous_offsets(), lb.contiguous_offsets())
+        else {
+            candle_core::bail!("bias-add: needs contiguous tensors");
+        };
+        let (_, m) = lz.shape().dims2()?;
+        if b1 - b0 != m {
+            candle_core::bail!("bias-add: {} biases for {m} columns", b1 - b0);
+        }
+        let out = match (z, b) {
+            (S::F32(z), S::F32(b)) => S::F32(add(&z[z0..z1], &b[b0..b1], self.relu)),
+            (S::F64(z), S::F64(b)) => S::F64(add(&z[z0..z1], &b[b0..b1], self.relu)),
+            _ => candle_core::bail!("bias-add: f32 or f64 tensors of one dtype"),
+        };
+        Ok((out, lz.shape().clone()))
+    }
+}
+
 /// A ReLU multilayer perceptron; the last layer is linear (logits).
 pub struct Mlp {
     layers: Vec<Linear>,
@@ -161,12 +218,18 @@ impl Mlp {
         let n = self.layers.len();
         let mut inputs = Vec::with_capacity(n);
         for (i, l) in self.layers.iter().enumerate() {
-            let mut z = h.matmul(&l.weight().detach().t()?)?;
-            if let Some(b) = l.bias() {
-                z = z.broadcast_add(&b.detach())?;
-            }
+            let z = h.matmul(&l.weight().detach().t()?)?;
             inputs.push(h);
-            h = if i + 1 < n { z.relu()? } else { z };
+            let zero;
+            let b = match l.bias() {
+                Some(b) => b.detach(),
+                None => {
+                    zero = Tensor::zeros(z.dims2()?.1, self.dtype, z.device())?;
+                    zero
+                }
+            };
+            // z + b, then the ReLU, in one pass
+            h = z.apply_op2_no_bwd(&b, &BiasAdd { relu: i + 1 < n })?;
         }
         Ok((h, Activations { inputs }))
     }
