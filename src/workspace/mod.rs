@@ -208,6 +208,10 @@ pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
     source_name: &str,
     base: &str,
 ) -> Result<T> {
+    // the fast path without path tracking; only a failure pays for it
+    if let Ok(v) = T::deserialize(value) {
+        return Ok(v);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let mut loc = format!("{base}{}", pointer_of(e.path()));
         if loc.is_empty() {
@@ -314,6 +318,21 @@ impl Workspace {
             path: source_name.to_string(),
             message: e.to_string(),
         };
+        // the fast path: no path tracking; a failure is parsed again with it,
+        // to name the JSON location of the error
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        if let Ok(raw) = RawWorkspace::deserialize(&mut de)
+            && de.end().is_ok()
+        {
+            let ws = Workspace {
+                channels: raw.channels,
+                observations: raw.observations,
+                measurements: raw.measurements,
+                version: raw.version,
+            };
+            ws.validate(source_name, opts)?;
+            return Ok(ws);
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw: RawWorkspace = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             if e.inner().is_data() {
