@@ -21,110 +21,92 @@ pub struct Activations {
     inputs: Vec<Tensor>,
 }
 
-/// `g` where `a > 0`, else 0, in one pass over contiguous CPU tensors: the
-/// reverse pass of `a = relu(z)` for an upstream gradient `g`.
-struct ReluMask;
+/// The two fused elementwise passes of [`Mlp::forward_cached`] and
+/// [`Mlp::backward`], each one pass over contiguous CPU tensors of one float
+/// dtype.
+#[derive(Clone, Copy)]
+enum Fused {
+    /// `g` where `a > 0`, else 0, for `g` and `a` of one shape: the reverse
+    /// pass of `a = relu(z)` for an upstream gradient `g`.
+    ReluMask,
+    /// `z + b` for `z` [N, M] and a row vector `b` [M], then the ReLU when `relu`.
+    BiasAdd { relu: bool },
+}
 
-impl candle_core::CustomOp2 for ReluMask {
-    fn name(&self) -> &'static str {
-        "relu-mask"
-    }
-
-    fn cpu_fwd(
-        &self,
-        g: &candle_core::CpuStorage,
-        lg: &candle_core::Layout,
-        a: &candle_core::CpuStorage,
-        la: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage as S;
+impl Fused {
+    fn apply<T>(self, x: &[T], y: &[T], m: usize) -> Vec<T>
+    where
+        T: Copy + Default + PartialOrd + Send + Sync + std::ops::Add<Output = T>,
+    {
         use rayon::prelude::*;
-        fn mask<T: Copy + Default + PartialOrd + Send + Sync>(g: &[T], a: &[T]) -> Vec<T> {
-            let zero = T::default();
-            let mut out = vec![zero; g.len()];
-            out.par_chunks_mut(1 << 16)
-                .zip(g.par_chunks(1 << 16).zip(a.par_chunks(1 << 16)))
-                .for_each(|(o, (g, a))| {
-                    for ((o, &g), &a) in o.iter_mut().zip(g).zip(a) {
+        let zero = T::default();
+        let mut out = vec![zero; x.len()];
+        if x.is_empty() || m == 0 {
+            return out;
+        }
+        let chunk = ((1 << 16) / m).max(1) * m;
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .enumerate()
+            .for_each(|(k, (o, x))| match self {
+                Fused::ReluMask => {
+                    let a = &y[k * chunk..k * chunk + x.len()];
+                    for ((o, &g), &a) in o.iter_mut().zip(x).zip(a) {
                         *o = if a > zero { g } else { zero };
                     }
-                });
-            out
-        }
-        if lg.shape() != la.shape() {
-            candle_core::bail!(
-                "relu-mask: shapes {:?} and {:?} differ",
-                lg.shape(),
-                la.shape()
-            );
-        }
-        let (Some((g0, g1)), Some((a0, a1))) = (lg.contiguous_offsets(), la.contiguous_offsets())
-        else {
-            candle_core::bail!("relu-mask: needs contiguous tensors");
-        };
-        let out = match (g, a) {
-            (S::F32(g), S::F32(a)) => S::F32(mask(&g[g0..g1], &a[a0..a1])),
-            (S::F64(g), S::F64(a)) => S::F64(mask(&g[g0..g1], &a[a0..a1])),
-            _ => candle_core::bail!("relu-mask: f32 or f64 tensors of one dtype"),
-        };
-        Ok((out, lg.shape().clone()))
-    }
-}
-
-/// `z + b` (a row vector added to every row of `z`), with the ReLU after it
-/// when `relu`, in one pass over contiguous CPU tensors.
-struct BiasAdd {
-    relu: bool,
-}
-
-impl candle_core::CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "bias-add"
-    }
-
-    fn cpu_fwd(
-        &self,
-        z: &candle_core::CpuStorage,
-        lz: &candle_core::Layout,
-        b: &candle_core::CpuStorage,
-        lb: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage as S;
-        use rayon::prelude::*;
-        fn add<T>(z: &[T], b: &[T], relu: bool) -> Vec<T>
-        where
-            T: Copy + Default + PartialOrd + Send + Sync + std::ops::Add<Output = T>,
-        {
-            let zero = T::default();
-            let mut out = vec![zero; z.len()];
-            let m = b.len();
-            let rows = (1 << 16) / m.max(1) + 1;
-            out.par_chunks_mut(rows * m)
-                .zip(z.par_chunks(rows * m))
-                .for_each(|(o, z)| {
-                    for (o, z) in o.chunks_mut(m).zip(z.chunks(m)) {
-                        for ((o, &z), &b) in o.iter_mut().zip(z).zip(b) {
+                }
+                Fused::BiasAdd { relu } => {
+                    for (o, x) in o.chunks_mut(m).zip(x.chunks(m)) {
+                        for ((o, &z), &b) in o.iter_mut().zip(x).zip(y) {
                             let v = z + b;
                             *o = if relu && !(v > zero) { zero } else { v };
                         }
                     }
-                });
-            out
+                }
+            });
+        out
+    }
+}
+
+impl candle_core::CustomOp2 for Fused {
+    fn name(&self) -> &'static str {
+        match self {
+            Fused::ReluMask => "relu-mask",
+            Fused::BiasAdd { .. } => "bias-add",
         }
-        let (Some((z0, z1)), Some((b0, b1))) = (lz.contiguous_offsets(), lb.contiguous_offsets())
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        lx: &candle_core::Layout,
+        y: &candle_core::CpuStorage,
+        ly: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        let name = self.name();
+        let (Some((x0, x1)), Some((y0, y1))) = (lx.contiguous_offsets(), ly.contiguous_offsets())
         else {
-            candle_core::bail!("bias-add: needs contiguous tensors");
+            candle_core::bail!("{name}: needs contiguous tensors");
         };
-        let (_, m) = lz.shape().dims2()?;
-        if b1 - b0 != m {
-            candle_core::bail!("bias-add: {} biases for {m} columns", b1 - b0);
+        let (_, m) = lx.shape().dims2()?;
+        let fits = match self {
+            Fused::ReluMask => lx.shape() == ly.shape(),
+            Fused::BiasAdd { .. } => y1 - y0 == m,
+        };
+        if !fits {
+            candle_core::bail!(
+                "{name}: shapes {:?} and {:?} do not fit",
+                lx.shape(),
+                ly.shape()
+            );
         }
-        let out = match (z, b) {
-            (S::F32(z), S::F32(b)) => S::F32(add(&z[z0..z1], &b[b0..b1], self.relu)),
-            (S::F64(z), S::F64(b)) => S::F64(add(&z[z0..z1], &b[b0..b1], self.relu)),
-            _ => candle_core::bail!("bias-add: f32 or f64 tensors of one dtype"),
+        let out = match (x, y) {
+            (S::F32(x), S::F32(y)) => S::F32(self.apply(&x[x0..x1], &y[y0..y1], m)),
+            (S::F64(x), S::F64(y)) => S::F64(self.apply(&x[x0..x1], &y[y0..y1], m)),
+            _ => candle_core::bail!("{name}: f32 or f64 tensors of one dtype"),
         };
-        Ok((out, lz.shape().clone()))
+        Ok((out, lx.shape().clone()))
     }
 }
 
@@ -229,7 +211,7 @@ impl Mlp {
                 }
             };
             // z + b, then the ReLU, in one pass
-            h = z.apply_op2_no_bwd(&b, &BiasAdd { relu: i + 1 < n })?;
+            h = z.apply_op2_no_bwd(&b, &Fused::BiasAdd { relu: i + 1 < n })?;
         }
         Ok((h, Activations { inputs }))
     }
@@ -254,7 +236,7 @@ impl Mlp {
             grads.insert(vars[2 * l + 1].as_tensor(), ones.matmul(&dh)?.squeeze(0)?);
             if l > 0 {
                 let back = dh.matmul(&self.layers[l].weight().detach())?;
-                dh = back.apply_op2_no_bwd(a, &ReluMask)?;
+                dh = back.apply_op2_no_bwd(a, &Fused::ReluMask)?;
             }
         }
         Ok(grads)
@@ -327,35 +309,35 @@ mod tests {
     /// The hand-written reverse pass against candle's autodiff through `forward`.
     #[test]
     fn backward_matches_autodiff() {
-        let net = Mlp::new(&[3, 16, 8, 2], DType::F64, 5).unwrap();
-        let x = Tensor::randn(0f64, 1.0, (40, 3), &Device::Cpu).unwrap();
-        let w = Tensor::randn(0f64, 1.0, (40, 2), &Device::Cpu).unwrap();
-        // loss = sum(w * tanh(z)): dz = w * (1 - tanh(z)^2)
-        let z = net.forward(&x).unwrap();
-        let loss = (&w * z.tanh().unwrap()).unwrap().sum_all().unwrap();
-        let auto = loss.backward().unwrap();
-        let (z2, act) = net.forward_cached(&x).unwrap();
-        let t = z2.tanh().unwrap();
-        let dz = (&w * (1.0 - (&t * &t).unwrap()).unwrap()).unwrap();
-        let hand = net.backward(&act, &dz).unwrap();
-        for v in net.vars() {
-            let a = auto
-                .get(v.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let h = hand
-                .get(v.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            assert_eq!(a.len(), h.len());
-            for (p, q) in a.iter().zip(&h) {
-                assert!((p - q).abs() <= 1e-12 * (1.0 + p.abs()), "{p} vs {q}");
+        // the second case spans several chunks of the fused passes
+        for (n, sizes) in [(40, vec![3, 16, 8, 2]), (3000, vec![3, 64, 48, 2])] {
+            let net = Mlp::new(&sizes, DType::F64, 5).unwrap();
+            let x = Tensor::randn(0f64, 1.0, (n, 3), &Device::Cpu).unwrap();
+            let w = Tensor::randn(0f64, 1.0, (n, 2), &Device::Cpu).unwrap();
+            // loss = sum(w * tanh(z)): dz = w * (1 - tanh(z)^2)
+            let z = net.forward(&x).unwrap();
+            let loss = (&w * z.tanh().unwrap()).unwrap().sum_all().unwrap();
+            let auto = loss.backward().unwrap();
+            let (z2, act) = net.forward_cached(&x).unwrap();
+            let zd = (&z - &z2).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(zd.to_scalar::<f64>().unwrap() < 1e-12);
+            let t = z2.tanh().unwrap();
+            let dz = (&w * (1.0 - (&t * &t).unwrap()).unwrap()).unwrap();
+            let hand = net.backward(&act, &dz).unwrap();
+            for v in net.vars() {
+                let get = |g: &GradStore| {
+                    g.get(v.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                };
+                let (a, h) = (get(&auto), get(&hand));
+                assert_eq!(a.len(), h.len());
+                for (p, q) in a.iter().zip(&h) {
+                    assert!((p - q).abs() <= 1e-11 * (1.0 + p.abs()), "{p} vs {q}");
+                }
             }
         }
     }

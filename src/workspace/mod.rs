@@ -300,6 +300,11 @@ impl Workspace {
             apply_patch(&mut value, p, &format!("patch #{}", i + 1))?;
         }
         let raw: RawWorkspace = from_value_at(&value, source_name, "")?;
+        Self::validated(raw, source_name, opts)
+    }
+
+    /// The workspace of a parsed document, validated.
+    fn validated(raw: RawWorkspace, source_name: &str, opts: &ReadOptions) -> Result<Self> {
         let ws = Workspace {
             channels: raw.channels,
             observations: raw.observations,
@@ -324,14 +329,7 @@ impl Workspace {
         if let Ok(raw) = RawWorkspace::deserialize(&mut de)
             && de.end().is_ok()
         {
-            let ws = Workspace {
-                channels: raw.channels,
-                observations: raw.observations,
-                measurements: raw.measurements,
-                version: raw.version,
-            };
-            ws.validate(source_name, opts)?;
-            return Ok(ws);
+            return Self::validated(raw, source_name, opts);
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw: RawWorkspace = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -346,14 +344,7 @@ impl Workspace {
             }
         })?;
         de.end().map_err(|e| json_err(&e))?;
-        let ws = Workspace {
-            channels: raw.channels,
-            observations: raw.observations,
-            measurements: raw.measurements,
-            version: raw.version,
-        };
-        ws.validate(source_name, opts)?;
-        Ok(ws)
+        Self::validated(raw, source_name, opts)
     }
 
     /// Parse and validate workspace JSON text.
