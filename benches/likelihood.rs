@@ -10,6 +10,10 @@ use std::path::Path;
 
 mod common;
 
+/// The gradfit binary's allocator, so that the load path is measured as the command runs it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn models() -> Vec<(String, HistFactoryModel)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = vec![(

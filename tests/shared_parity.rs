@@ -214,3 +214,27 @@ fn root_validation_workspaces_load_with_their_interpolation_codes() {
         assert!(f.is_finite(), "{fname}: twice_nll at init");
     }
 }
+
+/// The fast parse of workspace bytes (sonic-rs) gives exactly what serde_json
+/// gives (the path with JSON locations): every shared workspace, with every
+/// number bit for bit (compared through serde_json's round-trip output).
+#[test]
+#[ignore = "needs ../shared: GRADFIT_SHARED=../shared cargo test --test shared_parity -- --ignored"]
+fn fast_parse_matches_serde_json_on_shared_workspaces() {
+    use gradfit::workspace::{ReadOptions, Workspace};
+    let shared = shared_dir();
+    let names = workspace_names(&shared);
+    assert!(!names.is_empty());
+    for name in names {
+        let path = shared.join("workspaces").join(format!("{name}.json"));
+        let bytes = std::fs::read(&path).unwrap();
+        let fast = Workspace::from_bytes(&bytes, &name, &ReadOptions::default()).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let slow = Workspace::from_value(value, &[], &name, &ReadOptions::default()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&fast).unwrap(),
+            serde_json::to_string(&slow).unwrap(),
+            "{name}"
+        );
+    }
+}

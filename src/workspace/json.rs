@@ -75,6 +75,20 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Whether the JSON text holds a negative zero (`-0`, `-0.000`, `-0e5`):
+/// the fast parser reads those as +0, so such a document takes serde_json's
+/// path. A match inside a string only costs the slower path.
+pub fn has_negative_zero(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"-0").any(|p| {
+        let mut rest = bytes[p + 2..].iter().copied();
+        let mut next = rest.next();
+        if next == Some(b'.') {
+            next = rest.find(|&c| c != b'0');
+        }
+        !matches!(next, Some(b'1'..=b'9'))
+    })
+}
+
 /// Parse JSON bytes strictly; `name` labels errors. Duplicate keys in an
 /// object are an error naming their JSON pointer.
 pub fn parse_strict(bytes: &[u8], name: &str) -> Result<Value> {

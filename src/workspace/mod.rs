@@ -16,9 +16,10 @@ pub use patch::{
 };
 
 use crate::error::{Error, Result};
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A validated pyhf workspace.
@@ -323,11 +324,11 @@ impl Workspace {
             path: source_name.to_string(),
             message: e.to_string(),
         };
-        // the fast path: no path tracking; a failure is parsed again with it,
-        // to name the JSON location of the error
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        if let Ok(raw) = RawWorkspace::deserialize(&mut de)
-            && de.end().is_ok()
+        // the fast path: sonic-rs, no path tracking; a failure (or a negative
+        // zero, which sonic-rs reads as +0) is parsed again by serde_json with
+        // path tracking, which names the JSON location of an error
+        if !json::has_negative_zero(bytes)
+            && let Ok(raw) = sonic_rs::from_slice::<RawWorkspace>(bytes)
         {
             return Self::validated(raw, source_name, opts);
         }
@@ -409,8 +410,8 @@ impl Workspace {
         if self.measurements.is_empty() {
             return Err(err("/measurements".into(), "no measurements".into()));
         }
-        let mut seen_channels: HashMap<&str, usize> = HashMap::new();
-        let mut nbins_of: HashMap<&str, usize> = HashMap::new();
+        let mut seen_channels: HashMap<&str, usize> = HashMap::default();
+        let mut nbins_of: HashMap<&str, usize> = HashMap::default();
         for (ci, c) in self.channels.iter().enumerate() {
             let cloc = format!("/channels/{ci}");
             if c.name.is_empty() {
@@ -439,7 +440,7 @@ impl Workspace {
                 ));
             }
             nbins_of.insert(&c.name, nb);
-            let mut seen_samples: HashMap<&str, usize> = HashMap::new();
+            let mut seen_samples: HashMap<&str, usize> = HashMap::default();
             for (si, s) in c.samples.iter().enumerate() {
                 let sloc = format!("{cloc}/samples/{si}");
                 if let Some(prev) = seen_samples.insert(&s.name, si) {
@@ -477,26 +478,29 @@ impl Workspace {
                         ));
                     }
                 }
-                let mut seen_mods: HashMap<(&str, &str), usize> = HashMap::new();
+                let mut seen_mods: HashMap<(&str, &str), usize> = HashMap::default();
                 for (mi, m) in s.modifiers.iter().enumerate() {
-                    let mloc = format!("{sloc}/modifiers/{mi}");
+                    let mloc = || format!("{sloc}/modifiers/{mi}");
                     if m.name.is_empty() {
-                        return Err(err(format!("{mloc}/name"), "empty modifier name".into()));
+                        return Err(err(
+                            format!("{}/name", mloc()),
+                            "empty modifier name".into(),
+                        ));
                     }
                     if let Some(prev) = seen_mods.insert((&m.name, &m.kind), mi) {
                         return Err(err(
-                            mloc,
+                            mloc(),
                             format!(
                                 "modifier '{}' of type {} appears twice on sample '{}' (also {sloc}/modifiers/{prev})",
                                 m.name, m.kind, s.name
                             ),
                         ));
                     }
-                    m.parse_data(nb, src, &mloc)?;
+                    m.parse_data_at(nb, src, &mloc)?;
                 }
             }
         }
-        let mut seen_obs: HashMap<&str, usize> = HashMap::new();
+        let mut seen_obs: HashMap<&str, usize> = HashMap::default();
         for (oi, o) in self.observations.iter().enumerate() {
             let oloc = format!("/observations/{oi}");
             let Some(&nb) = nbins_of.get(o.name.as_str()) else {
@@ -542,7 +546,7 @@ impl Workspace {
                 ));
             }
         }
-        let mut seen_meas: HashMap<&str, usize> = HashMap::new();
+        let mut seen_meas: HashMap<&str, usize> = HashMap::default();
         for (mi, m) in self.measurements.iter().enumerate() {
             let mloc = format!("/measurements/{mi}");
             if let Some(prev) = seen_meas.insert(&m.name, mi) {
@@ -554,7 +558,7 @@ impl Workspace {
                     ),
                 ));
             }
-            let mut seen_pars: HashMap<&str, usize> = HashMap::new();
+            let mut seen_pars: HashMap<&str, usize> = HashMap::default();
             for (pi, p) in m.config.parameters.iter().enumerate() {
                 if let Some(prev) = seen_pars.insert(&p.name, pi) {
                     return Err(err(
@@ -614,9 +618,19 @@ impl Workspace {
 impl Modifier {
     /// Validate and type the modifier data for a channel with `nbins` bins.
     pub fn parse_data(&self, nbins: usize, src: &str, loc: &str) -> Result<ModifierData> {
+        self.parse_data_at(nbins, src, &|| loc.to_string())
+    }
+
+    /// [`Modifier::parse_data`] with the location made only when an error needs it.
+    pub(crate) fn parse_data_at(
+        &self,
+        nbins: usize,
+        src: &str,
+        loc: &dyn Fn() -> String,
+    ) -> Result<ModifierData> {
         let err = |l: String, msg: String| Error::workspace(src, l, msg);
         // locations are formatted only when an error needs them
-        let dloc = || format!("{loc}/data");
+        let dloc = || format!("{}/data", loc());
         let vec_of = |v: &Value, key: &str| -> Result<Vec<f64>> {
             let at = || {
                 if key.is_empty() {
@@ -727,7 +741,7 @@ impl Modifier {
             "staterror" => ModifierData::StatError(vec_of(&self.data, "")?),
             other => {
                 return Err(err(
-                    format!("{loc}/type"),
+                    format!("{}/type", loc()),
                     format!(
                         "unknown modifier type '{other}'; expected one of {}",
                         MODIFIER_TYPES.join(", ")
@@ -737,3 +751,6 @@ impl Modifier {
         })
     }
 }
+
+#[cfg(test)]
+mod fast_parse_tests;

@@ -4,13 +4,23 @@
 use super::{ChannelInfo, Constraint, HistFactoryModel, ModelOptions, ParSet, SampleInfo};
 use crate::error::{Error, Result};
 use crate::workspace::{MODIFIER_TYPES, ModifierData, Workspace};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
-/// A typed modifier together with its JSON location.
+/// A typed modifier together with where it is in the workspace.
 struct ModRef<'a> {
     name: &'a str,
     data: ModifierData,
-    loc: String,
+    /// (channel, sample, modifier) indices in the file.
+    at: Pos,
+}
+
+/// (channel, sample, modifier) indices of a modifier in the file.
+type Pos = (usize, usize, usize);
+
+/// The JSON location of a modifier (made only when an error needs it).
+fn mod_loc((c, s, m): Pos) -> String {
+    format!("/channels/{c}/samples/{s}/modifiers/{m}")
 }
 
 /// One (channel, sample) of the sorted traversal.
@@ -84,12 +94,12 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             let sloc = format!("/channels/{ci}/samples/{si}");
             let mut mods = Vec::with_capacity(s.modifiers.len());
             for (mi, m) in s.modifiers.iter().enumerate() {
-                let loc = format!("{sloc}/modifiers/{mi}");
-                let data = m.parse_data(s.data.len(), src, &loc)?;
+                let at = (ci, si, mi);
+                let data = m.parse_data_at(s.data.len(), src, &|| mod_loc(at))?;
                 mods.push(ModRef {
                     name: &m.name,
                     data,
-                    loc,
+                    at,
                 });
             }
             mods.sort_by(|a, b| (a.name, a.data.type_name()).cmp(&(b.name, b.data.type_name())));
@@ -104,13 +114,13 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     }
 
     // --- parameter discovery in pyhf order: by type, then first appearance
-    let mut first_seen: HashMap<(&str, &str), String> = HashMap::new(); // (name, type) -> loc
+    let mut first_seen: HashMap<(&str, &str), Pos> = HashMap::default(); // (name, type) -> where
     let mut per_type: Vec<Vec<&str>> = vec![Vec::new(); MODIFIER_TYPES.len()];
     for s in &traversal {
         for m in &s.mods {
             let t = m.data.type_name();
             if let std::collections::hash_map::Entry::Vacant(e) = first_seen.entry((m.name, t)) {
-                e.insert(m.loc.clone());
+                e.insert(m.at);
                 per_type[type_rank(t)].push(m.name);
             }
         }
@@ -125,10 +135,10 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         ts.sort_by_key(|t| type_rank(t));
         for w in ts.windows(2) {
             if !compatible(w[0], w[1]) {
-                let l0 = &first_seen[&(*name, w[0])];
-                let l1 = &first_seen[&(*name, w[1])];
+                let l0 = mod_loc(first_seen[&(*name, w[0])]);
+                let l1 = mod_loc(first_seen[&(*name, w[1])]);
                 return Err(werr(
-                    l1.clone(),
+                    l1,
                     format!(
                         "parameter '{name}' is declared as {} here and as {} at {l0}; one parameter \
                          cannot have both types (use distinct modifier names)",
@@ -141,14 +151,15 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
 
     // shapesys is not shared: one sample only
     {
-        let mut shapesys_at: HashMap<&str, &str> = HashMap::new();
+        let mut shapesys_at: HashMap<&str, Pos> = HashMap::default();
         for s in &traversal {
             for m in &s.mods {
                 if let ModifierData::ShapeSys(_) = m.data
-                    && let Some(prev) = shapesys_at.insert(m.name, &m.loc)
+                    && let Some(prev) = shapesys_at.insert(m.name, m.at)
                 {
+                    let prev = mod_loc(prev);
                     return Err(werr(
-                        m.loc.clone(),
+                        mod_loc(m.at),
                         format!(
                             "shapesys '{}' is also declared at {prev}; a shapesys parameter set \
                                  belongs to one sample (pyhf does not share it)",
@@ -162,7 +173,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
 
     // --- parameter sets with pyhf defaults
     let mut order: Vec<(&str, &'static str)> = Vec::new();
-    let mut placed: HashMap<&str, usize> = HashMap::new();
+    let mut placed: HashMap<&str, usize> = HashMap::default();
     for (ti, names) in per_type.iter().enumerate() {
         for &n in names {
             if !placed.contains_key(n) {
@@ -173,9 +184,9 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     }
 
     // staterror: global bins covered per name, and sigma per covered bin
-    let mut stat_bins: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut stat_bins: HashMap<&str, Vec<usize>> = HashMap::default();
     {
-        let mut chans_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut chans_of: HashMap<&str, Vec<usize>> = HashMap::default();
         for s in &traversal {
             for m in &s.mods {
                 if let ModifierData::StatError(_) = m.data {
@@ -195,7 +206,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
             stat_bins.insert(n, bins);
         }
     }
-    let mut stat_sigma: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut stat_sigma: HashMap<&str, Vec<f64>> = HashMap::default();
     for (n, bins) in &stat_bins {
         let mut nom_sum = vec![0.0; n_main];
         let mut unc2 = vec![0.0; n_main];
@@ -226,15 +237,16 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     }
 
     // shapefactor: n = channel bins, identical across channels
-    let mut shapefactor_n: HashMap<&str, (usize, String)> = HashMap::new();
+    let mut shapefactor_n: HashMap<&str, (usize, Pos)> = HashMap::default();
     for s in &traversal {
         for m in &s.mods {
             if let ModifierData::ShapeFactor = m.data {
                 let nb = channels[s.channel].nbins;
-                if let Some((prev_n, prev_loc)) = shapefactor_n.get(m.name) {
-                    if *prev_n != nb {
+                if let Some(&(prev_n, prev_at)) = shapefactor_n.get(m.name) {
+                    if prev_n != nb {
+                        let prev_loc = mod_loc(prev_at);
                         return Err(werr(
-                            m.loc.clone(),
+                            mod_loc(m.at),
                             format!(
                                 "shapefactor '{}' is used on {nb} bins here but on {prev_n} bins at {prev_loc}",
                                 m.name
@@ -242,7 +254,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                         ));
                     }
                 } else {
-                    shapefactor_n.insert(m.name, (nb, m.loc.clone()));
+                    shapefactor_n.insert(m.name, (nb, m.at));
                 }
             }
         }
@@ -254,7 +266,7 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
     let mut bounds = Vec::new();
     let mut fixed = Vec::new();
     let mut constraint = Vec::new();
-    let mut shapesys_tau_fixed: HashMap<&str, (Vec<f64>, Vec<bool>)> = HashMap::new();
+    let mut shapesys_tau_fixed: HashMap<&str, (Vec<f64>, Vec<bool>)> = HashMap::default();
     for s in &traversal {
         for m in &s.mods {
             if let ModifierData::ShapeSys(d) = &m.data {
@@ -276,7 +288,8 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         .iter()
         .position(|m| std::ptr::eq(m, meas))
         .unwrap_or(0);
-    let mut config_of: HashMap<&str, (usize, &crate::workspace::ParameterConfig)> = HashMap::new();
+    let mut config_of: HashMap<&str, (usize, &crate::workspace::ParameterConfig)> =
+        HashMap::default();
     for (pi, p) in meas.config.parameters.iter().enumerate() {
         config_of.insert(p.name.as_str(), (pi, p));
     }
@@ -322,9 +335,9 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
         d.apply_config(name, kind, &mcfg)?;
         let seen = first_seen
             .get(&(name, kind))
-            .map(String::as_str)
-            .unwrap_or("");
-        d.check_inits(name, &mcfg, seen)?;
+            .map(|&at| mod_loc(at))
+            .unwrap_or_default();
+        d.check_inits(name, &mcfg, &seen)?;
         let n = d.init.len();
         let (p_init, p_bounds, p_fixed, p_con, p_aux) = (d.init, d.bounds, d.fixed, d.con, d.aux);
         let offset = names.len();
@@ -407,10 +420,10 @@ pub(super) fn build(ws: &Workspace, opts: &ModelOptions, src: &str) -> Result<Hi
                     }
                     ModifierData::NormSys { hi, lo } => tb
                         .normsys(at, *hi, *lo)
-                        .map_err(|msg| werr(m.loc.clone() + "/data", msg))?,
+                        .map_err(|msg| werr(mod_loc(m.at) + "/data", msg))?,
                     ModifierData::HistoSys { hi_data, lo_data } => {
                         tb.histosys(at, hi_data[b], lo_data[b]).map_err(|msg| {
-                            werr(format!("{}/data", m.loc), format!("bin {b}: {msg}"))
+                            werr(format!("{}/data", mod_loc(m.at)), format!("bin {b}: {msg}"))
                         })?
                     }
                 }

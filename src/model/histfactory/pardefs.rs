@@ -7,7 +7,7 @@
 use super::Constraint;
 use crate::error::{Error, Result};
 use crate::workspace::ParameterConfig;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// The measurement's parameter configuration, as the steps read it.
 pub(super) struct MeasConfig<'a> {
