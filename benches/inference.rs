@@ -19,6 +19,10 @@ fn synthetic() -> HistFactoryModel {
     gradfit::synthetic::shapesys_model(50, 4)
 }
 
+/// The gradfit binary's allocator, so that toys are measured as the command runs them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn toys(c: &mut Criterion) {
     let mut models: Vec<(String, HistFactoryModel, u32)> =
         vec![("synthetic-50x4".into(), synthetic(), 1024)];
