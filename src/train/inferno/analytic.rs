@@ -187,7 +187,14 @@ impl Problem {
                 }
                 a *= 0.5;
                 if a < 1e-10 {
-                    return Ok((f, t));
+                    // no decrease along the Newton step: at the minimum to
+                    // rounding, or a failure that must not pass as a minimum
+                    if decrement < 1e-8 * (1.0 + f.abs()) {
+                        return Ok((f, t));
+                    }
+                    return Err(Error::Numerical(format!(
+                        "the true likelihood's profile fit stalled (Newton decrement {decrement:.3e})"
+                    )));
                 }
             }
         }
