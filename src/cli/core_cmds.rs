@@ -215,6 +215,7 @@ pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool)
         "values": nums(&r.x),
         "errors": nums(&r.errors),
         "hessian_positive_definite": !r.hessian_not_pd,
+        "flat_parameters": r.flat.iter().map(|&i| &model.par_names()[i]).collect::<Vec<_>>(),
         "mle_parameters": super::mle_parameters(model.par_names(), &r.x),
     });
     if with_corr {
@@ -325,6 +326,8 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
         for i in 0..model.n_pars() {
             let tag = if spec.fixed[i] {
                 "fixed"
+            } else if r.flat.contains(&i) {
+                "flat"
             } else if r.x[i] <= spec.bounds[i].0 || r.x[i] >= spec.bounds[i].1 {
                 "at bound"
             } else {
@@ -344,6 +347,15 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
         s.push_str(&t.render());
         if r.hessian_not_pd {
             s.push_str("\nwarning: the Hessian is not positive definite at the minimum; uncertainties unavailable\n");
+        }
+        if !r.flat.is_empty() {
+            let names: Vec<&str> = r.flat.iter().map(|&i| model.par_names()[i].as_str()).collect();
+            s.push_str(&format!(
+                "\nnote: {} do{} not affect the likelihood at the minimum (flat: zero gradient and \
+                 curvature, e.g. a shape whose yield is 0); held at the start value, no uncertainty\n",
+                names.join(", "),
+                if names.len() == 1 { "es" } else { "" }
+            ));
         }
         if a.correlation
             && let Some(c) = r.correlation() {

@@ -170,6 +170,11 @@ pub struct FitResult {
     pub hessian_not_pd: bool,
     /// Iterations spent in the trust-region strategy (0: the Newton iteration sufficed).
     pub trust_iterations: usize,
+    /// Parameters that do not affect twice_nll at the minimum (zero gradient
+    /// and Hessian row, e.g. a signal shape's parameters at zero signal
+    /// yield): held at their start values, left out of the covariance (error
+    /// 0, like fixed parameters). Original indices; usually empty.
+    pub flat: Vec<usize>,
 }
 
 impl FitResult {
@@ -207,6 +212,7 @@ impl FitResult {
             edm,
             hessian_not_pd,
             trust_iterations: 0,
+            flat: Vec::new(),
         }
     }
 
@@ -265,6 +271,8 @@ struct Member {
     outside: bool,
     /// The next evaluation may be the gradient alone (see `newton::light_check`).
     light: bool,
+    /// Parameters found flat at the last full evaluation (see `newton::drop_flat`).
+    flat: Vec<bool>,
 }
 
 impl Member {
@@ -301,6 +309,7 @@ impl Member {
             window: (0, f64::INFINITY),
             outside: false,
             light: false,
+            flat: Vec::new(),
         }
     }
 }
@@ -480,6 +489,12 @@ fn fit_chunk<L: Likelihood>(
                 m.f, m.x, m.cov, &sp.fixed, m.iter, m.evals, m.status, m.edm, m.not_pd,
             );
             r.trust_iterations = m.trust_iter;
+            r.flat = (0..m.flat.len()).filter(|&i| m.flat[i]).collect();
+            for &i in &r.flat {
+                if r.covariance.is_some() {
+                    r.errors[i] = 0.0;
+                }
+            }
             r
         })
         .collect()

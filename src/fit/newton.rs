@@ -91,6 +91,59 @@ fn free_set<S>(lay: &HessianLayout, spec: &FitSpec, x: &[f64], w: &mut Work<S>) 
     }
 }
 
+/// Drop from the free set the parameters that do not affect twice_nll at
+/// this point: a zero gradient and a zero row of the exact Hessian over the
+/// free set (a peak's position and width when its yield is fixed at 0).
+/// Steps, the convergence test and the covariance leave them out, so they
+/// stay where they are; `flat` marks them (original order, empty when none).
+/// Costs one look at each free parameter's gradient and diagonal unless a
+/// candidate exists.
+pub(super) fn drop_flat<S>(lay: &HessianLayout, w: &mut Work<S>, flat: &mut Vec<bool>) {
+    flat.clear();
+    let cand = |w: &Work<S>, i: usize| {
+        let a = lay.inv[i];
+        w.g[i] == 0.0 && w.h[lay.pos(a, a)] == 0.0
+    };
+    if !w.free.iter().any(|&i| cand(w, i)) {
+        return;
+    }
+    // candidates (new order) with a nonzero coupling to a free parameter are not flat
+    let mut is_flat = vec![false; lay.n];
+    for &i in &w.free {
+        is_flat[lay.inv[i]] = cand(w, i);
+    }
+    let coupled: Vec<(usize, usize)> = {
+        let mut v = Vec::new();
+        lay.for_each_entry(|a, b| {
+            if a != b
+                && (is_flat[a] || is_flat[b])
+                && w.free_new[a]
+                && w.free_new[b]
+                && w.h[lay.pos(a, b)] != 0.0
+            {
+                v.push((a, b));
+            }
+        });
+        v
+    };
+    for (a, b) in coupled {
+        is_flat[a] = false;
+        is_flat[b] = false;
+    }
+    if !is_flat.iter().any(|&f| f) {
+        return;
+    }
+    flat.resize(lay.n, false);
+    w.free.retain(|&i| {
+        let a = lay.inv[i];
+        if is_flat[a] {
+            flat[i] = true;
+            w.free_new[a] = false;
+        }
+        !is_flat[a]
+    });
+}
+
 /// After a Newton step taken close to the minimum (edm below `LIGHT_EDM`)
 /// in a fit that wants no covariance: evaluate twice_nll and the gradient
 /// only, and estimate edm with the previous point's factorised Hessian (the
@@ -124,6 +177,19 @@ fn light_check<L: Likelihood>(
         return false;
     }
     free_set(lay, spec, &m.x, w);
+    if !m.flat.is_empty() {
+        // still flat only while their gradient stays exactly zero
+        if w.free.iter().any(|&i| m.flat[i] && w.g[i] != 0.0) {
+            return false;
+        }
+        let flat = &m.flat;
+        w.free.retain(|&i| !flat[i]);
+        for (i, &f) in flat.iter().enumerate() {
+            if f {
+                w.free_new[lay.inv[i]] = false;
+            }
+        }
+    }
     if w.free.is_empty() || !w.solver.factored_for(&w.free_new) {
         return false;
     }
@@ -193,6 +259,7 @@ pub(super) fn iterate<L: Likelihood>(
         return;
     }
     free_set(lay, spec, &m.x, w);
+    drop_flat(lay, w, &mut m.flat);
     let nf = w.free.len();
     if nf == 0 {
         m.edm = 0.0;
@@ -435,7 +502,8 @@ pub(super) fn finish<L: Likelihood>(
         w.h_is_fisher = false;
     }
     let p = m.x.len();
-    let nfix: Vec<usize> = (0..p).filter(|&i| !spec.fixed[i]).collect();
+    let held = |i: usize| spec.fixed[i] || m.flat.get(i).copied().unwrap_or(false);
+    let nfix: Vec<usize> = (0..p).filter(|&i| !held(i)).collect();
     let n = nfix.len();
     if n == 0 {
         m.cov = Some(vec![0.0; p * p]);

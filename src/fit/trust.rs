@@ -268,6 +268,13 @@ pub(super) fn iterate<L: Likelihood>(
     for &i in &w.free {
         w.free_new[lay.inv[i]] = true;
     }
+    super::newton::drop_flat(lay, w, &mut m.flat);
+    if w.free.is_empty() {
+        m.edm = 0.0;
+        m.status = FitStatus::Converged;
+        finish(model, data, m, spec, opts, w);
+        return;
+    }
     let edm_of = |w: &Work<L::Scratch>| -> f64 {
         -0.5 * w
             .free

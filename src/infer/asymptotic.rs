@@ -6,7 +6,7 @@ use super::{Problem, require_converged};
 use crate::error::Result;
 use crate::fit::{FitOptions, FitResult};
 use crate::model::Likelihood;
-use crate::util::special::normal_cdf;
+use crate::util::special::{ln_normal_sf, normal_cdf};
 use serde::Serialize;
 
 /// Result of a hypothesis test at one POI value.
@@ -188,7 +188,13 @@ impl<'a, L: Likelihood> AsymptoticCalculator<'a, L> {
         let probs = |t: f64| {
             let clsb = pvalue(t, -sqa);
             let clb = pvalue(t, 0.0);
-            (clsb, clb, clsb / clb)
+            // far in the tail both underflow: their ratio from the logarithms
+            let cls = if clb > 1e-290 {
+                clsb / clb
+            } else {
+                (ln_normal_sf(t + sqa) - ln_normal_sf(t)).exp()
+            };
+            (clsb, clb, cls)
         };
         let (clsb_obs, clb_obs, cls) = probs(t);
         let mut cls_exp = [0.0; 5];

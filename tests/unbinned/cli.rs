@@ -110,8 +110,8 @@ fn every_command_runs_on_an_hs3_file() {
         "signal and background yields anticorrelate: {rho}"
     );
 
-    // hypothesis tests need fits with no signal, where the peak's position and
-    // width are undefined: a copy of the model with them const at the best fit
+    // hypothesis tests on a copy of the model with the peak's position and
+    // width const at the best fit (the free shape: the test below)
     let mut doc = common::read(&super::refs_dir().join("gauss_expo.json"));
     for p in doc["parameter_points"][0]["parameters"]
         .as_array_mut()
@@ -296,5 +296,79 @@ fn yields_plot_and_inspect_of_an_hs3_file() {
         text.contains("observables:") && text.contains(" x [0.0, 10.0]") && text.contains("theta"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hypothesis_tests_with_a_free_signal_shape() {
+    // At zero signal yield the peak's position and width do not affect the
+    // likelihood: the fits hold them (flat) and every hypothesis test runs.
+    let w = model_path("gauss_expo");
+    let dir = tempdir("flat");
+    let f0 = ok(&["fit", &w, "--fix", "nsig=0", "--json"]);
+    assert_eq!(f0["converged"], true, "{f0}");
+    assert_eq!(f0["flat_parameters"], json!(["mu", "sigma"]), "{f0}");
+    let doc = common::read(&super::refs_dir().join("gauss_expo.json"));
+    let init = |n: &str| {
+        doc["parameter_points"][0]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    for n in ["mu", "sigma"] {
+        assert_eq!(at(&f0, "values", n), init(n), "{n} moved: {f0}");
+        assert_eq!(at(&f0, "errors", n), 0.0, "{f0}");
+    }
+    // the same fit with the shape const: the same minimum and errors
+    let mut fixed = doc.clone();
+    for p in fixed["parameter_points"][0]["parameters"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if p["name"] == "mu" || p["name"] == "sigma" {
+            p["const"] = json!(true);
+        }
+    }
+    let wf = dir.join("fixed.json").display().to_string();
+    std::fs::write(&wf, fixed.to_string()).unwrap();
+    let g0 = ok(&["fit", &wf, "--fix", "nsig=0", "--json"]);
+    assert_eq!(g0["flat_parameters"], json!([]), "{g0}");
+    let t0 = f0["twice_nll"].as_f64().unwrap();
+    assert!(
+        (t0 - g0["twice_nll"].as_f64().unwrap()).abs() < 1e-9,
+        "{f0} {g0}"
+    );
+    for n in ["nbkg", "c"] {
+        assert!(rel(at(&f0, "values", n), at(&g0, "values", n)) < 1e-9);
+        assert!(rel(at(&f0, "errors", n), at(&g0, "errors", n)) < 1e-6);
+    }
+    // discovery: q0 is the difference of the zero-signal and the free fit
+    let free = ok(&["fit", &w, "--json"]);
+    assert_eq!(free["flat_parameters"], json!([]), "{free}");
+    let disc = ok(&["discovery", &w, "--json"]);
+    let q0 = t0 - free["twice_nll"].as_f64().unwrap();
+    let z = disc["z_obs"].as_f64().unwrap();
+    assert!(rel(z, q0.sqrt()) < 1e-6, "{disc} vs q0 = {q0}");
+    // cls far above the fitted yield (both tail probabilities underflow;
+    // CLs is their ratio, still a number), the limit and toys
+    let cls = ok(&["cls", &w, "--mu", "2968.75", "--json"]);
+    let c = cls["cls_obs"].as_f64().unwrap();
+    assert!((0.0..1e-30).contains(&c), "{cls}");
+    let lim = ok(&["limit", &w, "--json"]);
+    let (obs, nsig) = (lim["obs"].as_f64().unwrap(), at(&free, "values", "nsig"));
+    assert!(
+        obs > nsig && obs < nsig + 4.0 * at(&free, "errors", "nsig"),
+        "{lim}"
+    );
+    let out = dir.join("toys.json").display().to_string();
+    let t = ok(&[
+        "toys", &w, "--mu", "1300", "--n", "8", "--out", &out, "--json",
+    ]);
+    assert_eq!(t["n_toys"], 8, "{t}");
+    assert_eq!(t["cls"]["n_failed"], 0, "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }
