@@ -1007,8 +1007,15 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
         let redo = |s: FitStatus| {
             (c.opts.robust && s == FitStatus::Stalled) || (capped && s == FitStatus::MaxIterations)
         };
+        // q~ / t~ toys whose free fit is below mu = 0 need the fit at 0,
+        // which the device does not run
+        let tilde = matches!(c.kind, TestStat::QTilde | TestStat::TTilde);
         let idx: Vec<usize> = (0..recs.len())
-            .filter(|&k| redo(recs[k].status_free) || redo(recs[k].status_fixed))
+            .filter(|&k| {
+                redo(recs[k].status_free)
+                    || redo(recs[k].status_fixed)
+                    || (tilde && recs[k].mu_hat < 0.0)
+            })
             .collect();
         if !idx.is_empty() {
             let data = self.gpu.download_toys(&self.w, &idx, recs.len())?;

@@ -12,7 +12,7 @@
 use super::Problem;
 use super::teststat::{TestStat, evaluate, fixed_poi_fit};
 use crate::error::{Error, Result};
-use crate::fit::{FitOptions, FitSpec, FitStatus};
+use crate::fit::{FitOptions, FitResult, FitSpec, FitStatus};
 use crate::model::Likelihood;
 use crate::rng::purpose;
 use serde::{Deserialize, Serialize};
@@ -335,24 +335,58 @@ pub(crate) fn records_for<L: Likelihood>(
         dref.push(d);
     }
     let fits = p.fit_batch(&dref, &specs, opts)?;
+    // free fits, with the restart of one caught in a local minimum
+    let mut frees = Vec::with_capacity(toys.len());
+    for k in 0..toys.len() {
+        let (f, x) = (&fits[2 * k], &fits[2 * k + 1]);
+        let mut free_fit = f.clone();
+        let tol = 1e-9 * f.twice_nll.abs().max(1.0);
+        if f.converged && x.converged && x.twice_nll < f.twice_nll - tol {
+            // the free fit stopped in a local minimum: restart it from the fixed fit
+            let mut s = free.clone();
+            s.init.copy_from_slice(&x.x);
+            let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
+            if again.converged && again.twice_nll < free_fit.twice_nll {
+                free_fit = again;
+            }
+        }
+        frees.push(free_fit);
+    }
+    // q~ and t~ compare with the best fit at mu >= 0: where the free fit is
+    // below 0 (a POI lower bound below 0), with the fit at 0, as for the
+    // observed data (`teststat::finish_pair`)
+    let tilde = matches!(kind, TestStat::QTilde | TestStat::TTilde);
+    let below: Vec<usize> = (0..toys.len())
+        .filter(|&k| tilde && frees[k].converged && frees[k].x[p.poi] < 0.0)
+        .collect();
+    let mut ref_fit: Vec<Option<FitResult>> = vec![None; toys.len()];
+    if !below.is_empty() {
+        let specs0: Vec<FitSpec> = below
+            .iter()
+            .map(|&k| {
+                let mut s = fixed.clone().fix(p.poi, 0.0);
+                s.init.copy_from_slice(&frees[k].x);
+                s.init[p.poi] = 0.0;
+                s
+            })
+            .collect();
+        let d0: Vec<&L::Data> = below.iter().map(|&k| &data[k]).collect();
+        for (k, r) in below.iter().zip(p.fit_batch(&d0, &specs0, opts)?) {
+            ref_fit[*k] = Some(r);
+        }
+    }
     toys.iter()
         .enumerate()
         .map(|(k, &t)| {
-            let (f, x) = (&fits[2 * k], &fits[2 * k + 1]);
-            let mut free_fit = f.clone();
-            let tol = 1e-9 * f.twice_nll.abs().max(1.0);
-            if f.converged && x.converged && x.twice_nll < f.twice_nll - tol {
-                // the free fit stopped in a local minimum: restart it from the fixed fit
-                let mut s = free.clone();
-                s.init.copy_from_slice(&x.x);
-                let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
-                if again.converged && again.twice_nll < free_fit.twice_nll {
-                    free_fit = again;
-                }
-            }
+            let (free_fit, x) = (&frees[k], &fits[2 * k + 1]);
+            let tol = 1e-9 * free_fit.twice_nll.abs().max(1.0);
             let ok = free_fit.converged && x.converged && x.twice_nll >= free_fit.twice_nll - tol;
             let mu_hat = free_fit.x[p.poi];
-            let t_val = (x.twice_nll - free_fit.twice_nll).max(0.0);
+            let (ok, base) = match &ref_fit[k] {
+                Some(r) => (ok && r.converged, r.twice_nll),
+                None => (ok, free_fit.twice_nll),
+            };
+            let t_val = (x.twice_nll - base).max(0.0);
             Ok(ToyRecord {
                 toy: t,
                 stat: ok.then(|| kind.from_fits(mu, mu_hat, t_val)),

@@ -372,3 +372,47 @@ fn hypothesis_tests_with_a_free_signal_shape() {
     assert_eq!(t["cls"]["n_failed"], 0, "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn toy_qtilde_below_zero_compares_with_the_fit_at_zero() {
+    // with the POI's lower bound below 0, q~ of a toy whose free fit is
+    // below 0 is taken against the fit at 0, as for the observed data
+    let mut doc = common::read(&super::refs_dir().join("gauss_expo.json"));
+    for ax in doc["domains"][0]["axes"].as_array_mut().unwrap() {
+        if ax["name"] == "nsig" {
+            ax["min"] = json!(-2000.0);
+        }
+    }
+    let dir = tempdir("qtilde0");
+    let w = dir.join("neg.json").display().to_string();
+    std::fs::write(&w, doc.to_string()).unwrap();
+    let out = dir.join("toys.json").display().to_string();
+    ok(&[
+        "toys", &w, "--mu", "1200", "--n", "40", "--out", &out, "--json",
+    ]);
+    let v = common::read(std::path::Path::new(&out));
+    let (mut below, mut above) = (0, 0);
+    for r in v["bkg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(v["sig_bkg"].as_array().unwrap())
+    {
+        let (Some(stat), Some(mu_hat)) = (r["stat"].as_f64(), r["mu_hat"].as_f64()) else {
+            panic!("a toy without a statistic: {r}");
+        };
+        let t = r["twice_nll_fixed"].as_f64().unwrap() - r["twice_nll_free"].as_f64().unwrap();
+        if mu_hat < 0.0 {
+            below += 1;
+            assert!(stat >= 0.0 && stat < t - 1e-6, "{r}");
+        } else if mu_hat <= 1200.0 {
+            above += 1;
+            assert!((stat - t.max(0.0)).abs() <= 1e-9 * t.abs().max(1.0), "{r}");
+        }
+    }
+    assert!(
+        below >= 5 && above >= 5,
+        "{below} below 0, {above} in [0, mu]"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
