@@ -300,6 +300,15 @@ def toy_row(a, skip):
     gen = [[p[names.index(k)] for k in ("nsig", "nbkg", "c")] for p in (run["pars_sig_bkg"], run["pars_bkg"])]
     ref = ut.summary(*ut.gradfit_records(run))
     row["toys"]["gradfit"] = {"gen": gen, "summary": ref}
+    if a.toy_ref > 0:
+        # an untimed, larger gradfit run (another seed) as the reference of the agreement check
+        ref_file = os.path.join(a.work, "toys_ref.json")
+        timed([a.gradfit, "toys", model, "--mu", "400", "--n", str(a.toy_ref), "--seed", "1", "--out", ref_file], 1)
+        with open(ref_file) as f:
+            big = ut.summary(*ut.gradfit_records(json.load(f)))
+        row["toys"]["gradfit"]["z_vs_gradfit"] = ut.agreement(big, ref)
+        row["toys"][f"gradfit reference ({a.toy_ref} toys per hypothesis, seed 1, untimed)"] = {"gen": gen, "summary": big}
+        ref = big
     if "nextstat" not in skip:
         spec = nextstat_spec("gauss_expo", 2000, "toys.parquet")
         with open(os.path.join(a.work, "toys.nextstat.json"), "w") as f:
@@ -349,7 +358,8 @@ def write_md(path, res):
             if "toys" not in r:
                 continue
             f.write("\nToys: fitted nsig (mu_hat) and t = twice_nll(fixed) - twice_nll(free) per hypothesis; "
-                    "stat = gradfit's toy qtilde (0 where mu_hat > 400); z = (peer - gradfit) / standard error.\n\n")
+                    "stat = gradfit's toy qtilde (0 where mu_hat > 400); z = (tool - gradfit reference) / standard error "
+                    "of the difference (the reference: the larger untimed gradfit run where there is one).\n\n")
             f.write("| tool | toys at | generation (nsig, nbkg, c) | ok / failed | mean mu_hat | std mu_hat | mean t "
                     "| mean stat | z mean, std, stat |\n|---|---|---|---|---|---|---|---|---|\n")
             for tool, d in r["toys"].items():
@@ -379,6 +389,8 @@ def main():
     ap.add_argument("--only", choices=("all", "fits", "toys"), default="all", help="run only the fit rows or the toy row")
     ap.add_argument("--toy-peers", default="iminuit,zfit",
                     help="Python peers of the toy row (comma-separated; zfit takes minutes); '' for none")
+    ap.add_argument("--toy-ref", type=int, default=10000,
+                    help="toys per hypothesis of an untimed gradfit run that the toy agreement check compares with (0: the timed run)")
     ap.add_argument("--out-json", required=True)
     ap.add_argument("--out-md", required=True)
     a = ap.parse_args()
