@@ -4,6 +4,8 @@
 #
 #     bash bench/unbinned.sh             # 1,000,000-event fits and 1,000 toys
 #     bash bench/unbinned.sh --events 100000 --toys 200 --repeats 1   # quicker
+#     bash bench/unbinned.sh --only toys --toys 1000 --repeats 2      # the toy row alone
+#     bash bench/unbinned.sh --only toys --toy-peers iminuit          # ... without zfit (minutes)
 #
 # Writes bench/unbinned_results.json and bench/unbinned_results.md (copy the
 # table into docs/benchmarks.md).

@@ -9,7 +9,13 @@ events with the same model, starting from the same point:
 - dscb_expo: extended double-sided Crystal Ball (one width, two tails) +
   exponential on [60, 120], 1,000,000 events;
 - toys: 1,000 toys of a 2,000-event Gaussian + exponential (peak position and
-  width known), each fitted twice (free and with the signal yield fixed).
+  width known), each fitted twice (free and with the signal yield fixed):
+  `gradfit toys`, NextStat's `unbinned-fit-toys`, and the same work as
+  gradfit's in iminuit + numba-stats and zfit (bench/unbinned_toys.py, which
+  also checks that the fitted yields and test statistics agree).
+
+`--only toys` runs the toy row alone; `--toy-peers iminuit` leaves zfit (minutes)
+out of it.
 
 Times are wall-clock seconds, best of the repeats, of a full fit with errors
 (gradfit: exact Hessian covariance; iminuit/zfit: MIGRAD + HESSE; NextStat:
@@ -226,21 +232,10 @@ def zfit_fit(x, kind, warm_repeats):
     return best, r.valid
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--gradfit", required=True)
-    ap.add_argument("--profile", required=True, help="target/release/examples/profile_unbinned")
-    ap.add_argument("--nextstat", default="nextstat")
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--toys", type=int, default=1000)
-    ap.add_argument("--skip", default="", help="comma-separated peers to skip: zfit,iminuit,nextstat")
-    ap.add_argument("--out-json", required=True)
-    ap.add_argument("--out-md", required=True)
-    a = ap.parse_args()
-    skip = set(filter(None, a.skip.split(",")))
-    os.makedirs(a.work, exist_ok=True)
+def fit_rows(a, skip):
+    """The 1,000,000-event fits with errors (Gaussian + exponential, double-sided CB + exponential)."""
+    if not a.profile:
+        raise SystemExit("--profile (target/release/examples/profile_unbinned) is needed for the fit rows")
     rng = np.random.Generator(np.random.PCG64(7))
     rows = []
     for kind in ("gauss_expo", "dscb_expo"):
@@ -277,35 +272,81 @@ def main():
             row["times"]["zfit (warm)"] = t
         log(row)
         rows.append(row)
-    # toys
+    return rows
+
+
+def toy_row(a, skip):
+    """1,000 toys of 2,000 events, two fits each: gradfit toys, NextStat, iminuit + numba-stats, zfit."""
+    import unbinned_toys as ut
+
     n_toys = a.toys
+    rng = np.random.Generator(np.random.PCG64(8))  # its own stream: the same data with or without --only
     x = np.concatenate([sample_gauss(rng, 400, TRUTH["mu"], TRUTH["sigma"]), sample_expo(rng, 1600, TRUTH["c"])])
     write_parquet(os.path.join(a.work, "toys.parquet"), x)
-    with open(os.path.join(a.work, "toys.json"), "w") as f:
+    model = os.path.join(a.work, "toys.json")
+    with open(model, "w") as f:
         json.dump(hs3("gauss_expo", 2000, "toys.parquet", toys=True), f)
-    row = {"task": f"{n_toys} toys of 2,000 events, two fits each", "times": {}}
-    t, _ = timed([a.gradfit, "toys", os.path.join(a.work, "toys.json"), "--mu", "400", "--n", str(n_toys // 2),
-                  "--out", os.path.join(a.work, "toys_out.json")], a.repeats)
+    log("== toys")
+    row = {"task": f"{n_toys} toys of 2,000 events, two fits each", "times": {}, "toys": {}}
+    # gradfit: n_toys / 2 toys per hypothesis (signal + background at nsig = 400, background only)
+    mu = 400.0
+    out_file = os.path.join(a.work, "toys_out.json")
+    t, _ = timed([a.gradfit, "toys", model, "--mu", "400", "--n", str(n_toys // 2), "--out", out_file], a.repeats)
     row["times"]["gradfit toys (command)"] = t
+    with open(out_file) as f:
+        run = json.load(f)
+    _, out = timed([a.gradfit, "fit", model, "--json"], 1)
+    names = json.loads(out)["par_names"]
+    gen = [[p[names.index(k)] for k in ("nsig", "nbkg", "c")] for p in (run["pars_sig_bkg"], run["pars_bkg"])]
+    ref = ut.summary(*ut.gradfit_records(run))
+    row["toys"]["gradfit"] = {"gen": gen, "summary": ref}
+    if a.toy_ref > 0:
+        # an untimed, larger gradfit run (another seed) as the reference of the agreement check
+        ref_file = os.path.join(a.work, "toys_ref.json")
+        timed([a.gradfit, "toys", model, "--mu", "400", "--n", str(a.toy_ref), "--seed", "1", "--out", ref_file], 1)
+        with open(ref_file) as f:
+            big = ut.summary(*ut.gradfit_records(json.load(f)))
+        row["toys"]["gradfit"]["z_vs_gradfit"] = ut.agreement(big, ref)
+        row["toys"][f"gradfit reference ({a.toy_ref} toys per hypothesis, seed 1, untimed)"] = {"gen": gen, "summary": big}
+        ref = big
     if "nextstat" not in skip:
         spec = nextstat_spec("gauss_expo", 2000, "toys.parquet")
         with open(os.path.join(a.work, "toys.nextstat.json"), "w") as f:
             json.dump(spec, f)
         try:
             # one fit per toy: scaled to two
-            t, _ = timed([a.nextstat, "unbinned-fit-toys", "--config", os.path.join(a.work, "toys.nextstat.json"),
-                          "--n-toys", str(n_toys)], 1)
+            t, out = timed([a.nextstat, "unbinned-fit-toys", "--config", os.path.join(a.work, "toys.nextstat.json"),
+                            "--n-toys", str(n_toys)], 1)
             row["times"]["NextStat unbinned-fit-toys (command, one fit per toy, x2)"] = 2 * t
+            r = json.loads(out)["results"]
+            ph = np.array([v for v in r["poi_hat"] if v is not None])
+            row["toys"]["NextStat (other work: shape floating, generated at the start point, one fit)"] = {
+                "poi_hat_mean": float(ph.mean()), "poi_hat_std": float(ph.std(ddof=1)), "n_converged": r["n_converged"]}
         except Exception as e:  # noqa: BLE001
             row.setdefault("notes", []).append(f"NextStat: {e}")
-    rows.append(row)
+    shape = (TRUTH["mu"], TRUTH["sigma"])
+    start = (380.0, 1632.0, 0.028)  # the HS3 file's start point
+    peers = [("iminuit", "iminuit + numba-stats (warm, incl. numpy sampling)",
+              lambda: ut.iminuit_toys(x, mu, n_toys // 2, shape, start, seed=1, repeats=a.repeats)),
+             ("zfit", "zfit (warm, incl. its sampler)",
+              lambda: ut.zfit_toys(x, mu, n_toys // 2, shape, start, repeats=a.repeats))]
+    for key, label, go in peers:
+        if key in skip or key not in a.toy_peers.split(","):
+            continue
+        t, gen, hyps = go()
+        row["times"][label] = t
+        s = ut.summary(*hyps)
+        row["toys"][label] = {"gen": [list(g) for g in gen], "summary": s, "z_vs_gradfit": ut.agreement(ref, s)}
+        log(label, t, row["toys"][label])
     log(row)
-    res = {"rows": rows, "machine": os.uname().nodename, "cpus": os.cpu_count(),
-           "load": os.getloadavg()}
-    with open(a.out_json, "w") as f:
-        json.dump(res, f, indent=1)
-    with open(a.out_md, "w") as f:
-        f.write(f"Load average at the end: {res['load'][0]:.1f} on {res['cpus']} CPUs.\n\n")
+    return row
+
+
+def write_md(path, res):
+    rows = res["rows"]
+    with open(path, "w") as f:
+        f.write(f"Load average (1, 5, 15 min) at the start: {', '.join(f'{v:.1f}' for v in res['load_start'])}; "
+                f"at the end: {', '.join(f'{v:.1f}' for v in res['load'])} on {res['cpus']} CPUs.\n\n")
         f.write("| task | tool | seconds | ratio to gradfit (in-process) |\n|---|---|---|---|\n")
         for r in rows:
             base = r["times"].get("gradfit (in-process, warm)") or r["times"].get("gradfit toys (command)")
@@ -313,6 +354,57 @@ def main():
                 f.write(f"| {r['task']} | {tool} | {t:.3f} | {t / base:.1f} |\n")
             for nte in r.get("notes", []):
                 f.write(f"| {r['task']} | note | {nte} | |\n")
+        for r in rows:
+            if "toys" not in r:
+                continue
+            f.write("\nToys: fitted nsig (mu_hat) and t = twice_nll(fixed) - twice_nll(free) per hypothesis; "
+                    "stat = gradfit's toy qtilde (0 where mu_hat > 400); z = (tool - gradfit reference) / standard error "
+                    "of the difference (the reference: the larger untimed gradfit run where there is one).\n\n")
+            f.write("| tool | toys at | generation (nsig, nbkg, c) | ok / failed | mean mu_hat | std mu_hat | mean t "
+                    "| mean stat | z mean, std, stat |\n|---|---|---|---|---|---|---|---|---|\n")
+            for tool, d in r["toys"].items():
+                if "summary" not in d:
+                    f.write(f"| {tool} | start point | | {d['n_converged']} converged | {d['poi_hat_mean']:.2f} "
+                            f"| {d['poi_hat_std']:.2f} | | | |\n")
+                    continue
+                for k, h in enumerate(("sig_bkg", "bkg")):
+                    s, g = d["summary"][h], d["gen"][k]
+                    z = d.get("z_vs_gradfit", {}).get(h)
+                    zs = f"{z['mu_hat_mean']:+.1f}, {z['mu_hat_std']:+.1f}, {z['stat_mean']:+.1f}" if z else "-"
+                    f.write(f"| {tool} | {h} | {g[0]:.1f}, {g[1]:.3f}, {g[2]:.6f} | {s['n']} / {s['n_failed']} "
+                            f"| {s['mu_hat_mean']:.2f} | {s['mu_hat_std']:.2f} | {s['t_mean']:.3f} "
+                            f"| {s['stat_mean']:.3f} | {zs} |\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gradfit", required=True)
+    ap.add_argument("--profile", help="target/release/examples/profile_unbinned (needed for the fit rows)")
+    ap.add_argument("--nextstat", default="nextstat")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--toys", type=int, default=1000)
+    ap.add_argument("--skip", default="", help="comma-separated peers to skip: zfit,iminuit,nextstat")
+    ap.add_argument("--only", choices=("all", "fits", "toys"), default="all", help="run only the fit rows or the toy row")
+    ap.add_argument("--toy-peers", default="iminuit,zfit",
+                    help="Python peers of the toy row (comma-separated; zfit takes minutes); '' for none")
+    ap.add_argument("--toy-ref", type=int, default=10000,
+                    help="toys per hypothesis of an untimed gradfit run that the toy agreement check compares with (0: the timed run)")
+    ap.add_argument("--out-json", required=True)
+    ap.add_argument("--out-md", required=True)
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    os.makedirs(a.work, exist_ok=True)
+    load_start = os.getloadavg()
+    rows = fit_rows(a, skip) if a.only != "toys" else []
+    if a.only != "fits":
+        rows.append(toy_row(a, skip))
+    res = {"rows": rows, "machine": os.uname().nodename, "cpus": os.cpu_count(),
+           "load_start": load_start, "load": os.getloadavg()}
+    with open(a.out_json, "w") as f:
+        json.dump(res, f, indent=1)
+    write_md(a.out_md, res)
     log(f"wrote {a.out_md}")
 
 
