@@ -18,6 +18,7 @@ use super::linalg::Chol;
 use crate::model::HessianLayout;
 
 /// Reusable factorisation of the free part of a block Hessian.
+#[derive(Clone)]
 pub struct BlockSolver {
     gfree: Vec<usize>,
     /// Blocks with one free local parameter (the common case: one staterror

@@ -12,6 +12,16 @@ pub struct Chol {
     cap: usize,
 }
 
+impl Clone for Chol {
+    /// The same factor, with its own scratch memory.
+    fn clone(&self) -> Self {
+        let mut c = Chol::new(self.cap);
+        c.buf.copy_from_slice(&self.buf);
+        c.n = self.n;
+        c
+    }
+}
+
 impl Chol {
     /// Buffers for matrices up to `nmax` x `nmax`.
     pub fn new(nmax: usize) -> Self {

@@ -3,6 +3,7 @@
 //! it finds no decreasing step it hands the member to [`super::trust`]
 //! (unless `FitOptions::robust` is off).
 
+use super::covariance::{BLOCK_COVARIANCE_MIN, block_covariance};
 use super::linalg::Chol;
 use super::{FitOptions, FitSpec, FitStatus, Member, Work};
 use crate::model::{HessianLayout, Likelihood};
@@ -507,6 +508,14 @@ pub(super) fn finish<L: Likelihood>(
     let n = nfix.len();
     if n == 0 {
         m.cov = Some(vec![0.0; p * p]);
+        return;
+    }
+    if n >= BLOCK_COVARIANCE_MIN && lay.n_global < lay.n {
+        let held: Vec<bool> = (0..p).map(held).collect();
+        match block_covariance(lay, &w.h, &held, &mut w.solver) {
+            Some(c) => m.cov = Some(c),
+            None => m.not_pd = true,
+        }
         return;
     }
     let mut full = vec![0.0; p * p];
