@@ -358,22 +358,26 @@ def write_md(path, res):
             if "toys" not in r:
                 continue
             f.write("\nToys: fitted nsig (mu_hat) and t = twice_nll(fixed) - twice_nll(free) per hypothesis; "
-                    "stat = gradfit's toy qtilde (0 where mu_hat > 400); z = (tool - gradfit reference) / standard error "
+                    "stat = gradfit's toy qtilde (0 where mu_hat > 400; twice_nll(fixed) - twice_nll(fit at nsig = 0) where mu_hat < 0); "
+                    "t - stat: what the fit at 0 and the clipping take off t (per toy, then the mean); "
+                    "z = (tool - gradfit reference) / standard error "
                     "of the difference (the reference: the larger untimed gradfit run where there is one).\n\n")
             f.write("| tool | toys at | generation (nsig, nbkg, c) | ok / failed | mean mu_hat | std mu_hat | mean t "
-                    "| mean stat | z mean, std, stat |\n|---|---|---|---|---|---|---|---|---|\n")
+                    "| mean stat | mean t - stat | z mean, std, t, stat, t - stat |\n|---|---|---|---|---|---|---|---|---|---|\n")
             for tool, d in r["toys"].items():
                 if "summary" not in d:
                     f.write(f"| {tool} | start point | | {d['n_converged']} converged | {d['poi_hat_mean']:.2f} "
-                            f"| {d['poi_hat_std']:.2f} | | | |\n")
+                            f"| {d['poi_hat_std']:.2f} | | | | |\n")
                     continue
                 for k, h in enumerate(("sig_bkg", "bkg")):
                     s, g = d["summary"][h], d["gen"][k]
                     z = d.get("z_vs_gradfit", {}).get(h)
-                    zs = f"{z['mu_hat_mean']:+.1f}, {z['mu_hat_std']:+.1f}, {z['stat_mean']:+.1f}" if z else "-"
+                    zs = (f"{z['mu_hat_mean']:+.1f}, {z['mu_hat_std']:+.1f}, {z['t_mean']:+.1f}, {z['stat_mean']:+.1f}, "
+                           f"{z['t_minus_stat_mean']:+.1f}"
+                          if z else "-")
                     f.write(f"| {tool} | {h} | {g[0]:.1f}, {g[1]:.3f}, {g[2]:.6f} | {s['n']} / {s['n_failed']} "
                             f"| {s['mu_hat_mean']:.2f} | {s['mu_hat_std']:.2f} | {s['t_mean']:.3f} "
-                            f"| {s['stat_mean']:.3f} | {zs} |\n")
+                            f"| {s['stat_mean']:.3f} | {s['t_minus_stat_mean']:.4f} | {zs} |\n")
 
 
 def main():

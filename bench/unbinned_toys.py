@@ -12,8 +12,15 @@ nbkg and c. Like gradfit, each peer
    that hypothesis' parameters) and fits each toy twice, free and with the POI
    fixed at MU, both starting from the generation point, without errors
    (gradfit computes no covariance in `toys`);
-3. records per toy mu_hat, t = max(twice_nll_fixed - twice_nll_free, 0) and
-   gradfit's toy statistic: 0 where mu_hat > MU, else t.
+3. where the free fit of a toy has mu_hat < 0, fits it a third time with the
+   POI fixed at 0, starting from the free fit's point with the POI set to 0
+   (gradfit's qtilde compares with the best fit at mu >= 0, as for the
+   observed data);
+4. records per toy mu_hat, t = max(twice_nll_fixed - twice_nll_free, 0) and
+   gradfit's toy statistic: 0 where mu_hat > MU, else
+   max(twice_nll_fixed - twice_nll_ref, 0), twice_nll_ref being the fit at 0
+   where mu_hat < 0 and the free fit otherwise (a toy whose fit at 0 fails has
+   no statistic, as in gradfit).
 
 Sampling is part of the timed work for every tool (gradfit and NextStat
 sample inside their commands): zfit with its own sampler
@@ -33,7 +40,10 @@ LO, HI = 60.0, 120.0
 
 
 def summary(sig_bkg, bkg):
-    """Mean/std of mu_hat, mean t and mean statistic per hypothesis; records are (mu_hat, t, stat or None)."""
+    """Mean/std of mu_hat, t, the statistic and t - statistic per hypothesis; records are (mu_hat, t, stat or None).
+
+    t - statistic is what the fit at 0 (toys with mu_hat < 0) and the clipping
+    at mu_hat > MU take off t: a paired, low-noise check of the statistic."""
     out = {}
     for name, recs in (("sig_bkg", sig_bkg), ("bkg", bkg)):
         ok = [r for r in recs if r[2] is not None and math.isfinite(r[0])]
@@ -43,13 +53,16 @@ def summary(sig_bkg, bkg):
         out[name] = {"n": len(ok), "n_failed": len(recs) - len(ok),
                      "mu_hat_mean": float(mh.mean()), "mu_hat_std": float(mh.std(ddof=1)),
                      "t_mean": float(t.mean()), "t_std": float(t.std(ddof=1)),
-                     "stat_mean": float(q.mean()), "stat_std": float(q.std(ddof=1))}
+                     "stat_mean": float(q.mean()), "stat_std": float(q.std(ddof=1)),
+                     "t_minus_stat_mean": float((t - q).mean()), "t_minus_stat_std": float((t - q).std(ddof=1))}
     return out
 
 
-def record(mu, mu_hat, twice_free, twice_fixed, ok):
+def record(mu, mu_hat, twice_free, twice_fixed, ok, twice_zero=None):
+    """(mu_hat, t, statistic or None); `twice_zero`: twice_nll of the fit at 0 of a toy with mu_hat < 0."""
     t = max(twice_fixed - twice_free, 0.0)
-    return (float(mu_hat), float(t), (0.0 if mu_hat > mu else float(t)) if ok else None)
+    q = max(twice_fixed - (twice_free if twice_zero is None else twice_zero), 0.0)
+    return (float(mu_hat), float(t), (0.0 if mu_hat > mu else float(q)) if ok else None)
 
 
 def gradfit_records(run):
@@ -67,10 +80,14 @@ def agreement(ref, other):
         se_mean = math.hypot(a["mu_hat_std"] / math.sqrt(a["n"]), b["mu_hat_std"] / math.sqrt(b["n"]))
         # std of a sample std: sigma / sqrt(2 (n - 1)) (normal approximation)
         se_std = math.hypot(a["mu_hat_std"] / math.sqrt(2 * (a["n"] - 1)), b["mu_hat_std"] / math.sqrt(2 * (b["n"] - 1)))
+        se_t = math.hypot(a["t_std"] / math.sqrt(a["n"]), b["t_std"] / math.sqrt(b["n"]))
         se_q = math.hypot(a["stat_std"] / math.sqrt(a["n"]), b["stat_std"] / math.sqrt(b["n"]))
+        se_d = math.hypot(a["t_minus_stat_std"] / math.sqrt(a["n"]), b["t_minus_stat_std"] / math.sqrt(b["n"]))
         z[h] = {"mu_hat_mean": (b["mu_hat_mean"] - a["mu_hat_mean"]) / se_mean,
                 "mu_hat_std": (b["mu_hat_std"] - a["mu_hat_std"]) / se_std,
-                "stat_mean": (b["stat_mean"] - a["stat_mean"]) / se_q if se_q > 0 else 0.0}
+                "t_mean": (b["t_mean"] - a["t_mean"]) / se_t if se_t > 0 else 0.0,
+                "stat_mean": (b["stat_mean"] - a["stat_mean"]) / se_q if se_q > 0 else 0.0,
+                "t_minus_stat_mean": (b["t_minus_stat_mean"] - a["t_minus_stat_mean"]) / se_d if se_d > 0 else 0.0}
     return z
 
 
@@ -136,7 +153,12 @@ def iminuit_toys(x_obs, mu, n_toys, shape, start, seed, repeats=1, warm_toys=3):
                 x = sample(rng, *g)
                 f = fit(x, g)
                 fx = fit(x, g, fixed_poi=mu)
-                recs.append(record(mu, f.values["nsig"], f.fval, fx.fval, f.valid and fx.valid))
+                ok, zero = f.valid and fx.valid, None
+                if f.valid and f.values["nsig"] < 0:
+                    # qtilde: the fit at 0, from the free fit's point
+                    f0 = fit(x, (0.0, f.values["nbkg"], f.values["c"]), fixed_poi=0.0)
+                    ok, zero = ok and f0.valid, f0.fval
+                recs.append(record(mu, f.values["nsig"], f.fval, fx.fval, ok, zero))
             hyps.append(recs)
         return gens, hyps
 
@@ -184,7 +206,12 @@ def zfit_toys(x_obs, mu, n_toys, shape, start, repeats=1, warm_toys=3):
                 sampler.resample(params={nsig: g[0], nbkg: g[1], lam: -g[2]})
                 f = fit(loss, g)
                 fx = fit(loss, g, fixed_poi=mu)
-                recs.append(record(mu, f.params[nsig]["value"], 2 * f.fmin, 2 * fx.fmin, f.valid and fx.valid))
+                ok, zero = f.valid and fx.valid, None
+                if f.valid and f.params[nsig]["value"] < 0:
+                    # qtilde: the fit at 0, from the free fit's point
+                    f0 = fit(loss, (0.0, f.params[nbkg]["value"], -f.params[lam]["value"]), fixed_poi=0.0)
+                    ok, zero = ok and f0.valid, 2 * f0.fmin
+                recs.append(record(mu, f.params[nsig]["value"], 2 * f.fmin, 2 * fx.fmin, ok, zero))
             hyps.append(recs)
         return gens, hyps
 
