@@ -257,6 +257,32 @@ pub(super) fn toy_cls_json(c: &toys::ToyCls) -> Value {
     })
 }
 
+/// Which toy CLs values are undefined and why (no background-only toy
+/// reached the statistic, so CLb is 0), or `None` when all are numbers.
+pub(super) fn toy_cls_undefined(c: &toys::ToyCls) -> Option<String> {
+    let labels = ["-2s", "-1s", "median", "+1s", "+2s"];
+    let mut which: Vec<String> = Vec::new();
+    if c.cls_obs.is_none() {
+        which.push("observed".into());
+    }
+    for (x, l) in c.cls_exp.iter().zip(labels) {
+        if x.is_none() {
+            which.push(format!("expected {l}"));
+        }
+    }
+    if which.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "CLs {} undefined (written as null): no background-only toy has a test statistic at or \
+         above the one tested, so CLb = 0 over {} toys (observed CLs+b = {}); run more toys or \
+         test a smaller POI value",
+        which.join(", "),
+        c.n_toys,
+        fmt(c.clsb_obs)
+    ))
+}
+
 pub(super) fn opt(x: Option<f64>) -> String {
     x.map(fmt).unwrap_or_else(|| "-".into())
 }
@@ -272,6 +298,7 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
     let p = Problem::new(model, model.observed())?.with_fitter(&*engine);
     let mu = tested_mu(a.test_stat, a.mu);
     check_poi_value(model, p.poi, mu, "--mu")?;
+    let mut undefined = None;
     let v = if let Some(n) = a.toys.n()? {
         print_warnings(&a.test_stat.warnings(p.poi_bounds(), mu));
         let run = toys_for(
@@ -288,6 +315,7 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
                 2 * n
             );
         }
+        undefined = toy_cls_undefined(&c);
         let mut v = toy_cls_json(&c);
         v["mu"] = num(mu);
         v["test_stat"] = json!(a.test_stat);
@@ -340,7 +368,7 @@ fn cls_model<M: ModelInfo>(a: &ClsArgs, model: &M, digest: &str) -> Result<i32> 
         }
         s
     })?;
-    Ok(0)
+    undefined_exit(undefined)
 }
 
 /// `gradfit discovery`.
@@ -477,8 +505,10 @@ fn scan_model<M: ModelInfo>(a: &ScanArgs, model: &M) -> Result<i32> {
     })
 }
 
-fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
+/// Print the summary of a toy run; for a whole run, why a CLs is undefined.
+fn summary(run: &ToyRun, json_out: bool) -> Result<Option<String>> {
     let whole = run.shard.is_none();
+    let mut undefined = None;
     let mut v = json!({
         "mu": run.mu, "test_stat": run.test_stat, "seed": run.seed, "n_toys": run.n_toys,
         "shard": run.shard, "range": run.range, "test_stat_obs": num(run.test_stat_obs),
@@ -486,6 +516,7 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
     if whole {
         let c = toy_cls(run)?;
         v["cls"] = toy_cls_json(&c);
+        undefined = toy_cls_undefined(&c);
     }
     let out = OutputArgs {
         json: json_out,
@@ -521,7 +552,8 @@ fn summary(run: &ToyRun, json_out: bool) -> Result<()> {
             ));
         }
         s
-    })
+    })?;
+    Ok(undefined)
 }
 
 /// `gradfit toys`.
@@ -556,7 +588,7 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
     if let Some(path) = &a.plot {
         infer_plots::toys(path, &run, &p)?;
     }
-    summary(&run, a.json)?;
+    let undefined = summary(&run, a.json)?;
     let failed = run
         .sig_bkg
         .iter()
@@ -569,7 +601,19 @@ fn toys_model<M: ModelInfo>(a: &ToysArgs, model: &M, digest: &str) -> Result<i32
             a.out.display()
         );
     }
-    Ok(0)
+    undefined_exit(undefined)
+}
+
+/// Exit status of a toy command: 0, or (with a warning) `EXIT_NOT_CONVERGED`
+/// where a CLs value is undefined.
+fn undefined_exit(undefined: Option<String>) -> Result<i32> {
+    Ok(match undefined {
+        Some(msg) => {
+            eprintln!("warning: {msg}");
+            super::EXIT_NOT_CONVERGED
+        }
+        None => 0,
+    })
 }
 
 /// `gradfit merge`.
@@ -583,6 +627,6 @@ pub fn merge_cmd(a: &MergeArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let merged = merge(runs, &names)?;
     crate::util::write_json_atomic(&a.out, &merged)?;
-    summary(&merged, a.json)?;
-    Ok(0)
+    let undefined = summary(&merged, a.json)?;
+    undefined_exit(undefined)
 }

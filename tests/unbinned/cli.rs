@@ -366,10 +366,32 @@ fn hypothesis_tests_with_a_free_signal_shape() {
     );
     let out = dir.join("toys.json").display().to_string();
     let t = ok(&[
+        "toys", &w, "--mu", "1100", "--n", "12", "--out", &out, "--json",
+    ]);
+    assert_eq!(t["n_toys"], 12, "{t}");
+    assert_eq!(t["cls"]["n_failed"], 0, "{t}");
+    assert!(t["cls"]["cls_obs"].as_f64().is_some(), "{t}");
+    // far above the fitted yield no background toy reaches the observed
+    // statistic: CLs is undefined, said so with exit 3, the toys still written
+    let out = dir.join("far.json").display().to_string();
+    let (code, v, err) = run_gradfit(&[
         "toys", &w, "--mu", "1300", "--n", "8", "--out", &out, "--json",
     ]);
-    assert_eq!(t["n_toys"], 8, "{t}");
-    assert_eq!(t["cls"]["n_failed"], 0, "{t}");
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("CLs observed undefined") && err.contains("CLb = 0"),
+        "{err}"
+    );
+    assert!(v["cls"]["cls_obs"].is_null(), "{v}");
+    assert_eq!(
+        common::read(std::path::Path::new(&out))["bkg"]
+            .as_array()
+            .map(Vec::len),
+        Some(8)
+    );
+    let (code, _, err) = run_gradfit(&["cls", &w, "--mu", "1300", "--toys", "8"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("undefined"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
