@@ -1,5 +1,7 @@
 //! Time the passes and the full fit of an unbinned model (warm: the model and
-//! its events are loaded first).
+//! its events are loaded first). The CPU time of a thread is counted in
+//! scheduler ticks on some machines (steps of 4 ms): the best wall time of the
+//! repeated passes is then the finer measure.
 //!
 //! ```sh
 //! cargo run --release --example unbinned_gen -- gauss_expo 1000000 /tmp/ub
@@ -37,19 +39,21 @@ fn main() {
     let theta = m.init().to_vec();
     let reps = 20;
     for (name, mode) in [("value", 0), ("value+grad", 1), ("value+grad+hess", 2)] {
-        let (t, mut best) = (Instant::now(), f64::INFINITY);
+        let (t, mut best, mut best_wall) = (Instant::now(), f64::INFINITY, f64::INFINITY);
         for _ in 0..reps {
-            let c = cpu();
+            let (c, tw) = (cpu(), Instant::now());
             match mode {
                 0 => m.eval(&theta, m.observed(), &mut s, None, None),
                 1 => m.eval(&theta, m.observed(), &mut s, Some(&mut g), None),
                 _ => m.eval(&theta, m.observed(), &mut s, Some(&mut g), Some(&mut h)),
             };
+            best_wall = best_wall.min(tw.elapsed().as_secs_f64());
             best = best.min(cpu() - c);
         }
         println!(
-            "{name}: {:.2} ms wall (mean), {:.2} ms cpu of this thread (best of {reps})",
+            "{name}: {:.2} ms wall (mean), {:.2} ms wall (best), {:.2} ms cpu of this thread (best of {reps})",
             t.elapsed().as_secs_f64() * 1e3 / reps as f64,
+            best_wall * 1e3,
             best * 1e3
         );
     }

@@ -242,7 +242,7 @@ impl Atom {
         if d == 0 {
             return;
         }
-        let s0: f64 = super::kernel::sum(&c[..nb]);
+        let s0: f64 = super::lanes::sum(&c[..nb]);
         for k in 0..d * (d + 1) / 2 {
             out[k] -= s0 * norm.h[k];
         }

@@ -7,6 +7,7 @@
 //! or -t (right tail; for the one-sided shape with alpha < 0, a = -alpha).
 
 use super::atoms::tri;
+use super::lanes::{LANES, finish, lanes_acc};
 use super::shapes::{CbPars, Shape};
 
 /// Constants of one side at fixed parameters.
@@ -28,6 +29,8 @@ struct Side {
     ia: f64,
     /// n/a^2 + 1.
     q: f64,
+    /// 1/n.
+    inn: f64,
     /// Native indices of (sigma, alpha, n).
     idx: [usize; 3],
 }
@@ -61,6 +64,7 @@ impl CbEval {
                 ln_na1: if tail { na.ln() + 1.0 } else { 0.0 },
                 ia,
                 q: n * ia * ia + 1.0,
+                inn: 1.0 / n,
                 idx,
             }
         };
@@ -318,15 +322,25 @@ impl CbEval {
         let (x, c) = (&x[..nb], &c[..nb]);
         let m0 = self.m0;
         let (lt, rt) = (l.tail as u8 as f64, r.tail as u8 as f64);
-        // per event: 10 second-derivative terms, weighted by c and by the side
+        // per event: 10 second-derivative terms, weighted by c and by the
+        // side; formed SB events at a time (rows that stay in the L1 cache)
+        // and summed into lanes that run over the block, so that each sum has
+        // the bits of a dot product over the block
         const K: usize = 10;
-        let mut qv = [[0.0f64; super::kernel::BS]; K];
-        let mut cl = [0.0f64; super::kernel::BS];
-        let mut cr = [0.0f64; super::kernel::BS];
-        {
-            let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9] = qv.each_mut().map(|q| &mut q[..nb]);
-            let (cl, cr) = (&mut cl[..nb], &mut cr[..nb]);
-            for b in 0..nb {
+        const SB: usize = 64;
+        let mut qv = [[0.0f64; SB]; K];
+        let mut cl = [0.0f64; SB];
+        let mut cr = [0.0f64; SB];
+        let (mut ll, mut lr) = ([[0.0f64; LANES]; K], [[0.0f64; LANES]; K]);
+        let (mut rest_l, mut rest_r) = ([0.0f64; K], [0.0f64; K]);
+        let full = nb - nb % LANES;
+        let mut s0 = 0;
+        while s0 < nb {
+            let n = SB.min(nb - s0);
+            let (x, c) = (&x[s0..s0 + n], &c[s0..s0 + n]);
+            let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9] = qv.each_mut().map(|q| &mut q[..n]);
+            let (cl, cr) = (&mut cl[..n], &mut cr[..n]);
+            for b in 0..n {
                 let left = x[b] <= m0;
                 let is = pick(left, l.is, r.is);
                 let st = pick(left, l.st, r.st);
@@ -354,7 +368,8 @@ impl CbEval {
                     m * (n * ia * ia - 1.0 - 2.0 * n * n * ia * ia * ia * iu + n * q * q * iu * iu);
                 let f_an =
                     m * self.sa * (-ia + (2.0 * n * ia * ia + 1.0) * iu - n * q * ia * iu * iu);
-                let f_nn = m * (1.0 / n - 2.0 * ia * iu + n * ia * ia * iu * iu);
+                let inn = pick(left, l.inn, r.inn);
+                let f_nn = m * (inn - 2.0 * ia * iu + n * ia * ia * iu * iu);
                 q0[b] = f_tt * t_m * t_m;
                 q1[b] = f_tt * t_m * t_s + d_t * t_ms;
                 q2[b] = f_tt * t_s * t_s + d_t * t_ss;
@@ -368,13 +383,24 @@ impl CbEval {
                 cl[b] = if left { c[b] } else { 0.0 };
                 cr[b] = if left { 0.0 } else { c[b] };
             }
+            // whole chunks of LANES events into the lanes, the rest (the
+            // block's last events) in order, as in a dot product
+            let nf = full.saturating_sub(s0).min(n);
+            let qs: [&[f64]; K] = std::array::from_fn(|k| &qv[k][..n]);
+            lanes_acc(&cl[..nf], qs, &mut ll);
+            lanes_acc(&cr[..nf], qs, &mut lr);
+            for k in 0..K {
+                for b in nf..n {
+                    rest_l[k] += cl[b] * qs[k][b];
+                }
+                for b in nf..n {
+                    rest_r[k] += cr[b] * qs[k][b];
+                }
+            }
+            s0 += n;
         }
-        let dot = super::kernel::dot;
-        let (mut sl, mut sr) = ([0.0; K], [0.0; K]);
-        for k in 0..K {
-            sl[k] = dot(&cl[..nb], &qv[k][..nb]);
-            sr[k] = dot(&cr[..nb], &qv[k][..nb]);
-        }
+        let sl: [f64; K] = std::array::from_fn(|k| finish(&ll[k], rest_l[k]));
+        let sr: [f64; K] = std::array::from_fn(|k| finish(&lr[k], rest_r[k]));
         let _ = d;
         for (s, side) in [(sl, &l), (sr, &r)] {
             let [isg, ia, inn] = side.idx;

@@ -12,7 +12,9 @@
 //! assembled pair by pair as listed in [`super::channel::Pair`].
 
 use super::atoms::{Mode, tri};
-use super::channel::{Act, Pair, Prepared};
+use super::channel::{Act, Prepared};
+use super::lanes::dot;
+use super::lanes::{MAXR, dots_n, dots_scaled_n};
 use super::vmath;
 use crate::data::EventData;
 use rayon::prelude::*;
@@ -113,56 +115,6 @@ impl Scratch {
             tmp: vec![0.0; BS],
         }
     }
-}
-
-/// Independent partial sums of [`dot`] and [`sum`]: enough for the adds of
-/// four AVX2 registers to overlap (a single chain is bound by the add's latency).
-const LANES: usize = 16;
-
-/// Sum of the lanes in a fixed pairwise order.
-#[inline(always)]
-fn combine(s: &[f64; LANES]) -> f64 {
-    let mut h = [0.0f64; LANES / 2];
-    for k in 0..LANES / 2 {
-        h[k] = s[k] + s[k + LANES / 2];
-    }
-    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
-    (q[0] + q[2]) + (q[1] + q[3])
-}
-
-/// Deterministic dot product ([`LANES`] independent lanes, fixed combination
-/// order: the same bits whatever the vector width the loop compiles to).
-#[inline(always)]
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut s = [0.0f64; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..LANES {
-            s[k] += x[k] * y[k];
-        }
-    }
-    let mut rest = 0.0;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        rest += x * y;
-    }
-    combine(&s) + rest
-}
-
-/// Deterministic sum ([`LANES`] independent lanes, fixed combination order).
-#[inline(always)]
-pub(crate) fn sum(a: &[f64]) -> f64 {
-    let mut s = [0.0f64; LANES];
-    let mut c = a.chunks_exact(LANES);
-    for x in &mut c {
-        for k in 0..LANES {
-            s[k] += x[k];
-        }
-    }
-    let rest: f64 = c.remainder().iter().sum();
-    combine(&s) + rest
 }
 
 /// Run the pass over all events.
@@ -322,6 +274,7 @@ fn block(
         return;
     }
     // 3. gradient of ln p~ per event
+    let na = ch.n_act();
     for (ib, pb) in s.ip[..nb].iter_mut().zip(&s.p[..nb]) {
         *ib = 1.0 / pb;
     }
@@ -335,6 +288,7 @@ fn block(
             }
         }
     }
+    // the rows v of the coefficients (and, for the score pass, of all)
     for (i, role) in ch.roles.iter().enumerate() {
         let v = &mut s.v[i * BS..i * BS + nb];
         match *role {
@@ -343,7 +297,7 @@ fn block(
                     *vb = qb * ib;
                 }
             }
-            Act::Par(m, k) => {
+            Act::Par(m, k) if prep.score => {
                 let go = (ch.g_off[m] + k) * BS;
                 for ((vb, rb), gb) in v
                     .iter_mut()
@@ -353,14 +307,53 @@ fn block(
                     *vb = rb * gb;
                 }
             }
+            Act::Par(..) => {}
         }
-        acc.g[i] += dot(&s.w[..nb], v);
+    }
+    // sum_b w_b v_ib over runs of coefficients and of one atom's parameters,
+    // up to MAXR rows per loop; an atom's v = R_m g_mk is formed in the loop
+    // (the bits of one dot of the written rows each)
+    let atom_of = |i: usize| match ch.roles[i] {
+        Act::Coef(_) => None,
+        Act::Par(m, _) => Some(m),
+    };
+    let mut i0 = 0;
+    while i0 < na {
+        let run = atom_of(i0);
+        let mut i1 = i0 + 1;
+        while i1 < na && i1 - i0 < MAXR && atom_of(i1) == run {
+            i1 += 1;
+        }
+        let n = i1 - i0;
+        let mut b: [&[f64]; MAXR] = [&[]; MAXR];
+        let mut out = [0.0; MAXR];
+        match run {
+            Some(m) if !prep.score => {
+                for (i, bk) in (i0..i1).zip(b.iter_mut()) {
+                    if let Act::Par(_, k) = ch.roles[i] {
+                        let go = (ch.g_off[m] + k) * BS;
+                        *bk = &s.g[go..go + nb];
+                    }
+                }
+                let r = &s.r[m * BS..m * BS + nb];
+                dots_scaled_n(&s.w[..nb], r, &b[..n], &mut out);
+            }
+            _ => {
+                for (i, bk) in (i0..i1).zip(b.iter_mut()) {
+                    *bk = &s.v[i * BS..i * BS + nb];
+                }
+                dots_n(&s.w[..nb], &b[..n], &mut out);
+            }
+        }
+        for k in 0..n {
+            acc.g[i0 + k] += out[k];
+        }
+        i0 = i1;
     }
     if mode != Mode::Hess {
         return;
     }
     // 4. Hessian, pair by pair (score pass: + sum w^2 v v^T only)
-    let na = ch.n_act();
     if prep.score {
         for i in 0..na {
             let v = &s.v[i * BS..i * BS + nb];
@@ -368,9 +361,21 @@ fn block(
                 *o = wb * vb;
             }
         }
+        let mut out = [0.0; MAXR];
         for i in 0..na {
-            for j in 0..=i {
-                acc.h[tri(i, j)] += dot(&s.wv[i * BS..i * BS + nb], &s.v[j * BS..j * BS + nb]);
+            let wv = &s.wv[i * BS..i * BS + nb];
+            let mut j0 = 0;
+            while j0 <= i {
+                let n = (i + 1 - j0).min(MAXR);
+                let mut b: [&[f64]; MAXR] = [&[]; MAXR];
+                for (k, bk) in b.iter_mut().take(n).enumerate() {
+                    *bk = &s.v[(j0 + k) * BS..(j0 + k) * BS + nb];
+                }
+                dots_n(wv, &b[..n], &mut out);
+                for k in 0..n {
+                    acc.h[tri(i, j0 + k)] += out[k];
+                }
+                j0 += n;
             }
         }
         return;
@@ -424,99 +429,17 @@ fn block(
             ci += 1;
         }
     }
-    // the roles list the active coefficients first, so that the position of
-    // coefficient i among them (its rows of `e`) is i
-    debug_assert!(
-        ch.roles
-            .windows(2)
-            .all(|p| !matches!(p, [Act::Par(..), Act::Coef(_)]))
-    );
-    let mut last_same: Option<(usize, usize)> = None;
-    let mut last_cross: Option<(usize, usize, usize)> = None;
-    for pair in &ch.pairs {
-        match *pair {
-            Pair::CoefCoef { i, j } => {
-                acc.h[tri(i, j)] -= dot(&s.wv[i * BS..i * BS + nb], &s.v[j * BS..j * BS + nb]);
-            }
-            Pair::CoefPar { i, j, m, k } => {
-                let e = &s.e[(i * ch.atoms.len() + m) * BS..][..nb];
-                let go = (ch.g_off[m] + k) * BS;
-                acc.h[tri(i, j)] += dot(e, &s.g[go..go + nb]);
-            }
-            Pair::Same { i, j, m, k, k2 } => {
-                // tmp = w R (1 - R) g_mk, rebuilt when (m, k) changes
-                if last_same != Some((m, k)) {
-                    let go = (ch.g_off[m] + k) * BS;
-                    let (r, g) = (&s.r[m * BS..m * BS + nb], &s.g[go..go + nb]);
-                    for (((tb, wb), &rb), gb) in s.tmp[..nb].iter_mut().zip(w).zip(r).zip(g) {
-                        *tb = wb * rb * (1.0 - rb) * gb;
-                    }
-                    last_same = Some((m, k));
-                    last_cross = None;
-                }
-                let go2 = (ch.g_off[m] + k2) * BS;
-                acc.h[tri(i, j)] +=
-                    dot(&s.tmp[..nb], &s.g[go2..go2 + nb]) + s.hs[ch.h_off[m] + tri(k, k2)];
-            }
-            Pair::Cross { i, j, m, k, m2, k2 } => {
-                // (R_mm2 - R_m R_m2) w g_mk g_m2k2; tmp = w (R_mm2 - R_m R_m2) g_mk
-                // is rebuilt when (m, k, m2) changes
-                let go2 = (ch.g_off[m2] + k2) * BS;
-                if last_cross == Some((m, k, m2)) {
-                    acc.h[tri(i, j)] += dot(&s.tmp[..nb], &s.g[go2..go2 + nb]);
-                    continue;
-                }
-                let tmp = &mut s.tmp[..nb];
-                tmp.iter_mut().for_each(|v| *v = 0.0);
-                for &l in &ch.atom_leaves[m] {
-                    if !ch.atom_leaves[m2].contains(&l) {
-                        continue;
-                    }
-                    let al = sv.v[ch.leaves[l].coef];
-                    for ((tb, qb), ib) in tmp
-                        .iter_mut()
-                        .zip(&s.q[l * BS..l * BS + nb])
-                        .zip(&s.ip[..nb])
-                    {
-                        *tb += al * qb * ib;
-                    }
-                }
-                let go = (ch.g_off[m] + k) * BS;
-                let (r, r2) = (&s.r[m * BS..m * BS + nb], &s.r[m2 * BS..m2 * BS + nb]);
-                let g = &s.g[go..go + nb];
-                for ((((tb, wb), rb), r2b), gb) in tmp.iter_mut().zip(w).zip(r).zip(r2).zip(g) {
-                    let rr = *tb - rb * r2b;
-                    *tb = wb * rr * gb;
-                }
-                acc.h[tri(i, j)] += dot(tmp, &s.g[go2..go2 + nb]);
-                last_same = None;
-                last_cross = Some((m, k, m2));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{dot, sum};
-
-    /// The lane sums agree with an exact sum (integers of at most 2^40, so
-    /// every partial sum is exact), for every length around the lane count,
-    /// and a value in any position counts once.
-    #[test]
-    fn dot_and_sum_are_exact_on_integers() {
-        for n in 0..70 {
-            let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 - 300.0).collect();
-            let b: Vec<f64> = (0..n).map(|i| ((i * 104_729) % 977) as f64).collect();
-            let want_s: f64 = a.iter().sum();
-            let want_d: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert_eq!(sum(&a), want_s, "sum, n = {n}");
-            assert_eq!(dot(&a, &b), want_d, "dot, n = {n}");
-            for k in 0..n {
-                let mut e = vec![0.0; n];
-                e[k] = 1.0;
-                assert_eq!(dot(&e, &b), b[k], "lane of {k}, n = {n}");
-            }
-        }
-    }
+    let rows = super::pairs::Rows {
+        nb,
+        w: &s.w,
+        ip: &s.ip,
+        q: &s.q,
+        r: &s.r,
+        g: &s.g,
+        v: &s.v,
+        wv: &s.wv,
+        e: &s.e,
+        hs: &s.hs,
+    };
+    super::pairs::add_pairs(ch, &sv.v, &rows, &mut s.tmp, &mut acc.h);
 }

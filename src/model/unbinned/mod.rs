@@ -13,6 +13,8 @@ pub mod constraint;
 pub mod dual;
 pub mod hs3;
 pub mod kernel;
+mod lanes;
+mod pairs;
 pub mod part;
 pub mod parts;
 pub mod sample;

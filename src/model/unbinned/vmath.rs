@@ -72,13 +72,18 @@ fn ln_core(x: f64) -> f64 {
 #[inline(always)]
 pub fn exp_slice(x: &[f64], out: &mut [f64]) {
     let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    let mut special = false;
     for i in 0..n {
         out[i] = exp_core(x[i].clamp(-708.0, 709.0));
+        special |= !(-708.0..=709.0).contains(&x[i]);
     }
-    for i in 0..n {
-        let v = x[i];
-        if !(-708.0..=709.0).contains(&v) {
-            out[i] = v.exp();
+    if special {
+        for i in 0..n {
+            let v = x[i];
+            if !(-708.0..=709.0).contains(&v) {
+                out[i] = v.exp();
+            }
         }
     }
 }
@@ -110,13 +115,19 @@ pub fn exp_in_place(x: &mut [f64]) {
 #[inline(always)]
 pub fn ln_slice(x: &[f64], out: &mut [f64]) {
     let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    let mut special = false;
     for i in 0..n {
         out[i] = ln_core(x[i].clamp(f64::MIN_POSITIVE, f64::MAX));
+        special |= !(f64::MIN_POSITIVE..=f64::MAX).contains(&x[i]);
     }
-    for i in 0..n {
-        let v = x[i];
-        if !(f64::MIN_POSITIVE..=f64::MAX).contains(&v) {
-            out[i] = v.ln();
+    // the rare special lanes: one vector test above, a scalar pass only if any
+    if special {
+        for i in 0..n {
+            let v = x[i];
+            if !(f64::MIN_POSITIVE..=f64::MAX).contains(&v) {
+                out[i] = v.ln();
+            }
         }
     }
 }
