@@ -885,6 +885,13 @@ fn every_command_runs_on_an_nsbi_workspace() {
         assert!(code == 0 || code == 3, "{args:?}: exit {code}: {err}");
         assert!(v.get(key).is_some(), "{args:?}: no '{key}' in {v}");
     }
+    // the example's 400 reference events do not close well enough for toys
+    let (_, _, err) = run_gradfit(&["neyman", &w, "--range", "1:1:1", "--toys", "4"]);
+    assert!(
+        err.contains("reference events reweighted to process SBI")
+            && err.contains("larger reference sample"),
+        "{err}"
+    );
     let svg = std::fs::read_to_string(dir.join("belts.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("observed profile scan"));
     let (_, v, _) = run_gradfit(&["inspect", &w, "--json"]);

@@ -71,6 +71,9 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
         seed: a.seed,
         batch: a.batch,
     };
+    for msg in closure_warnings(&model.describe()) {
+        eprintln!("warning: {msg}");
+    }
     let n = neyman(&p, &settings, &FitOptions::default(), a.keep_toys, &report)?;
     if let Some(Some(pb)) = pb.get() {
         pb.finish_and_clear();
@@ -137,4 +140,72 @@ fn run<M: ModelInfo>(a: &NeymanArgs, model: &M) -> Result<i32> {
     })?;
     let ok = n.points.iter().all(|p| p.converged && p.n_failed == 0);
     Ok(if ok { 0 } else { super::EXIT_NOT_CONVERGED })
+}
+
+/// Largest mismatch between a process yield and its reweighted reference
+/// sample, in standard deviations of that yield's Poisson count, before the
+/// bootstrap toys are called biased.
+const CLOSURE_SIGMAS: f64 = 0.3;
+
+/// Warnings for unbinned channels whose reweighted reference sample misses a
+/// process yield by more than [`CLOSURE_SIGMAS`] of its Poisson standard
+/// deviation: the bootstrap toys then carry other yields than the
+/// likelihood, the nuisance parameters profiled on them are biased and the
+/// belts come out too wide (docs/nsbi.md, Tests).
+fn closure_warnings(description: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let parts = description["parts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for part in parts {
+        let diag = &part["diagnostics"];
+        let Some(closure) = diag["closure"].as_array() else {
+            continue;
+        };
+        for c in closure {
+            let (Some(nu), Some(ratio)) = (c["nu"].as_f64(), c["ratio"].as_f64()) else {
+                continue;
+            };
+            let sigmas = (ratio - 1.0).abs() * nu.max(0.0).sqrt();
+            if sigmas > CLOSURE_SIGMAS {
+                out.push(format!(
+                    "channel {}: the {} reference events reweighted to process {} give {} \
+                     times its yield {} ({:.2} standard deviations of its count): bootstrap toys \
+                     carry other yields than the likelihood, which biases the profiled nuisance \
+                     parameters and widens the belts; use a larger reference sample",
+                    diag["channel"].as_str().unwrap_or("?"),
+                    diag["n_events"],
+                    c["process"].as_str().unwrap_or("?"),
+                    fmt(ratio),
+                    fmt(nu),
+                    sigmas
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closure_warnings;
+    use serde_json::json;
+
+    #[test]
+    fn closure_warning_only_beyond_a_third_of_a_standard_deviation() {
+        let desc = |ratio: f64| {
+            json!({"parts": [{"diagnostics": {"channel": "SR", "n_events": 400,
+                "closure": [{"process": "B", "nu": 400.0, "ratio": ratio}]}}]})
+        };
+        // 400 expected events: sd 20; 1% off is 0.2 sd, 5% off is 1 sd
+        assert!(closure_warnings(&desc(1.01)).is_empty());
+        let w = closure_warnings(&desc(1.05));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("process B") && w[0].contains("1.00 standard deviations"),
+            "{w:?}"
+        );
+        assert!(closure_warnings(&json!({"channels": []})).is_empty());
+    }
 }
