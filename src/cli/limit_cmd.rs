@@ -1,10 +1,11 @@
 //! `gradfit limit`: upper limits on the POI, asymptotic (root finding or a
 //! scan) or from toys (run here, or read with `--from-toys`).
 
-use super::infer_cmds::{ToyArgs, opt, print_warnings, toy_cls_json, toys_for};
+use super::infer_cmds::{ToyArgs, print_warnings, toys_for};
 use super::infer_plots::{self, ClsPoint};
 use super::progress;
 use super::table::fmt;
+use super::toy_summary::{opt, toy_cls_json};
 use super::{ModelArgs, OutputArgs, check_poi_value, num, nums};
 use crate::error::{Error, Result};
 use crate::fit::FitOptions;

@@ -13,6 +13,7 @@ mod progress;
 mod pyhf_cmds;
 mod report_cmds;
 pub mod table;
+mod toy_summary;
 mod train_cmd;
 mod yields_plots;
 mod yields_unbinned;
