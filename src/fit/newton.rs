@@ -74,7 +74,7 @@ const LIGHT_EDM: f64 = 1e-6;
 
 /// The free parameters at `x` (not fixed, not held at a bound by the
 /// gradient in `w.g`): `w.free` (original indices) and `w.free_new`.
-fn free_set<S>(lay: &HessianLayout, spec: &FitSpec, x: &[f64], w: &mut Work<S>) {
+pub(super) fn free_set<S>(lay: &HessianLayout, spec: &FitSpec, x: &[f64], w: &mut Work<S>) {
     w.free.clear();
     for i in 0..x.len() {
         if spec.fixed[i] {

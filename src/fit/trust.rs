@@ -20,7 +20,7 @@
 //! scoring restart with a fresh radius); only when that fails too does the fit
 //! stop as stalled.
 
-use super::newton::{at_lower, at_upper, f_noise, finish, newton_step, trace};
+use super::newton::{f_noise, finish, newton_step, trace};
 use super::{FitOptions, FitSpec, FitStatus, Member, Work};
 use crate::model::{HessianLayout, Likelihood};
 
@@ -247,26 +247,12 @@ pub(super) fn iterate<L: Likelihood>(
         finish(model, data, m, spec, opts, w);
         return;
     }
-    w.free.clear();
-    for i in 0..p {
-        if spec.fixed[i] {
-            continue;
-        }
-        let (lo, hi) = spec.bounds[i];
-        if (at_lower(m.x[i], lo) && w.g[i] > 0.0) || (at_upper(m.x[i], hi) && w.g[i] < 0.0) {
-            continue;
-        }
-        w.free.push(i);
-    }
+    super::newton::free_set(lay, spec, &m.x, w);
     if w.free.is_empty() {
         m.edm = 0.0;
         m.status = FitStatus::Converged;
         finish(model, data, m, spec, opts, w);
         return;
-    }
-    w.free_new.iter_mut().for_each(|x| *x = false);
-    for &i in &w.free {
-        w.free_new[lay.inv[i]] = true;
     }
     super::newton::drop_flat(lay, w, &mut m.flat);
     if w.free.is_empty() {

@@ -1009,12 +1009,11 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
         };
         // q~ / t~ toys whose free fit is below mu = 0 need the fit at 0,
         // which the device does not run
-        let tilde = matches!(c.kind, TestStat::QTilde | TestStat::TTilde);
         let idx: Vec<usize> = (0..recs.len())
             .filter(|&k| {
                 redo(recs[k].status_free)
                     || redo(recs[k].status_fixed)
-                    || (tilde && recs[k].mu_hat < 0.0)
+                    || c.kind.needs_fit_at_zero(recs[k].mu_hat)
             })
             .collect();
         if !idx.is_empty() {

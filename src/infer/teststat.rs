@@ -42,6 +42,13 @@ impl TestStat {
         }
     }
 
+    /// Whether a best fit with `mu_hat` needs the fit at mu = 0 as its
+    /// reference: q~ and t~ compare with the best fit at mu >= 0 (Cowan et
+    /// al., eq. 16), which below zero (a POI lower bound below 0) is that fit.
+    pub fn needs_fit_at_zero(self, mu_hat: f64) -> bool {
+        matches!(self, TestStat::QTilde | TestStat::TTilde) && mu_hat < 0.0
+    }
+
     /// The statistic from the fitted POI and the clipped log-likelihood ratio.
     pub fn from_fits(self, mu: f64, mu_hat: f64, t: f64) -> f64 {
         match self {
@@ -217,10 +224,9 @@ pub fn finish_pair<L: Likelihood>(
             )));
         }
     }
-    if matches!(kind, TestStat::QTilde | TestStat::TTilde) && free.x[p.poi] < 0.0 {
-        // q~ compares with the best fit at mu >= 0: below zero, the fit at 0
-        // (Cowan et al., eq. 16). Only reachable when the POI's lower bound is
-        // negative; with a bound at 0 the free fit is already that fit.
+    if kind.needs_fit_at_zero(free.x[p.poi]) {
+        // only reachable when the POI's lower bound is negative; with a bound
+        // at 0 the free fit is already the best fit at mu >= 0
         let at0 = fixed_poi_fit(p, 0.0, Some(&free.x), opts)?;
         super::require_converged(&at0, "the fit with the POI fixed at 0 (q~ reference)")?;
         let mut pf = combine(kind, p.poi, mu, at0, fixed);

@@ -355,9 +355,8 @@ pub(crate) fn records_for<L: Likelihood>(
     // q~ and t~ compare with the best fit at mu >= 0: where the free fit is
     // below 0 (a POI lower bound below 0), with the fit at 0, as for the
     // observed data (`teststat::finish_pair`)
-    let tilde = matches!(kind, TestStat::QTilde | TestStat::TTilde);
     let below: Vec<usize> = (0..toys.len())
-        .filter(|&k| tilde && frees[k].converged && frees[k].x[p.poi] < 0.0)
+        .filter(|&k| frees[k].converged && kind.needs_fit_at_zero(frees[k].x[p.poi]))
         .collect();
     let mut ref_fit: Vec<Option<FitResult>> = vec![None; toys.len()];
     if !below.is_empty() {
