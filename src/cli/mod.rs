@@ -15,6 +15,7 @@ mod report_cmds;
 pub mod table;
 mod toy_summary;
 mod train_cmd;
+mod yields_cmd;
 mod yields_plots;
 mod yields_unbinned;
 
@@ -71,7 +72,7 @@ enum Command {
     #[command(visible_alias = "ranking")]
     Impacts(report_cmds::ImpactsArgs),
     /// Pre- and post-fit yields per channel, sample and bin, with uncertainties.
-    Yields(report_cmds::YieldsArgs),
+    Yields(yields_cmd::YieldsArgs),
     /// Correlation matrix of the parameters at the best fit.
     Corr(report_cmds::CorrArgs),
     /// Compare the GPU with the CPU (evaluations, fits, toys) and benchmark it.
@@ -275,7 +276,7 @@ pub fn main() -> i32 {
         Command::Merge(a) => infer_cmds::merge_cmd(a),
         Command::Pulls(a) => report_cmds::pulls(a),
         Command::Impacts(a) => report_cmds::impacts(a),
-        Command::Yields(a) => report_cmds::yields(a),
+        Command::Yields(a) => yields_cmd::yields(a),
         Command::Corr(a) => report_cmds::corr(a),
         Command::Selftest(a) => gpu_cmds::selftest(a),
         Command::Combine(a) => pyhf_cmds::combine(a),

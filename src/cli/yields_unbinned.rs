@@ -5,8 +5,9 @@
 //! ([`crate::report::plot::unbinned`]).
 
 use super::num;
-use super::report_cmds::{YieldsArgs, best_fit, fit_header};
+use super::report_cmds::{best_fit, fit_header};
 use super::table::{Table, fmt};
+use super::yields_cmd::YieldsArgs;
 use super::yields_plots::{Target, safe_name, target};
 use crate::error::{Error, Result};
 use crate::model::{CombinedModel, Likelihood, ModelInfo};
@@ -84,7 +85,7 @@ pub(super) fn yields(a: &YieldsArgs, model: &CombinedModel) -> Result<i32> {
                 .collect::<Vec<_>>()
         );
     }
-    super::report_cmds::finish_yields(
+    super::yields_cmd::finish_yields(
         &a.out,
         &v,
         [pre.as_ref(), posty.as_ref()],

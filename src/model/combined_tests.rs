@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::fit::{FitOptions, FitSpec, fit};
-use crate::model::ModelOptions;
+use crate::model::{Dataset, HistFactoryModel, ModelOptions};
 use crate::workspace::{ReadOptions, Workspace};
 
 fn hf(value: Value) -> HistFactoryModel {
