@@ -136,14 +136,7 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
         None
     };
     let posty = post.as_ref().map(|p| report::postfit_yields(&model, p));
-    let mut v = json!({});
-    if let Some(y) = &pre {
-        v["prefit"] = yields_json(y);
-    }
-    if let (Some(p), Some(y)) = (&post, &posty) {
-        v["fit"] = fit_header(p);
-        v["postfit"] = yields_json(y);
-    }
+    let v = yields_value(pre.as_ref(), post.as_ref().zip(posty.as_ref()), yields_json);
     let mut written = Vec::new();
     if let Some(t) = &target {
         let stages: Vec<(&str, &Yields)> =
@@ -161,6 +154,24 @@ pub fn yields(a: &YieldsArgs) -> Result<i32> {
         &written,
         post.as_ref(),
     )
+}
+
+/// The JSON of `gradfit yields`: `prefit`, and `fit` with `postfit` after a
+/// best fit (`to_json` renders one stage).
+pub(super) fn yields_value<T>(
+    pre: Option<&T>,
+    post: Option<(&PostFit, &T)>,
+    to_json: impl Fn(&T) -> Value,
+) -> Value {
+    let mut v = json!({});
+    if let Some(y) = pre {
+        v["prefit"] = to_json(y);
+    }
+    if let Some((p, y)) = post {
+        v["fit"] = fit_header(p);
+        v["postfit"] = to_json(y);
+    }
+    v
 }
 
 /// Print the pre- and post-fit yields tables (`table` renders one stage),

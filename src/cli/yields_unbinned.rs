@@ -5,7 +5,7 @@
 //! ([`crate::report::plot::unbinned`]).
 
 use super::num;
-use super::report_cmds::{best_fit, fit_header};
+use super::report_cmds::best_fit;
 use super::table::{Table, fmt};
 use super::yields_cmd::YieldsArgs;
 use super::yields_plots::{Target, safe_name, target};
@@ -60,14 +60,11 @@ pub(super) fn yields(a: &YieldsArgs, model: &CombinedModel) -> Result<i32> {
     let posty = post
         .as_ref()
         .map(|p| unbinned_yields(model, &p.x, model.observed()));
-    let mut v = json!({});
-    if let Some(y) = &pre {
-        v["prefit"] = yields_json(y);
-    }
-    if let (Some(p), Some(y)) = (&post, &posty) {
-        v["fit"] = fit_header(p);
-        v["postfit"] = yields_json(y);
-    }
+    let mut v = super::yields_cmd::yields_value(
+        pre.as_ref(),
+        post.as_ref().zip(posty.as_ref()),
+        |y: &Vec<UnbinnedYields>| yields_json(y),
+    );
     let mut written = Vec::new();
     if let Some(t) = &target {
         let mut stages: Vec<(&str, &[f64])> = Vec::new();
