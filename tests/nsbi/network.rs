@@ -165,6 +165,25 @@ fn an_ensemble_of_networks_gives_its_mean_ratio_and_reports_its_spread() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Without the `onnx` feature an ONNX member is a clear error (with it,
+/// tests/nsbi/onnx.rs evaluates them).
+#[cfg(not(feature = "onnx"))]
+#[test]
+fn onnx_members_need_the_onnx_feature() {
+    let dir = tempdir("network-onnx-off");
+    let mut e = ensemble();
+    e["ensemble"][2] = json!("net2.onnx");
+    let (ws, _) = setup(&dir, e);
+    let msg = load(&dir, &ws).err().unwrap().to_string();
+    assert!(
+        msg.contains("/channels/0/samples/0/ratios/ensemble/2")
+            && msg.contains("net2.onnx")
+            && msg.contains("--features onnx"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn read_npy(p: &Path) -> Vec<f64> {
     let r = gradfit::model::nsbi::arrays::ArrayRef {
         file: p.to_path_buf(),

@@ -34,6 +34,8 @@ pub mod fnpart;
 pub mod kernel;
 mod kernel_block;
 pub mod network;
+#[cfg(feature = "onnx")]
+mod onnx;
 mod params;
 pub mod part;
 pub mod read;

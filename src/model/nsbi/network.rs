@@ -18,11 +18,20 @@
 //! classes) or `ratio` (`r` itself). The features are per-event arrays (any
 //! form of [`super::arrays`]), one per network input, in order.
 //!
-//! gradfit evaluates every member on every event (in f64) and uses the
-//! ensemble mean of `r` as `r_c`; the spread of the members (per-event
-//! standard deviation over the mean) is reported by `gradfit inspect`.
+//! A member whose path ends in `.onnx` is an ONNX model instead (feature
+//! `onnx`, src/model/nsbi/onnx.rs: one `[batch, n_features]` input, one
+//! output per event, its own activations); `output` applies to it too,
+//! `activation` does not. An ensemble may mix both kinds.
+//!
+//! gradfit evaluates every member on every event (in f64; an f32 ONNX model
+//! in f32) and uses the ensemble mean of `r` (accumulated in f64) as `r_c`;
+//! a member that gives a non-finite `r` on an event is an error naming the
+//! event. The spread of the members (per-event standard deviation over the
+//! mean) is reported by `gradfit inspect`.
 
 use super::arrays;
+#[cfg(feature = "onnx")]
+use super::onnx::{self, OnnxNet};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module};
@@ -66,6 +75,15 @@ enum Act {
 
 fn fail(src: &str, ptr: &str, msg: impl std::fmt::Display) -> Error {
     Error::input(format!("{src}: {ptr}: {msg}"))
+}
+
+/// One ensemble member.
+enum Member {
+    /// A multilayer perceptron from safetensors.
+    Mlp(Net),
+    /// An ONNX model.
+    #[cfg(feature = "onnx")]
+    Onnx(OnnxNet),
 }
 
 /// One network: its layers in order.
@@ -186,7 +204,7 @@ pub fn evaluate(
             fail(
                 src,
                 ptr,
-                "\"ensemble\" must list one or more safetensors files",
+                "\"ensemble\" must list one or more safetensors or ONNX files",
             )
         })?;
     let log = match v
@@ -250,7 +268,23 @@ pub fn evaluate(
         let mp = format!("{ptr}/ensemble/{k}");
         let file = m
             .as_str()
-            .ok_or_else(|| fail(src, &mp, "a path to a safetensors file"))?;
+            .ok_or_else(|| fail(src, &mp, "a path to a safetensors or ONNX file"))?;
+        if file.to_ascii_lowercase().ends_with(".onnx") {
+            #[cfg(feature = "onnx")]
+            {
+                nets.push(Member::Onnx(onnx::load(&base.join(file), d, src, &mp)?));
+                continue;
+            }
+            #[cfg(not(feature = "onnx"))]
+            return Err(fail(
+                src,
+                &mp,
+                format!(
+                    "{file}: ONNX members need gradfit built with the `onnx` feature \
+                     (cargo build --release --features onnx)"
+                ),
+            ));
+        }
         let net = load_net(&base.join(file), src, &mp)?;
         if net.n_in != d {
             return Err(fail(
@@ -262,7 +296,7 @@ pub fn evaluate(
                 ),
             ));
         }
-        nets.push(net);
+        nets.push(Member::Mlp(net));
     }
     // per member, r per event
     let mut r: Vec<Vec<f64>> = vec![Vec::with_capacity(n); nets.len()];
@@ -273,12 +307,35 @@ pub fn evaluate(
         for i in start..start + len {
             x.extend(cols.iter().map(|c| c[i]));
         }
-        let xt = Tensor::from_vec(x, (len, d), &Device::Cpu).map_err(|e| fail(src, ptr, e))?;
+        let xt = Tensor::from_slice(&x, (len, d), &Device::Cpu).map_err(|e| fail(src, ptr, e))?;
         for (k, net) in nets.iter().enumerate() {
-            let y: Vec<f64> = forward(net, act, &xt)
-                .and_then(|t| t.to_vec1())
-                .map_err(|e| fail(src, &format!("{ptr}/ensemble/{k}"), e))?;
-            r[k].extend(y.into_iter().map(|y| if log { y.exp() } else { y }));
+            let mp = format!("{ptr}/ensemble/{k}");
+            let file = members[k].as_str().unwrap_or_default();
+            let y: Vec<f64> = match net {
+                Member::Mlp(net) => forward(net, act, &xt)
+                    .and_then(|t| t.to_vec1())
+                    .map_err(|e| fail(src, &mp, format!("{file}: {e}")))?,
+                #[cfg(feature = "onnx")]
+                Member::Onnx(net) => net
+                    .run(&x, len)
+                    .map_err(|e| fail(src, &mp, format!("{file}: {e}")))?,
+            };
+            let rk = &mut r[k];
+            for (i, y) in y.into_iter().enumerate() {
+                let ri = if log { y.exp() } else { y };
+                if !ri.is_finite() {
+                    return Err(fail(
+                        src,
+                        &mp,
+                        format!(
+                            "{file} gives a non-finite ratio at event {} (output {y}, read as {})",
+                            start + i,
+                            if log { "ln r" } else { "r" }
+                        ),
+                    ));
+                }
+                rk.push(ri);
+            }
         }
         start += len;
     }
