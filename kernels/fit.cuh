@@ -5,7 +5,7 @@
 #pragma once
 #include "solver.cuh"
 
-// FitStatus codes (src/gpu/exec.rs maps them back).
+// FitStatus codes (src/gpu/exec/fit.rs maps them back).
 #define GF_CONVERGED 0u
 #define GF_NOTHING_TO_FIT 1u
 #define GF_MAX_ITERATIONS 2u

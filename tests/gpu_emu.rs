@@ -4,7 +4,7 @@
 //!
 //! The emulation compiles the very functions the GPU runs (kernels/*.cuh)
 //! with the host C++ compiler, and drives them through the same host code
-//! (src/gpu/exec.rs) as the CUDA backend; what it cannot check is the CUDA
+//! (src/gpu/exec/) as the CUDA backend; what it cannot check is the CUDA
 //! launch machinery and the last bits of the device's math library.
 #![cfg(feature = "cuda-emu")]
 

@@ -109,7 +109,7 @@ pub struct Gpu<B: Backend> {
 /// Buffer cache of a [`Gpu`]: field -> (buffer, bytes).
 type Cache<B> = HashMap<&'static str, (<B as Backend>::Buf, usize)>;
 
-/// Fixed bytes per toy batch besides the members (datasets, generator, records).
+/// The fewest members a batch may be capped to.
 const MIN_MEMBERS: usize = 1;
 
 impl<B: Backend> Gpu<B> {
