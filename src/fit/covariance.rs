@@ -1,8 +1,34 @@
-//! The covariance of large models from the block factorisation of the
+//! The covariance `2 H^-1` at a minimum: dense (Cholesky) for ordinary
+//! models, and for large models from the block factorisation of the
 //! Hessian (see [`super::block`]).
 
 use super::block::BlockSolver;
+use super::linalg::Chol;
 use crate::model::HessianLayout;
+
+/// The covariance `2 H^-1` over the parameters not `held` from the dense
+/// row-major Hessian `full` (p x p; zeros in held rows and columns), by a
+/// Cholesky factorisation; `None` where it is not positive definite.
+pub fn dense_covariance(full: &[f64], p: usize, held: impl Fn(usize) -> bool) -> Option<Vec<f64>> {
+    let nfix: Vec<usize> = (0..p).filter(|&i| !held(i)).collect();
+    let n = nfix.len();
+    let mut cov = vec![0.0; p * p];
+    if n == 0 {
+        return Some(cov);
+    }
+    let mut chol = Chol::new(n);
+    if !chol.factor(n, |a, b| full[nfix[a] * p + nfix[b]]) {
+        return None;
+    }
+    let mut inv = vec![0.0; n * n];
+    chol.inverse(&mut inv);
+    for a in 0..n {
+        for b in 0..n {
+            cov[nfix[a] * p + nfix[b]] = 2.0 * inv[a * n + b];
+        }
+    }
+    Some(cov)
+}
 
 /// Models with at least this many free parameters, and local blocks, get
 /// their covariance column by column from the block factorisation (cost

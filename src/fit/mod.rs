@@ -28,7 +28,7 @@
 //! stops the others, and a member's result does not depend on the schedule.
 
 pub mod block;
-mod covariance;
+pub mod covariance;
 pub mod linalg;
 mod newton;
 mod trust;

@@ -3,8 +3,7 @@
 //! it finds no decreasing step it hands the member to [`super::trust`]
 //! (unless `FitOptions::robust` is off).
 
-use super::covariance::{BLOCK_COVARIANCE_MIN, block_covariance};
-use super::linalg::Chol;
+use super::covariance::{BLOCK_COVARIANCE_MIN, block_covariance, dense_covariance};
 use super::{FitOptions, FitSpec, FitStatus, Member, Work};
 use crate::model::{HessianLayout, Likelihood};
 
@@ -504,8 +503,7 @@ pub(super) fn finish<L: Likelihood>(
     }
     let p = m.x.len();
     let held = |i: usize| spec.fixed[i] || m.flat.get(i).copied().unwrap_or(false);
-    let nfix: Vec<usize> = (0..p).filter(|&i| !held(i)).collect();
-    let n = nfix.len();
+    let n = (0..p).filter(|&i| !held(i)).count();
     if n == 0 {
         m.cov = Some(vec![0.0; p * p]);
         return;
@@ -520,18 +518,8 @@ pub(super) fn finish<L: Likelihood>(
     }
     let mut full = vec![0.0; p * p];
     lay.expand(&w.h, &mut full);
-    let mut chol = Chol::new(n);
-    if chol.factor(n, |a, b| full[nfix[a] * p + nfix[b]]) {
-        let mut inv = vec![0.0; n * n];
-        chol.inverse(&mut inv);
-        let mut cov = vec![0.0; p * p];
-        for a in 0..n {
-            for b in 0..n {
-                cov[nfix[a] * p + nfix[b]] = 2.0 * inv[a * n + b];
-            }
-        }
-        m.cov = Some(cov);
-    } else {
-        m.not_pd = true;
+    match dense_covariance(&full, p, held) {
+        Some(c) => m.cov = Some(c),
+        None => m.not_pd = true,
     }
 }

@@ -5,7 +5,6 @@
 use super::work::{Work, member_of};
 use super::{Backend, Gpu};
 use crate::error::{Error, Result};
-use crate::fit::linalg::Chol;
 use crate::fit::{FitOptions, FitResult, FitSpec, FitStatus};
 use crate::gpu::params::Kernel;
 use crate::gpu::plan::DeviceModel;
@@ -136,24 +135,5 @@ impl<B: Backend> Gpu<B> {
 /// Covariance `2 H^-1` over the non-fixed parameters from a packed Hessian
 /// (as `fit::finish` computes it); `None` when it is not positive definite.
 pub fn covariance(dm: &DeviceModel, hp: &[f64], fixed: &[bool]) -> Option<Vec<f64>> {
-    let p = dm.n_pars;
-    let nfix: Vec<usize> = (0..p).filter(|&i| !fixed[i]).collect();
-    let n = nfix.len();
-    if n == 0 {
-        return Some(vec![0.0; p * p]);
-    }
-    let full = dm.unpack(hp);
-    let mut chol = Chol::new(n);
-    if !chol.factor(n, |a, b| full[nfix[a] * p + nfix[b]]) {
-        return None;
-    }
-    let mut inv = vec![0.0; n * n];
-    chol.inverse(&mut inv);
-    let mut cov = vec![0.0; p * p];
-    for a in 0..n {
-        for b in 0..n {
-            cov[nfix[a] * p + nfix[b]] = 2.0 * inv[a * n + b];
-        }
-    }
-    Some(cov)
+    crate::fit::covariance::dense_covariance(&dm.unpack(hp), dm.n_pars, |i| fixed[i])
 }
