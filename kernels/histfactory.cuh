@@ -316,6 +316,9 @@ GF_HD double gf_eval(const GfParams& p, SV<double> theta, const GfData& data, co
     // unordered pair of terms once, half of every self term on the diagonal;
     // the diagonal is doubled at the end)
     for (u32 j = 0; j < nsb; j++) {
+        // identically zero (nominal 0, no additive terms; kernel.rs
+        // SampleBin::is_dead): no derivatives, and no entries in the plan's rows
+        if (p.m_sb_nom[j] == 0.0 && p.m_sb_a0[j] == p.m_sb_a1[j]) continue;
         const u32 b = p.m_sb_bin[j];
         const double w1 = s.w1[b];
         const double a = s.sba[j];

@@ -214,3 +214,159 @@ fn batched_kernel_equals_single_evaluations() {
         assert_eq!(&h[k * p * p..(k + 1) * p * p], &hk[..]);
     }
 }
+
+/// twice_nll (less the data constant), gradient and Hessian of `a` at `x`
+/// against `b` at the same values of the parameters they share (by name);
+/// parameters of `b` only sit at their init. Relative to the largest entry.
+fn same_function(a: &HistFactoryModel, b: &HistFactoryModel, x: &[f64], tol: f64, label: &str) {
+    let (pa, pb) = (a.n_pars(), b.n_pars());
+    let map: Vec<usize> = (0..pa)
+        .map(|i| b.par_index(&a.par_names[i]).unwrap())
+        .collect();
+    let mut xb = b.init.clone();
+    for i in 0..pa {
+        xb[map[i]] = x[i];
+    }
+    let (fa, ga, ha) = a.twice_nll_hessian(x, a.observed());
+    let (fb, gb, hb) = b.twice_nll_hessian(&xb, b.observed());
+    let (fa, fb) = (fa - a.observed().constant, fb - b.observed().constant);
+    assert!(rel(fa, fb) < tol, "{label}: twice_nll {fa} vs {fb}");
+    let gmax = ga.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let hmax = ha.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for i in 0..pa {
+        assert!(
+            (ga[i] - gb[map[i]]).abs() <= tol * gmax,
+            "{label}: gradient {}: {} vs {}",
+            a.par_names[i],
+            ga[i],
+            gb[map[i]]
+        );
+        for j in 0..pa {
+            assert!(
+                (ha[i * pa + j] - hb[map[i] * pb + map[j]]).abs() <= tol * hmax,
+                "{label}: Hessian [{}][{}]: {} vs {}",
+                a.par_names[i],
+                a.par_names[j],
+                ha[i * pa + j],
+                hb[map[i] * pb + map[j]]
+            );
+        }
+    }
+}
+
+#[test]
+fn identically_zero_sample_bins_leave_the_rows_and_the_function_unchanged() {
+    use gradfit::model::Likelihood;
+    let m = model_from_value(sparse_samples_workspace(false));
+    let reference = model_from_value(sparse_samples_workspace(true));
+    let lay = m.layout();
+    let block = |name: &str| lay.block_of[lay.inv[m.par_index(name).unwrap()]];
+    // peak_norm meets only bin 1 (the others are identically zero): a local of
+    // bin 1's block, beside stat[1]; ghost_norm meets no rate at all (a local
+    // with its constraint only); shape_hs and shape_norm stay global (the
+    // histosys keeps the zero-nominal sample-bins of `shape` alive)
+    assert_eq!(block("peak_norm"), block("stat[1]"));
+    assert_ne!(block("peak_norm"), usize::MAX);
+    assert_ne!(block("ghost_norm"), usize::MAX);
+    for g in ["mu", "bkg_norm", "shared_norm", "shape_hs", "shape_norm"] {
+        assert_eq!(block(g), usize::MAX, "{g} is global");
+    }
+    assert_eq!(lay.n_global, 5);
+    // in the reference every sample-bin is alive: peak_norm and ghost_norm are global
+    let rl = reference.layout();
+    assert_eq!(rl.n_global, 8, "mu, 4 normsys, 2 histosys, zz");
+
+    let mut rng = TestRng::new(21);
+    let ghost = m.par_index("ghost_norm").unwrap();
+    let p = m.n_pars();
+    for k in 0..8 {
+        let mut x = random_point(&m, &mut rng);
+        if k == 6 {
+            x[m.poi.unwrap()] = 0.0; // a zero factor: the division-free branch
+        }
+        same_function(&m, &reference, &x, 1e-12, &format!("point {k}"));
+        // ghost_norm: only its constraint, 2 (x - 0) / 1 and curvature 2
+        let (_, g, h) = m.twice_nll_hessian(&x, m.observed());
+        assert_eq!(g[ghost], 2.0 * x[ghost]);
+        assert_eq!(h[ghost * p + ghost], 2.0);
+        assert!((0..p).all(|j| j == ghost || h[ghost * p + j] == 0.0));
+    }
+    // the gradient against the candle graph (autodiff of the dense expression)
+    check_graph_vs_kernel(&m, 8, 4, 1e-12, 1e-10, "sparse samples");
+
+    // and fits: the same minimum as the reference
+    use gradfit::fit::{FitOptions, FitSpec, fit};
+    let fa = fit(
+        &m,
+        m.observed(),
+        &FitSpec::from_model(&m),
+        &FitOptions::default(),
+    );
+    let fb = fit(
+        &reference,
+        reference.observed(),
+        &FitSpec::from_model(&reference),
+        &FitOptions::default(),
+    );
+    assert!(
+        fa.status == gradfit::fit::FitStatus::Converged
+            && fb.status == gradfit::fit::FitStatus::Converged,
+        "{:?} {:?}",
+        fa.status,
+        fb.status
+    );
+    let ca = fa.twice_nll - m.observed().constant;
+    let cb = fb.twice_nll - reference.observed().constant;
+    assert!((ca - cb).abs() < 1e-9, "minimum {ca} vs {cb}");
+    for i in 0..p {
+        let j = reference.par_index(&m.par_names[i]).unwrap();
+        assert!((fa.x[i] - fb.x[j]).abs() < 1e-6, "{}", m.par_names[i]);
+        assert!(
+            (fa.errors[i] - fb.errors[j]).abs() < 1e-6,
+            "{}",
+            m.par_names[i]
+        );
+    }
+}
+
+#[test]
+fn set_templates_revives_and_kills_sample_bins() {
+    let base = model_from_value(sparse_samples_workspace(false));
+    let peak = base
+        .samples
+        .iter()
+        .find(|s| s.name == "peak")
+        .unwrap()
+        .first_sb;
+    // peak becomes non-zero in bin 2: peak_norm turns global
+    let mut v = sparse_samples_workspace(false);
+    v["channels"][0]["samples"][2]["data"] = serde_json::json!([0.0, 7.0, 4.0, 0.0]);
+    let direct = model_from_value(v);
+    let mut m = base.clone();
+    let mut t = m.templates.clone();
+    t.nominal[peak + 2] = 4.0;
+    m.set_templates(t).unwrap();
+    use gradfit::model::Likelihood;
+    assert_eq!(m.layout().n_global, 6);
+    assert_eq!(m.layout().perm, direct.layout().perm);
+    let mut rng = TestRng::new(8);
+    for _ in 0..6 {
+        let x = random_point(&m, &mut rng);
+        assert_eq!(
+            m.twice_nll_hessian(&x, m.observed()),
+            direct.twice_nll_hessian(&x, direct.observed())
+        );
+    }
+    // and back to zero: the original model again
+    let mut t = m.templates.clone();
+    t.nominal[peak + 2] = 0.0;
+    m.set_templates(t).unwrap();
+    assert_eq!(m.layout().perm, base.layout().perm);
+    for _ in 0..6 {
+        let x = random_point(&m, &mut rng);
+        assert_eq!(
+            m.twice_nll_hessian(&x, m.observed()),
+            base.twice_nll_hessian(&x, base.observed())
+        );
+    }
+}

@@ -261,7 +261,7 @@ impl DeviceModel {
             + 3.0 * self.n_pars as f64;
         if hess {
             let mut pairs = 0.0;
-            for s in &m.sb {
+            for s in m.sb.iter().filter(|s| !s.is_dead()) {
                 let nt = ((s.mult.1 - s.mult.0) + (s.add.1 - s.add.0)) as f64;
                 pairs += nt * (nt - 1.0) / 2.0;
             }

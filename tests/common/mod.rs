@@ -243,3 +243,53 @@ pub fn validation_cases(shared: &Path) -> Vec<(String, Value, HistFactoryModel)>
     );
     out
 }
+
+/// A one-channel, four-bin workspace whose samples are zero in some bins:
+/// `peak` lives in bin 1 only (its normsys `peak_norm` meets no other bin's
+/// rate), `ghost` is zero everywhere, `shape` is zero in bins 0 and 1 but has
+/// a histosys that is not (bin 1), so those sample-bins are not identically
+/// zero. With `zero_histosys`, `peak` and `ghost` also carry a histosys `zz`
+/// whose up and down templates equal the nominal: the same function of the
+/// shared parameters, with no sample-bin identically zero (the reference).
+pub fn sparse_samples_workspace(zero_histosys: bool) -> Value {
+    use serde_json::json;
+    let zz = |nom: [f64; 4]| {
+        json!({"name": "zz", "type": "histosys",
+        "data": {"hi_data": nom, "lo_data": nom}})
+    };
+    let mut peak_mods = vec![
+        json!({"name": "peak_norm", "type": "normsys", "data": {"hi": 1.3, "lo": 0.8}}),
+        json!({"name": "shared_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.97}}),
+    ];
+    let mut ghost_mods =
+        vec![json!({"name": "ghost_norm", "type": "normsys", "data": {"hi": 1.2, "lo": 0.7}})];
+    if zero_histosys {
+        peak_mods.push(zz([0.0, 7.0, 0.0, 0.0]));
+        ghost_mods.push(zz([0.0; 4]));
+    }
+    json!({
+        "channels": [{"name": "sr", "samples": [
+            {"name": "signal", "data": [3.0, 4.0, 5.0, 2.0], "modifiers": [
+                {"name": "mu", "type": "normfactor", "data": null}]},
+            {"name": "bkg", "data": [20.0, 18.0, 15.0, 12.0], "modifiers": [
+                {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                {"name": "shared_norm", "type": "normsys", "data": {"hi": 1.02, "lo": 0.99}},
+                {"name": "stat", "type": "staterror", "data": [2.0, 2.5, 1.5, 1.0]}]},
+            {"name": "peak", "data": [0.0, 7.0, 0.0, 0.0], "modifiers": peak_mods},
+            {"name": "ghost", "data": [0.0, 0.0, 0.0, 0.0], "modifiers": ghost_mods},
+            {"name": "shape", "data": [0.0, 0.0, 6.0, 4.0], "modifiers": [
+                {"name": "shape_hs", "type": "histosys",
+                 "data": {"hi_data": [0.0, 1.0, 7.0, 5.0], "lo_data": [0.0, 0.0, 5.0, 3.5]}},
+                {"name": "shape_norm", "type": "normsys", "data": {"hi": 1.15, "lo": 0.9}}]}
+        ]}],
+        "observations": [{"name": "sr", "data": [28.0, 33.0, 27.0, 19.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0"
+    })
+}
+
+/// Compile a workspace value with the default options.
+pub fn model_from_value(v: Value) -> HistFactoryModel {
+    let ws = workspace::Workspace::from_value(v, &[], "test", &ReadOptions::default()).unwrap();
+    HistFactoryModel::from_workspace(&ws, &ModelOptions::default(), "test").unwrap()
+}

@@ -21,6 +21,25 @@ fn fits_match_the_cpu_minimiser() {
 }
 
 #[test]
+fn identically_zero_sample_bins_are_skipped_like_on_the_cpu() {
+    // samples that are zero in some bins: the plan's rows leave those
+    // sample-bins out (peak_norm is a local of one bin), and the device
+    // kernel skips them in its derivative pass as the CPU kernel does
+    let m = common::model_from_value(common::sparse_samples_workspace(false));
+    let lay = m.layout();
+    assert_ne!(
+        lay.block_of[lay.inv[m.par_index("peak_norm").unwrap()]],
+        usize::MAX
+    );
+    assert_eq!(lay.n_global, 5);
+    compare_eval(&m, 16, 1e-12);
+    let g = m.generator(m.init());
+    let mut datas = vec![m.observed().clone(), m.asimov(m.init())];
+    datas.extend((0..4).map(|t| m.sample(&g, 7, t, purpose::BKG)));
+    compare_fits(&m, &datas, 1e-10);
+}
+
+#[test]
 fn fits_with_failures_and_limits_match() {
     let strict = ModelOptions {
         strict_domain: true,

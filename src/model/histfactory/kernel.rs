@@ -12,7 +12,10 @@
 //! `d2nu` is assembled per sample-bin from pairs of terms, using prefix and
 //! suffix products so that a factor equal to zero (a normfactor at 0) never
 //! causes a division. The outer-product part runs over the compact list of
-//! parameters that touch each bin.
+//! parameters that touch each bin. A sample-bin whose yield is identically
+//! zero (nominal 0, no additive terms: [`super::SampleBin::is_dead`]) has no
+//! derivatives: it is skipped there and adds no parameters to its bin's row,
+//! so a normsys of a sample that is empty in most bins meets only the others.
 
 use super::{Constraint, Dataset, HistFactoryModel};
 use crate::model::layout::HessianLayout;
@@ -25,9 +28,10 @@ pub struct Structure {
     pub layout: HessianLayout,
     /// CSR pointers into `bin_pars`, one row per main bin.
     pub bin_ptr: Vec<u32>,
-    /// Parameters (permuted indices, descending) that affect each bin.
+    /// Parameters (permuted indices, descending) that affect each bin
+    /// through its live sample-bins (dead ones, [`super::SampleBin::is_dead`], add none).
     pub bin_pars: Vec<u32>,
-    /// Position of each multiplicative term's parameter in its bin row.
+    /// Position of each multiplicative term's parameter in its bin row (0, unused, in a dead sample-bin).
     pub mult_pos: Vec<u32>,
     /// Position of each additive term's parameter in its bin row.
     pub add_pos: Vec<u32>,
@@ -35,7 +39,7 @@ pub struct Structure {
     pub max_terms: usize,
     /// Constrained parameters: (parameter, aux index, constraint).
     pub constrained: Vec<(u32, u32, Constraint)>,
-    /// CSR pointers into `sb_pars`, one row per sample-bin.
+    /// CSR pointers into `sb_pars`, one row per sample-bin (empty for a dead one).
     pub sb_ptr: Vec<u32>,
     /// Permuted parameter index of each sample-bin's terms: multiplicative first, then additive.
     pub sb_pars: Vec<u32>,
@@ -45,8 +49,13 @@ impl Structure {
     pub(super) fn new(m: &HistFactoryModel) -> Self {
         let nb = m.n_main;
         let np = m.n_pars();
-        // bins touched by each parameter -> local (one bin) or global
+        // bins touched by each parameter -> local (one bin) or global. A dead
+        // sample-bin (`SampleBin::is_dead`: yield identically zero) touches
+        // nothing; a parameter met only in dead sample-bins has no main-term
+        // derivatives and is keyed to the first bin it appears in (a local
+        // with only its constraint), so it does not grow the global block.
         let mut first_bin = vec![usize::MAX; np];
+        let mut dead_bin = vec![usize::MAX; np];
         let mut multi = vec![false; np];
         let mut touch = |par: usize, bin: usize| {
             if first_bin[par] == usize::MAX {
@@ -56,6 +65,15 @@ impl Structure {
             }
         };
         for s in &m.sb {
+            if s.is_dead() {
+                for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                    let d = &mut dead_bin[t.par as usize];
+                    if *d == usize::MAX {
+                        *d = s.bin as usize;
+                    }
+                }
+                continue;
+            }
             for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
                 touch(t.par as usize, s.bin as usize);
             }
@@ -65,10 +83,14 @@ impl Structure {
         }
         let keys: Vec<Option<usize>> = (0..np)
             .map(|i| {
-                if multi[i] || first_bin[i] == usize::MAX {
+                if multi[i] {
                     None
-                } else {
+                } else if first_bin[i] != usize::MAX {
                     Some(first_bin[i])
+                } else if dead_bin[i] != usize::MAX {
+                    Some(dead_bin[i])
+                } else {
+                    None
                 }
             })
             .collect();
@@ -76,7 +98,7 @@ impl Structure {
         let nw = |par: u32| layout.inv[par as usize] as u32;
 
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); nb];
-        for s in &m.sb {
+        for s in m.sb.iter().filter(|s| !s.is_dead()) {
             let row = &mut rows[s.bin as usize];
             for t in &m.mult[s.mult.0 as usize..s.mult.1 as usize] {
                 row.push(nw(t.par));
@@ -105,6 +127,12 @@ impl Structure {
         let mut sb_pars = Vec::new();
         let mut max_terms = 0;
         for s in &m.sb {
+            // a dead sample-bin keeps an empty `sb_pars` row and position 0
+            // for its terms: the kernels skip it and read neither
+            if s.is_dead() {
+                sb_ptr.push(sb_pars.len() as u32);
+                continue;
+            }
             for k in s.mult.0..s.mult.1 {
                 mult_pos[k as usize] = pos(s.bin, m.mult[k as usize].par);
                 sb_pars.push(nw(m.mult[k as usize].par));
@@ -550,6 +578,10 @@ impl HistFactoryModel {
             s.jac.iter_mut().for_each(|x| *x = 0.0);
         }
         for (j, sb) in self.sb.iter().enumerate() {
+            // identically zero: no derivative (its rate, f * 0, was summed above)
+            if sb.is_dead() {
+                continue;
+            }
             let b = sb.bin as usize;
             let w1 = s.w1[b];
             let f = s.sbf[j];

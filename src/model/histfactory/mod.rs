@@ -130,6 +130,17 @@ pub struct SampleBin {
     pub add: (u32, u32),
 }
 
+impl SampleBin {
+    /// Whether the sample-bin's yield is zero for every parameter value: a
+    /// nominal of exactly 0 and no additive terms (its factors only scale 0).
+    /// Such a sample-bin adds nothing to the rates' derivatives, so the
+    /// kernels skip it and its parameters do not enter its bin's row.
+    #[inline]
+    pub fn is_dead(&self) -> bool {
+        self.nom == 0.0 && self.add.0 == self.add.1
+    }
+}
+
 /// A multiplicative factor: the parameter itself (`interp == u32::MAX`) or an interpolated factor.
 #[derive(Debug, Clone, Copy)]
 pub struct MultTerm {
@@ -419,7 +430,9 @@ impl HistFactoryModel {
         Ok(())
     }
 
-    /// Recompile the interpolation tables after templates changed.
+    /// Recompile the interpolation tables after templates changed (and the
+    /// kernel's sparsity structure, when a sample-bin's nominal becomes 0 or
+    /// stops being 0: see [`SampleBin::is_dead`]).
     pub fn set_templates(&mut self, t: Templates) -> Result<()> {
         if t.nominal.len() != self.sb.len()
             || t.histo_hi.len() != self.layout.histo_sb.len()
@@ -431,8 +444,16 @@ impl HistFactoryModel {
                 "template arrays do not match the model layout",
             ));
         }
+        // a nominal that becomes (or stops being) 0 changes which sample-bins
+        // are dead, so the kernel's rows and layout follow
+        let mut pattern_changed = false;
         for (k, s) in self.sb.iter_mut().enumerate() {
+            let was_dead = s.is_dead();
             s.nom = t.nominal[k];
+            pattern_changed |= was_dead != s.is_dead();
+        }
+        if pattern_changed {
+            self.finish_structure();
         }
         let mut ni = 0;
         let mut hi = 0;
