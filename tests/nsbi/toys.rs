@@ -20,74 +20,18 @@ fn bootstrap_toys_are_reproducible_across_threads_and_shards() {
     };
     let f = |n: &str| dir.join(n).display().to_string();
     let w = ws.display().to_string();
-    run(
-        &[
-            "toys",
-            &w,
-            "--mu",
-            "1",
-            "--n",
-            "24",
-            "--seed",
-            "7",
-            "--batch",
-            "5",
-            "--out",
-            &f("all1.json"),
-        ],
-        "1",
-    );
-    run(
-        &[
-            "toys",
-            &w,
-            "--mu",
-            "1",
-            "--n",
-            "24",
-            "--seed",
-            "7",
-            "--batch",
-            "16",
-            "--out",
-            &f("all2.json"),
-        ],
-        "2",
-    );
-    run(
-        &[
-            "toys",
-            &w,
-            "--mu",
-            "1",
-            "--n",
-            "24",
-            "--seed",
-            "7",
-            "--shard",
-            "0/2",
-            "--out",
-            &f("s0.json"),
-        ],
-        "2",
-    );
-    run(
-        &[
-            "toys",
-            &w,
-            "--mu",
-            "1",
-            "--n",
-            "24",
-            "--seed",
-            "7",
-            "--shard",
-            "1/2",
-            "--out",
-            &f("s1.json"),
-        ],
-        "1",
-    );
+    // the same 24 toys: two batch sizes and thread counts, and two shards
+    let toys = |opt: &str, val: &str, out: &str, threads: &str| {
+        let out = f(out);
+        let args = [
+            "toys", &w, "--mu", "1", "--n", "24", "--seed", "7", opt, val, "--out", &out,
+        ];
+        run(&args, threads);
+    };
+    toys("--batch", "5", "all1.json", "1");
+    toys("--batch", "16", "all2.json", "2");
+    toys("--shard", "0/2", "s0.json", "2");
+    toys("--shard", "1/2", "s1.json", "1");
     run(
         &[
             "merge",

@@ -57,20 +57,7 @@ fn network_weight_gradients_match_finite_differences() {
         let (_, sur) = eval(&net);
         let grads = sur.backward().unwrap();
         for var in net.vars() {
-            let gv = grads
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let w0 = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let shape = var.as_tensor().shape().clone();
+            let (gv, w0, shape) = grad_and_weights(&grads, &var);
             for j in (0..w0.len()).step_by(5) {
                 // CLs comes from differences of fitted twice_nll values (~15, rounding
                 // 1e-15 relative): a larger step keeps that noise below 1e-11
@@ -158,20 +145,7 @@ fn inferno_tangents_and_weight_gradients() {
         };
         let grads = eval(&net).1.backward().unwrap();
         for var in net.vars() {
-            let gv = grads
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let w0 = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let shape = var.as_tensor().shape().clone();
+            let (gv, w0, shape) = grad_and_weights(&grads, &var);
             let scale = gv.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             for j in (0..w0.len()).step_by(7) {
                 let h = 1e-5;
@@ -195,4 +169,14 @@ fn inferno_tangents_and_weight_gradients() {
             }
         }
     }
+}
+
+/// The reverse-pass gradient of `var`, its values (both flattened) and its shape.
+fn grad_and_weights(
+    grads: &candle_core::backprop::GradStore,
+    var: &Var,
+) -> (Vec<f64>, Vec<f64>, candle_core::Shape) {
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let t = var.as_tensor();
+    (flat(grads.get(t).unwrap()), flat(t), t.shape().clone())
 }
