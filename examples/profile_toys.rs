@@ -7,6 +7,10 @@ use gradfit::model::{HistFactoryModel, ModelOptions};
 use gradfit::workspace::{ReadOptions, load_patch};
 use std::path::Path;
 
+/// The gradfit binary's allocator, so that toys run as the command runs them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (m, n) = if args.len() >= 3 && !args[1].chars().all(|c| c.is_ascii_digit()) {

@@ -100,49 +100,128 @@ impl Stream {
 
     /// Poisson deviate with mean `lam` (returned as f64; 0 for `lam <= 0`).
     pub fn poisson(&mut self, lam: f64) -> f64 {
-        if !(lam > 0.0) {
-            return 0.0;
-        }
-        if lam < 10.0 {
-            // inversion by sequential search
-            let u = self.uniform();
-            let mut k = 0.0;
-            let mut p = (-lam).exp();
-            let mut cdf = p;
-            while u > cdf {
-                k += 1.0;
-                p *= lam / k;
-                cdf += p;
-                if p < 1e-300 && k > lam {
-                    break;
+        self.poisson_with(&Poisson::new(lam))
+    }
+
+    /// Poisson deviate with the sampler constants of `p` computed beforehand
+    /// (the same numbers as [`Stream::poisson`] with `p`'s mean, bit for bit).
+    pub fn poisson_with(&mut self, p: &Poisson) -> f64 {
+        match *p {
+            Poisson::Zero => 0.0,
+            Poisson::Inversion { lam, exp_neg } => {
+                // inversion by sequential search
+                let u = self.uniform();
+                let mut k = 0.0;
+                let mut p = exp_neg;
+                let mut cdf = p;
+                while u > cdf {
+                    k += 1.0;
+                    p *= lam / k;
+                    cdf += p;
+                    if p < 1e-300 && k > lam {
+                        break;
+                    }
                 }
+                k
             }
-            return k;
+            Poisson::Ptrs(ref c) => self.ptrs(c),
         }
-        // PTRS: W. Hörmann, Insurance: Mathematics and Economics 12 (1993) 39-45.
-        let slam = lam.sqrt();
-        let loglam = lam.ln();
-        let b = 0.931 + 2.53 * slam;
-        let a = -0.059 + 0.02483 * b;
-        let inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
-        let vr = 0.9277 - 3.6224 / (b - 2.0);
+    }
+
+    /// PTRS: W. Hörmann, Insurance: Mathematics and Economics 12 (1993) 39-45.
+    fn ptrs(&mut self, c: &Ptrs) -> f64 {
         loop {
             let u = self.uniform() - 0.5;
             let v = self.uniform();
             let us = 0.5 - u.abs();
-            let k = ((2.0 * a / us + b) * u + lam + 0.43).floor();
-            if us >= 0.07 && v <= vr {
+            let k = ((2.0 * c.a / us + c.b) * u + c.lam + 0.43).floor();
+            if us >= 0.07 && v <= c.vr {
                 return k;
             }
             if k < 0.0 || (us < 0.013 && v > us) {
                 continue;
             }
-            let lhs = v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln();
-            let rhs = -lam + k * loglam - libm::lgamma(k + 1.0);
+            let lhs = v.ln() + c.inv_alpha.ln() - (c.a / (us * us) + c.b).ln();
+            let rhs = -c.lam + k * c.loglam - ln_factorial(k);
             if lhs <= rhs {
                 return k;
             }
         }
+    }
+}
+
+/// Constants of the PTRS sampler for one mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ptrs {
+    lam: f64,
+    loglam: f64,
+    a: f64,
+    b: f64,
+    inv_alpha: f64,
+    vr: f64,
+}
+
+/// A Poisson distribution with its sampler's constants (one `exp`, or a
+/// `sqrt` and a `ln`, per mean instead of per draw: toys draw many times
+/// from the same means).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Poisson {
+    /// Mean not positive (or NaN): every draw is 0.
+    Zero,
+    /// Mean below 10: inversion from `exp(-lam)`.
+    Inversion {
+        /// The mean.
+        lam: f64,
+        /// `exp(-lam)`.
+        exp_neg: f64,
+    },
+    /// Mean of 10 or more: transformed rejection.
+    Ptrs(Ptrs),
+}
+
+impl Poisson {
+    /// The sampler for mean `lam`.
+    pub fn new(lam: f64) -> Self {
+        if !(lam > 0.0) {
+            return Poisson::Zero;
+        }
+        if lam < 10.0 {
+            return Poisson::Inversion {
+                lam,
+                exp_neg: (-lam).exp(),
+            };
+        }
+        let slam = lam.sqrt();
+        let b = 0.931 + 2.53 * slam;
+        Poisson::Ptrs(Ptrs {
+            lam,
+            loglam: lam.ln(),
+            a: -0.059 + 0.02483 * b,
+            b,
+            inv_alpha: 1.1239 + 1.1328 / (b - 3.4),
+            vr: 0.9277 - 3.6224 / (b - 2.0),
+        })
+    }
+}
+
+/// Largest count whose `ln k!` comes from the table of [`ln_factorial`].
+const LN_FACT_TABLE: usize = 4096;
+
+/// `ln Gamma(x + 1)`, i.e. `ln x!` for counts: tabulated for integers below
+/// 4096 (the table holds `libm::lgamma`'s own values, so the result is the
+/// same bits either way), `libm::lgamma` elsewhere.
+#[inline]
+pub fn ln_factorial(x: f64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    if x >= 0.0 && x < LN_FACT_TABLE as f64 && x.fract() == 0.0 {
+        let t = TABLE.get_or_init(|| {
+            (0..LN_FACT_TABLE)
+                .map(|k| libm::lgamma(k as f64 + 1.0))
+                .collect()
+        });
+        t[x as usize]
+    } else {
+        libm::lgamma(x + 1.0)
     }
 }
 
@@ -210,6 +289,69 @@ mod tests {
         let (m, v) = moments(&xs);
         assert!(m.abs() < 5.0 / (n as f64).sqrt());
         assert!((v - 1.0).abs() < 5.0 * (2.0 / n as f64).sqrt());
+    }
+
+    #[test]
+    fn tabulated_constants_give_the_same_bits() {
+        for k in [0.0, 1.0, 7.0, 170.0, 4095.0, 4096.0, 1e6, 2.5, 0.5] {
+            assert_eq!(
+                ln_factorial(k).to_bits(),
+                libm::lgamma(k + 1.0).to_bits(),
+                "{k}"
+            );
+        }
+        for lam in [-1.0, 0.0, 0.3, 9.99, 10.0, 57.3, 2500.0, f64::NAN] {
+            let p = Poisson::new(lam);
+            for toy in 0..200 {
+                let a = Stream::new(3, toy, purpose::BKG, 2).poisson_with(&p);
+                // the sampler as it was: constants recomputed on every draw
+                let b = reference_poisson(&mut Stream::new(3, toy, purpose::BKG, 2), lam);
+                assert_eq!(a.to_bits(), b.to_bits(), "lam {lam}, toy {toy}");
+            }
+        }
+    }
+
+    /// The sampler written out in one piece, as the CUDA kernel has it.
+    fn reference_poisson(s: &mut Stream, lam: f64) -> f64 {
+        if !(lam > 0.0) {
+            return 0.0;
+        }
+        if lam < 10.0 {
+            let u = s.uniform();
+            let (mut k, mut p) = (0.0, (-lam).exp());
+            let mut cdf = p;
+            while u > cdf {
+                k += 1.0;
+                p *= lam / k;
+                cdf += p;
+                if p < 1e-300 && k > lam {
+                    break;
+                }
+            }
+            return k;
+        }
+        let slam = lam.sqrt();
+        let loglam = lam.ln();
+        let b = 0.931 + 2.53 * slam;
+        let a = -0.059 + 0.02483 * b;
+        let inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
+        let vr = 0.9277 - 3.6224 / (b - 2.0);
+        loop {
+            let u = s.uniform() - 0.5;
+            let v = s.uniform();
+            let us = 0.5 - u.abs();
+            let k = ((2.0 * a / us + b) * u + lam + 0.43).floor();
+            if us >= 0.07 && v <= vr {
+                return k;
+            }
+            if k < 0.0 || (us < 0.013 && v > us) {
+                continue;
+            }
+            let lhs = v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln();
+            if lhs <= -lam + k * loglam - libm::lgamma(k + 1.0) {
+                return k;
+            }
+        }
     }
 
     #[test]

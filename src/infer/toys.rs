@@ -326,19 +326,34 @@ pub(crate) fn records_for<L: Likelihood>(
     c: &Chunk<'_>,
 ) -> Result<Vec<ToyRecord>> {
     let (kind, mu, free, fixed, opts) = (c.kind, c.mu, c.free, c.fixed, c.opts);
-    let mut specs: Vec<FitSpec> = Vec::with_capacity(2 * toys.len());
-    let mut dref: Vec<&L::Data> = Vec::with_capacity(2 * toys.len());
-    for d in data {
-        specs.push(free.clone());
-        dref.push(d);
-        specs.push(fixed.clone());
-        dref.push(d);
-    }
-    let fits = p.fit_batch(&dref, &specs, opts)?;
+    let dref: Vec<&L::Data> = data.iter().collect();
+    let first = p.fit_batch(&dref, &vec![free.clone(); toys.len()], opts)?;
+    // the POI-fixed fits start with the local parameters (those of one bin's
+    // block: staterror, shapesys) at the free fit's values, which already
+    // follow the toy's own fluctuations (fewer iterations); the global ones
+    // start at the generation point, as the free fit did (a global start
+    // from the free fit can lead a multimodal fit into another basin)
+    let lay = p.model.layout();
+    let local: Vec<usize> = (0..lay.n)
+        .filter(|&i| lay.inv[i] >= lay.n_global && !fixed.fixed[i])
+        .collect();
+    let fixed_specs: Vec<FitSpec> = first
+        .iter()
+        .map(|f| {
+            let mut s = fixed.clone();
+            if f.converged {
+                for &i in &local {
+                    s.init[i] = f.x[i];
+                }
+            }
+            s
+        })
+        .collect();
+    let fixeds = p.fit_batch(&dref, &fixed_specs, opts)?;
     // free fits, with the restart of one caught in a local minimum
     let mut frees = Vec::with_capacity(toys.len());
     for k in 0..toys.len() {
-        let (f, x) = (&fits[2 * k], &fits[2 * k + 1]);
+        let (f, x) = (&first[k], &fixeds[k]);
         let mut free_fit = f.clone();
         let tol = 1e-9 * f.twice_nll.abs().max(1.0);
         if f.converged && x.converged && x.twice_nll < f.twice_nll - tol {
@@ -377,7 +392,7 @@ pub(crate) fn records_for<L: Likelihood>(
     toys.iter()
         .enumerate()
         .map(|(k, &t)| {
-            let (free_fit, x) = (&frees[k], &fits[2 * k + 1]);
+            let (free_fit, x) = (&frees[k], &fixeds[k]);
             let tol = 1e-9 * free_fit.twice_nll.abs().max(1.0);
             let ok = free_fit.converged && x.converged && x.twice_nll >= free_fit.twice_nll - tol;
             let mu_hat = free_fit.x[p.poi];

@@ -3,7 +3,7 @@
 //! parameter (Gaussian constraints) or Poisson around gamma * tau (Poisson ones).
 
 use super::{Constraint, Dataset, HistFactoryModel};
-use crate::rng::Stream;
+use crate::rng::{Poisson, Stream};
 
 /// Everything needed to draw toys at one parameter point.
 #[derive(Debug, Clone)]
@@ -12,6 +12,9 @@ pub struct ToyGenerator {
     pub nu: Vec<f64>,
     /// Per aux datum: mean, and the Gaussian width (None for Poisson).
     pub aux: Vec<(f64, Option<f64>)>,
+    /// Poisson samplers of the main bins, then of the Poisson aux data
+    /// (in aux order), with their constants computed once.
+    pois: Vec<Poisson>,
 }
 
 impl HistFactoryModel {
@@ -41,17 +44,24 @@ impl HistFactoryModel {
                 };
             }
         }
-        ToyGenerator { nu, aux }
+        let pois = nu
+            .iter()
+            .copied()
+            .chain(aux.iter().filter(|a| a.1.is_none()).map(|a| a.0))
+            .map(Poisson::new)
+            .collect();
+        ToyGenerator { nu, aux, pois }
     }
 
     /// Draw toy number `toy` of stream `purpose` (see [`crate::rng`]).
     pub fn sample_dataset(&self, g: &ToyGenerator, seed: u64, toy: u32, purpose: u32) -> Dataset {
         let nb = g.nu.len();
-        let main: Vec<f64> =
-            g.nu.iter()
-                .enumerate()
-                .map(|(b, &lam)| Stream::new(seed, toy, purpose, b as u32).poisson(lam))
-                .collect();
+        let main: Vec<f64> = g.pois[..nb]
+            .iter()
+            .enumerate()
+            .map(|(b, p)| Stream::new(seed, toy, purpose, b as u32).poisson_with(p))
+            .collect();
+        let mut pois = g.pois[nb..].iter();
         let aux: Vec<f64> = g
             .aux
             .iter()
@@ -60,7 +70,7 @@ impl HistFactoryModel {
                 let mut s = Stream::new(seed, toy, purpose, (nb + k) as u32);
                 match sigma {
                     Some(sd) => mean + sd * s.normal(),
-                    None => s.poisson(mean),
+                    None => s.poisson_with(pois.next().expect("one sampler per Poisson datum")),
                 }
             })
             .collect();

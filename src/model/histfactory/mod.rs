@@ -365,7 +365,7 @@ impl HistFactoryModel {
     fn data_constant(&self, main: &[f64], aux: &[f64]) -> f64 {
         let mut c = 0.0;
         for &n in main {
-            c += 2.0 * libm::lgamma(n + 1.0);
+            c += 2.0 * crate::rng::ln_factorial(n);
         }
         let ln2pi = (2.0 * std::f64::consts::PI).ln();
         for (i, con) in self.constraints.iter().enumerate() {
@@ -374,7 +374,7 @@ impl HistFactoryModel {
                 Constraint::Normal { sigma } => c += ln2pi + 2.0 * sigma.ln(),
                 Constraint::Poisson { .. } => {
                     let a = aux[self.aux_index[i].expect("constrained")];
-                    c += 2.0 * libm::lgamma(a + 1.0);
+                    c += 2.0 * crate::rng::ln_factorial(a);
                 }
             }
         }
