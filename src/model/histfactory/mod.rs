@@ -444,6 +444,43 @@ impl HistFactoryModel {
                 "template arrays do not match the model layout",
             ));
         }
+        // the interpolation table is rebuilt (terms share entries: see
+        // `interp::Interner`); nothing changes unless every template is valid
+        let mut interps = Vec::new();
+        let mut interner = interp::Interner::default();
+        let mut norm_idx = Vec::with_capacity(t.norm_hi.len());
+        for (h, l) in t.norm_hi.iter().zip(&t.norm_lo) {
+            let ip = terms::normsys_interp(self.normsys_code, *h, *l).map_err(Error::Input)?;
+            norm_idx.push(interner.intern(&mut interps, ip));
+        }
+        let mut histo_idx = Vec::with_capacity(t.histo_hi.len());
+        for (j, s) in self.sb.iter().enumerate() {
+            for _ in s.add.0..s.add.1 {
+                let q = histo_idx.len();
+                let ip = terms::histosys_interp(
+                    self.histosys_code,
+                    t.histo_hi[q],
+                    t.nominal[j],
+                    t.histo_lo[q],
+                )
+                .map_err(Error::Input)?;
+                histo_idx.push(interner.intern(&mut interps, ip));
+            }
+        }
+        let (mut ni, mut hi) = (0, 0);
+        for s in &self.sb {
+            for m in &mut self.mult[s.mult.0 as usize..s.mult.1 as usize] {
+                if m.interp != u32::MAX {
+                    m.interp = norm_idx[ni];
+                    ni += 1;
+                }
+            }
+            for a in &mut self.add[s.add.0 as usize..s.add.1 as usize] {
+                a.interp = histo_idx[hi];
+                hi += 1;
+            }
+        }
+        self.interps = interps;
         // a nominal that becomes (or stops being) 0 changes which sample-bins
         // are dead, so the kernel's rows and layout follow
         let mut pattern_changed = false;
@@ -454,28 +491,6 @@ impl HistFactoryModel {
         }
         if pattern_changed {
             self.finish_structure();
-        }
-        let mut ni = 0;
-        let mut hi = 0;
-        for s in &self.sb {
-            for m in &self.mult[s.mult.0 as usize..s.mult.1 as usize] {
-                if m.interp != u32::MAX {
-                    self.interps[m.interp as usize] =
-                        terms::normsys_interp(self.normsys_code, t.norm_hi[ni], t.norm_lo[ni])
-                            .map_err(Error::Input)?;
-                    ni += 1;
-                }
-            }
-            for a in &self.add[s.add.0 as usize..s.add.1 as usize] {
-                self.interps[a.interp as usize] = terms::histosys_interp(
-                    self.histosys_code,
-                    t.histo_hi[hi],
-                    s.nom,
-                    t.histo_lo[hi],
-                )
-                .map_err(Error::Input)?;
-                hi += 1;
-            }
         }
         self.templates = t;
         Ok(())

@@ -5,7 +5,7 @@
 //! the interpolation pyhf uses for it; the steps below append those terms and
 //! the tables the kernels read (`TermLayout`, `Templates`).
 
-use super::interp::{Interp, InterpCode};
+use super::interp::{Interner, Interp, InterpCode};
 use super::{AddTerm, MultTerm, SampleBin, Templates, TermLayout};
 
 /// Where a term goes: the first parameter of its modifier's set and the
@@ -24,6 +24,7 @@ pub(super) struct TermBuilder {
     pub mult: Vec<MultTerm>,
     pub add: Vec<AddTerm>,
     pub interps: Vec<Interp>,
+    interner: Interner,
     pub templates: Templates,
     pub layout: TermLayout,
     normsys_code: InterpCode,
@@ -40,6 +41,7 @@ impl TermBuilder {
             mult: Vec::new(),
             add: Vec::new(),
             interps: Vec::new(),
+            interner: Interner::default(),
             templates: Templates::default(),
             layout: TermLayout::default(),
             normsys_code,
@@ -96,11 +98,8 @@ impl TermBuilder {
     pub fn normsys(&mut self, at: At, hi: f64, lo: f64) -> Result<(), String> {
         let ip = normsys_interp(self.normsys_code, hi, lo)?;
         let par = at.offset as u32;
-        self.mult.push(MultTerm {
-            par,
-            interp: self.interps.len() as u32,
-        });
-        self.interps.push(ip);
+        let interp = self.interner.intern(&mut self.interps, ip);
+        self.mult.push(MultTerm { par, interp });
         let i = self.sb_index();
         self.layout.norm_sb.push(i);
         self.layout.norm_par.push(par);
@@ -113,11 +112,8 @@ impl TermBuilder {
     pub fn histosys(&mut self, at: At, hi: f64, lo: f64) -> Result<(), String> {
         let ip = histosys_interp(self.histosys_code, hi, at.nominal, lo)?;
         let par = at.offset as u32;
-        self.add.push(AddTerm {
-            par,
-            interp: self.interps.len() as u32,
-        });
-        self.interps.push(ip);
+        let interp = self.interner.intern(&mut self.interps, ip);
+        self.add.push(AddTerm { par, interp });
         let i = self.sb_index();
         self.layout.histo_sb.push(i);
         self.layout.histo_par.push(par);
