@@ -370,3 +370,179 @@ fn set_templates_revives_and_kills_sample_bins() {
         );
     }
 }
+
+/// `windows` background samples, each non-zero in its own two bins with three
+/// normsys of its own, under a signal over every bin: 3 x `windows`
+/// parameters that each touch two bins, and `mu`.
+fn windows_workspace(windows: usize) -> serde_json::Value {
+    let nb = 2 * windows;
+    let sig: Vec<f64> = (0..nb).map(|b| 1.0 + (b % 7) as f64 * 0.5).collect();
+    let mut samples = vec![serde_json::json!({"name": "signal", "data": sig,
+        "modifiers": [{"name": "mu", "type": "normfactor", "data": null}]})];
+    let mut obs = sig.clone();
+    for w in 0..windows {
+        let mut d = vec![0.0; nb];
+        d[2 * w] = 20.0 + (w % 5) as f64;
+        d[2 * w + 1] = 12.0 + (w % 3) as f64;
+        let mods: Vec<serde_json::Value> = (0..3)
+            .map(|k| {
+                let (hi, lo) = (1.0 + 0.03 * (k + 1) as f64, 1.0 - 0.02 * (k + 1) as f64);
+                serde_json::json!({"name": format!("w{w}_n{k}"), "type": "normsys",
+                    "data": {"hi": hi, "lo": lo}})
+            })
+            .collect();
+        obs[2 * w] += d[2 * w] + ((w * 7) % 5) as f64 - 2.0;
+        obs[2 * w + 1] += d[2 * w + 1] + ((w * 3) % 4) as f64 - 1.5;
+        samples.push(serde_json::json!({"name": format!("bkg{w}"), "data": d, "modifiers": mods}));
+    }
+    let obs: Vec<f64> = obs.iter().map(|v| v.round().max(0.0)).collect();
+    serde_json::json!({
+        "channels": [{"name": "SR", "samples": samples}],
+        "observations": [{"name": "SR", "data": obs}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0"
+    })
+}
+
+/// A model seen through a dense Hessian layout (the trait's default packing
+/// of the full Hessian): the reference for a model's own block layout.
+struct DenseView<'a> {
+    m: &'a HistFactoryModel,
+    layout: gradfit::model::HessianLayout,
+}
+
+impl gradfit::model::Likelihood for DenseView<'_> {
+    type Data = gradfit::model::Dataset;
+    type Scratch = gradfit::model::histfactory::kernel::Scratch;
+    type Generator = gradfit::model::histfactory::ToyGenerator;
+    fn par_names(&self) -> &[String] {
+        &self.m.par_names
+    }
+    fn init(&self) -> &[f64] {
+        &self.m.init
+    }
+    fn bounds(&self) -> &[(f64, f64)] {
+        &self.m.bounds
+    }
+    fn fixed(&self) -> &[bool] {
+        &self.m.fixed
+    }
+    fn poi(&self) -> Option<usize> {
+        self.m.poi
+    }
+    fn observed(&self) -> &Self::Data {
+        self.m.observed()
+    }
+    fn scratch(&self) -> Self::Scratch {
+        gradfit::model::Likelihood::scratch(self.m)
+    }
+    fn eval(
+        &self,
+        theta: &[f64],
+        data: &Self::Data,
+        s: &mut Self::Scratch,
+        grad: Option<&mut [f64]>,
+        hess: Option<&mut [f64]>,
+    ) -> f64 {
+        gradfit::model::Likelihood::eval(self.m, theta, data, s, grad, hess)
+    }
+    fn asimov(&self, theta: &[f64]) -> Self::Data {
+        self.m.asimov_dataset(theta)
+    }
+    fn generator(&self, theta: &[f64]) -> Self::Generator {
+        self.m.toy_generator(theta)
+    }
+    fn sample(&self, g: &Self::Generator, seed: u64, toy: u32, purpose: u32) -> Self::Data {
+        self.m.sample_dataset(g, seed, toy, purpose)
+    }
+    fn layout(&self) -> &gradfit::model::HessianLayout {
+        &self.layout
+    }
+}
+
+#[test]
+fn parameters_of_connected_bins_form_blocks_when_globals_would_be_many() {
+    use gradfit::fit::{FitOptions, FitSpec, fit};
+    use gradfit::model::Likelihood;
+    // 180 windows: 540 two-bin normsys, more than the 512 globals at which
+    // blocks grow over connected bins
+    let m = model_from_value(windows_workspace(180));
+    let lay = m.layout();
+    assert_eq!(lay.n_global, 1, "only mu stays global");
+    assert_eq!(lay.perm[0], m.poi.unwrap());
+    assert_eq!(lay.blocks.len(), 180);
+    for w in [0, 17, 179] {
+        let b = lay.block_of[lay.inv[m.par_index(&format!("w{w}_n0")).unwrap()]];
+        assert_eq!(lay.blocks[b].1 - lay.blocks[b].0, 3, "window {w}");
+        for k in 1..3 {
+            let i = m.par_index(&format!("w{w}_n{k}")).unwrap();
+            assert_eq!(
+                lay.block_of[lay.inv[i]], b,
+                "w{w}_n{k} in its window's block"
+            );
+        }
+    }
+    // below the threshold the two-bin normsys stay global, as before
+    assert_eq!(
+        model_from_value(windows_workspace(100)).layout().n_global,
+        301
+    );
+
+    // the packed Hessian holds every non-zero entry: the full Hessian through
+    // the packed layout equals the one through a dense layout, and the
+    // gradient matches the candle graph
+    let dense = DenseView {
+        m: &m,
+        layout: gradfit::model::HessianLayout::dense(m.n_pars()),
+    };
+    let mut rng = TestRng::new(5);
+    let p = m.n_pars();
+    for _ in 0..3 {
+        let x = random_point(&m, &mut rng);
+        let (mut ha, mut hb) = (vec![0.0; lay.n_packed], vec![0.0; dense.layout.n_packed]);
+        let (mut ga, mut gb) = (vec![0.0; p], vec![0.0; p]);
+        let (mut sa, mut sb) = (m.scratch(), dense.scratch());
+        let fa = m.eval_block(
+            &x,
+            m.observed(),
+            &mut sa,
+            Some(&mut ga),
+            Some(&mut ha),
+            false,
+        );
+        let fb = dense.eval_block(
+            &x,
+            m.observed(),
+            &mut sb,
+            Some(&mut gb),
+            Some(&mut hb),
+            false,
+        );
+        assert_eq!(fa, fb);
+        assert_eq!(ga, gb);
+        let (mut full_a, mut full_b) = (vec![0.0; p * p], vec![0.0; p * p]);
+        lay.expand(&ha, &mut full_a);
+        dense.layout.expand(&hb, &mut full_b);
+        let hmax = full_b.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+        for k in 0..p * p {
+            assert!((full_a[k] - full_b[k]).abs() <= 1e-13 * hmax, "entry {k}");
+        }
+    }
+    check_graph_vs_kernel(&m, 2, 2, 1e-12, 1e-10, "windows");
+
+    // fits: the same minimum, parameters and errors through either layout
+    let spec = FitSpec::from_model(&m);
+    let fa = fit(&m, m.observed(), &spec, &FitOptions::default());
+    let fb = fit(&dense, m.observed(), &spec, &FitOptions::default());
+    assert!(
+        fa.converged && fb.converged,
+        "{:?} {:?}",
+        fa.status,
+        fb.status
+    );
+    assert!((fa.twice_nll - fb.twice_nll).abs() < 1e-9 * fb.twice_nll.abs().max(1.0));
+    for i in 0..p {
+        assert!((fa.x[i] - fb.x[i]).abs() < 1e-7, "{}", m.par_names[i]);
+        assert!(rel(fa.errors[i], fb.errors[i]) < 1e-7, "{}", m.par_names[i]);
+    }
+}

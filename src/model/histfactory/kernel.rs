@@ -49,7 +49,7 @@ impl Structure {
     pub(super) fn new(m: &HistFactoryModel) -> Self {
         let nb = m.n_main;
         let np = m.n_pars();
-        // bins touched by each parameter -> local (one bin) or global. A dead
+        // bins touched by each parameter -> local or global (`super::blocks`). A dead
         // sample-bin (`SampleBin::is_dead`: yield identically zero) touches
         // nothing; a parameter met only in dead sample-bins has no main-term
         // derivatives and is keyed to the first bin it appears in (a local
@@ -81,19 +81,7 @@ impl Structure {
                 touch(t.par as usize, s.bin as usize);
             }
         }
-        let keys: Vec<Option<usize>> = (0..np)
-            .map(|i| {
-                if multi[i] {
-                    None
-                } else if first_bin[i] != usize::MAX {
-                    Some(first_bin[i])
-                } else if dead_bin[i] != usize::MAX {
-                    Some(dead_bin[i])
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let keys = super::blocks::block_keys(m, &first_bin, &multi, &dead_bin);
         let layout = HessianLayout::from_keys(&keys);
         let nw = |par: u32| layout.inv[par as usize] as u32;
 

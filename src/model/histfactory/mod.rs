@@ -7,6 +7,7 @@
 //! graph ([`graph`]: autodiff to parameters and templates) and the candle custom
 //! op ([`op`]) that wraps the kernel.
 
+mod blocks;
 mod build;
 mod checks;
 mod describe;
