@@ -371,6 +371,36 @@ fn set_templates_revives_and_kills_sample_bins() {
     }
 }
 
+#[test]
+fn set_templates_shares_normsys_entries_and_changes_nothing_on_an_invalid_template() {
+    let base = model_from_value(sparse_samples_workspace(false));
+    // one interpolation per distinct (hi, lo): fewer entries than normsys terms
+    assert!(base.interps.len() < base.templates.norm_hi.len() + base.templates.histo_hi.len());
+    // change one normsys entry: only that term moves (the others sharing its
+    // old interpolation keep it), as in a model built from those templates
+    let mut m = base.clone();
+    let mut t = m.templates.clone();
+    t.norm_hi[0] *= 1.5;
+    m.set_templates(t.clone()).unwrap();
+    let mut rng = TestRng::new(3);
+    let x = random_point(&m, &mut rng);
+    let (f_changed, _, _) = m.twice_nll_hessian(&x, m.observed());
+    let (f_base, _, _) = base.twice_nll_hessian(&x, base.observed());
+    assert_ne!(f_changed, f_base);
+    let mut back = m.clone();
+    let mut t0 = t.clone();
+    t0.norm_hi[0] /= 1.5;
+    back.set_templates(t0).unwrap();
+    assert!(rel(back.twice_nll(&x, back.observed()), f_base) < 1e-14);
+    // an invalid factor is refused and leaves the model as it was
+    let mut bad = t;
+    let last = bad.norm_lo.len() - 1;
+    bad.norm_lo[last] = -1.0;
+    bad.nominal[0] += 1.0;
+    assert!(m.set_templates(bad).is_err());
+    assert_eq!(m.twice_nll_hessian(&x, m.observed()).0, f_changed);
+}
+
 /// `windows` background samples, each non-zero in its own two bins with three
 /// normsys of its own, under a signal over every bin: 3 x `windows`
 /// parameters that each touch two bins, and `mu`.
