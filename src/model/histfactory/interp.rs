@@ -156,32 +156,6 @@ pub struct Interp {
     c: [f64; 8],
 }
 
-/// One copy of each distinct [`Interp`] in a table, found by its exact bits:
-/// a normsys has the same factors in every bin of its sample, so its bins
-/// share one entry (the table shrinks from one entry per term to one per
-/// distinct interpolation, and results are the same bits).
-#[derive(Debug, Default)]
-pub struct Interner {
-    index: std::collections::HashMap<[u64; 11], u32>,
-}
-
-impl Interner {
-    /// The index of `ip` in `table`, appended if new.
-    pub fn intern(&mut self, table: &mut Vec<Interp>, ip: Interp) -> u32 {
-        let mut key = [0u64; 11];
-        key[0] = ip.code as u64;
-        key[1] = ip.offset.to_bits();
-        key[2] = ip.scale.to_bits();
-        for (k, c) in key[3..].iter_mut().zip(ip.c) {
-            *k = c.to_bits();
-        }
-        *self.index.entry(key).or_insert_with(|| {
-            table.push(ip);
-            (table.len() - 1) as u32
-        })
-    }
-}
-
 impl Interp {
     /// Additive code from the deltas `d+ = I+ - I0` and `d- = I0 - I-`.
     pub fn additive(code: InterpCode, dp: f64, dm: f64) -> Self {

@@ -445,14 +445,17 @@ impl HistFactoryModel {
                 "template arrays do not match the model layout",
             ));
         }
-        // the interpolation table is rebuilt (terms share entries: see
-        // `interp::Interner`); nothing changes unless every template is valid
+        // the interpolation table is rebuilt (normsys terms share entries:
+        // see `terms::NormsysCache`); nothing changes unless every template
+        // is valid
         let mut interps = Vec::new();
-        let mut interner = interp::Interner::default();
+        let mut cache = terms::NormsysCache::default();
         let mut norm_idx = Vec::with_capacity(t.norm_hi.len());
         for (h, l) in t.norm_hi.iter().zip(&t.norm_lo) {
-            let ip = terms::normsys_interp(self.normsys_code, *h, *l).map_err(Error::Input)?;
-            norm_idx.push(interner.intern(&mut interps, ip));
+            let i = cache
+                .index(self.normsys_code, *h, *l, &mut interps)
+                .map_err(Error::Input)?;
+            norm_idx.push(i);
         }
         let mut histo_idx = Vec::with_capacity(t.histo_hi.len());
         for (j, s) in self.sb.iter().enumerate() {
@@ -465,7 +468,8 @@ impl HistFactoryModel {
                     t.histo_lo[q],
                 )
                 .map_err(Error::Input)?;
-                histo_idx.push(interner.intern(&mut interps, ip));
+                histo_idx.push(interps.len() as u32);
+                interps.push(ip);
             }
         }
         let (mut ni, mut hi) = (0, 0);

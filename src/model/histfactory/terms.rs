@@ -5,8 +5,9 @@
 //! the interpolation pyhf uses for it; the steps below append those terms and
 //! the tables the kernels read (`TermLayout`, `Templates`).
 
-use super::interp::{Interner, Interp, InterpCode};
+use super::interp::{Interp, InterpCode};
 use super::{AddTerm, MultTerm, SampleBin, Templates, TermLayout};
+use rustc_hash::FxHashMap;
 
 /// Where a term goes: the first parameter of its modifier's set and the
 /// sample's nominal yield in the bin.
@@ -24,7 +25,7 @@ pub(super) struct TermBuilder {
     pub mult: Vec<MultTerm>,
     pub add: Vec<AddTerm>,
     pub interps: Vec<Interp>,
-    interner: Interner,
+    norm_cache: NormsysCache,
     pub templates: Templates,
     pub layout: TermLayout,
     normsys_code: InterpCode,
@@ -41,7 +42,7 @@ impl TermBuilder {
             mult: Vec::new(),
             add: Vec::new(),
             interps: Vec::new(),
-            interner: Interner::default(),
+            norm_cache: NormsysCache::default(),
             templates: Templates::default(),
             layout: TermLayout::default(),
             normsys_code,
@@ -96,9 +97,10 @@ impl TermBuilder {
 
     /// normsys: a scalar factor interpolated between `lo` and `hi`.
     pub fn normsys(&mut self, at: At, hi: f64, lo: f64) -> Result<(), String> {
-        let ip = normsys_interp(self.normsys_code, hi, lo)?;
+        let interp = self
+            .norm_cache
+            .index(self.normsys_code, hi, lo, &mut self.interps)?;
         let par = at.offset as u32;
-        let interp = self.interner.intern(&mut self.interps, ip);
         self.mult.push(MultTerm { par, interp });
         let i = self.sb_index();
         self.layout.norm_sb.push(i);
@@ -112,7 +114,8 @@ impl TermBuilder {
     pub fn histosys(&mut self, at: At, hi: f64, lo: f64) -> Result<(), String> {
         let ip = histosys_interp(self.histosys_code, hi, at.nominal, lo)?;
         let par = at.offset as u32;
-        let interp = self.interner.intern(&mut self.interps, ip);
+        let interp = self.interps.len() as u32;
+        self.interps.push(ip);
         self.add.push(AddTerm { par, interp });
         let i = self.sb_index();
         self.layout.histo_sb.push(i);
@@ -124,6 +127,34 @@ impl TermBuilder {
 }
 
 /// Interpolation of a normsys factor (I- = lo, I0 = 1, I+ = hi).
+/// One interpolation table entry per distinct normsys `(hi, lo)`: a normsys
+/// has the same factors in every bin of its sample, so its terms share one
+/// entry (the table shrinks from one entry per term to one per modifier and
+/// sample, and the coefficients are computed once; the same bits).
+#[derive(Debug, Default)]
+pub(super) struct NormsysCache(FxHashMap<(u64, u64), u32>);
+
+impl NormsysCache {
+    /// The table index of the normsys interpolation with factors `hi`, `lo`
+    /// (appended to `table` if new).
+    pub fn index(
+        &mut self,
+        code: InterpCode,
+        hi: f64,
+        lo: f64,
+        table: &mut Vec<Interp>,
+    ) -> std::result::Result<u32, String> {
+        let key = (hi.to_bits(), lo.to_bits());
+        if let Some(&i) = self.0.get(&key) {
+            return Ok(i);
+        }
+        table.push(normsys_interp(code, hi, lo)?);
+        let i = (table.len() - 1) as u32;
+        self.0.insert(key, i);
+        Ok(i)
+    }
+}
+
 pub(super) fn normsys_interp(
     code: InterpCode,
     hi: f64,
