@@ -450,9 +450,7 @@ fn fit_chunk<L: Likelihood>(
     opts: &FitOptions,
 ) -> Vec<FitResult> {
     let dat = |i: usize| if data.len() == 1 { data[0] } else { data[i] };
-    let mut members: Vec<Member> = specs.iter().map(Member::new).collect();
-
-    let parallel = members.len() > 1 && rayon::current_num_threads() > 1;
+    let parallel = specs.len() > 1 && rayon::current_num_threads() > 1;
     // One set of work buffers per worker thread, kept across iterations.
     let nthreads = if parallel {
         rayon::current_num_threads()
@@ -477,26 +475,32 @@ fn fit_chunk<L: Likelihood>(
             }
         }
     };
+    // each member is set up and its result assembled by the worker that fits
+    // it (the calling thread would otherwise allocate them all while the
+    // workers wait)
+    let fit_one = |i: usize| {
+        let mut m = Member::new(&specs[i]);
+        run((i, &mut m));
+        result(m, &specs[i])
+    };
     if parallel {
-        members.par_iter_mut().enumerate().for_each(run);
+        (0..specs.len()).into_par_iter().map(fit_one).collect()
     } else {
-        members.iter_mut().enumerate().for_each(run);
+        (0..specs.len()).map(fit_one).collect()
     }
-    members
-        .into_iter()
-        .zip(specs)
-        .map(|(m, sp)| {
-            let mut r = FitResult::assemble(
-                m.f, m.x, m.cov, &sp.fixed, m.iter, m.evals, m.status, m.edm, m.not_pd,
-            );
-            r.trust_iterations = m.trust_iter;
-            r.flat = (0..m.flat.len()).filter(|&i| m.flat[i]).collect();
-            for &i in &r.flat {
-                if r.covariance.is_some() {
-                    r.errors[i] = 0.0;
-                }
-            }
-            r
-        })
-        .collect()
+}
+
+/// The result of a finished member.
+fn result(m: Member, sp: &FitSpec) -> FitResult {
+    let mut r = FitResult::assemble(
+        m.f, m.x, m.cov, &sp.fixed, m.iter, m.evals, m.status, m.edm, m.not_pd,
+    );
+    r.trust_iterations = m.trust_iter;
+    r.flat = (0..m.flat.len()).filter(|&i| m.flat[i]).collect();
+    for &i in &r.flat {
+        if r.covariance.is_some() {
+            r.errors[i] = 0.0;
+        }
+    }
+    r
 }

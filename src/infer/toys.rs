@@ -326,8 +326,13 @@ pub(crate) fn records_for<L: Likelihood>(
     c: &Chunk<'_>,
 ) -> Result<Vec<ToyRecord>> {
     let (kind, mu, free, fixed, opts) = (c.kind, c.mu, c.free, c.fixed, c.opts);
+    use rayon::prelude::*;
     let dref: Vec<&L::Data> = data.iter().collect();
-    let first = p.fit_batch(&dref, &vec![free.clone(); toys.len()], opts)?;
+    let free_specs: Vec<FitSpec> = (0..toys.len())
+        .into_par_iter()
+        .map(|_| free.clone())
+        .collect();
+    let first = p.fit_batch(&dref, &free_specs, opts)?;
     // the POI-fixed fits start with the local parameters (those of one bin's
     // block: staterror, shapesys) at the free fit's values, which already
     // follow the toy's own fluctuations (fewer iterations); the global ones
@@ -338,7 +343,7 @@ pub(crate) fn records_for<L: Likelihood>(
         .filter(|&i| lay.inv[i] >= lay.n_global && !fixed.fixed[i])
         .collect();
     let fixed_specs: Vec<FitSpec> = first
-        .iter()
+        .par_iter()
         .map(|f| {
             let mut s = fixed.clone();
             if f.converged {
@@ -351,21 +356,19 @@ pub(crate) fn records_for<L: Likelihood>(
         .collect();
     let fixeds = p.fit_batch(&dref, &fixed_specs, opts)?;
     // free fits, with the restart of one caught in a local minimum
-    let mut frees = Vec::with_capacity(toys.len());
+    let mut frees = first;
     for k in 0..toys.len() {
-        let (f, x) = (&first[k], &fixeds[k]);
-        let mut free_fit = f.clone();
+        let (f, x) = (&frees[k], &fixeds[k]);
         let tol = 1e-9 * f.twice_nll.abs().max(1.0);
         if f.converged && x.converged && x.twice_nll < f.twice_nll - tol {
             // the free fit stopped in a local minimum: restart it from the fixed fit
             let mut s = free.clone();
             s.init.copy_from_slice(&x.x);
             let again = p.fitter.fit(p.model, &data[k], &s, opts)?;
-            if again.converged && again.twice_nll < free_fit.twice_nll {
-                free_fit = again;
+            if again.converged && again.twice_nll < frees[k].twice_nll {
+                frees[k] = again;
             }
         }
-        frees.push(free_fit);
     }
     // q~ and t~ compare with the best fit at mu >= 0: where the free fit is
     // below 0 (a POI lower bound below 0), with the fit at 0, as for the
