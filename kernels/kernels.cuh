@@ -62,7 +62,9 @@ GF_HD void gf_k_data_const(const GfParams& p, u64 k) {
     p.data_const[k] = c;
 }
 
-// Toy members: 0..n_toys free fits (spec 0), n_toys..2 n_toys POI-fixed fits (spec 1).
+// Toy members: 0..n_toys free fits (spec 0), n_toys..2 n_toys POI-fixed fits
+// (spec 1). The free fits are set up (this kernel over n_toys members) and run
+// first; gf_k_toy_setup_fixed then starts the POI-fixed ones.
 GF_HD void gf_k_toy_setup(const GfParams& p, u64 t) {
     p.mb_data[t] = (u32)(t % p.n_toys);
     p.mb_spec[t] = t < p.n_toys ? 0u : 1u;
@@ -70,6 +72,24 @@ GF_HD void gf_k_toy_setup(const GfParams& p, u64 t) {
 }
 
 GF_HD bool gf_status_ok(u32 s) { return s == GF_CONVERGED || s == GF_NOTHING_TO_FIT; }
+
+// The POI-fixed fit of toy k starts at spec 1's values, with its local
+// parameters (those of one bin's block: permuted index >= n_global) at the
+// free fit's values where that fit converged (src/infer/toys.rs records_for).
+GF_HD void gf_k_toy_setup_fixed(const GfParams& p, u64 k) {
+    u64 a = k, t = p.n_toys + k;
+    p.mb_data[t] = (u32)k;
+    p.mb_spec[t] = 1u;
+    GfMember m = gf_member(p, t);
+    u64 sp = (u64)p.n_pars;
+    bool from_free = gf_status_ok(p.mb_status[a]);
+    for (u32 i = 0; i < (u32)p.n_pars; i++) {
+        double v = p.spec_init[sp + i];
+        if (from_free && p.m_inv[i] >= (u32)p.n_global && !m.fixed[i]) v = p.st_x[(u64)i * p.ms + a];
+        m.x[i] = gf_clamp(v, m.lo[i], m.hi[i]);
+    }
+    gf_reset_member(p, t);
+}
 
 // A free fit that ended above the POI-fixed fit stopped in a local minimum:
 // restart it from the fixed fit's point (src/infer/toys.rs fit_toys).
@@ -159,4 +179,5 @@ GF_HD void gf_k_toy_finalize(const GfParams& p, u64 k) {
     X(gf_data_const, gf_k_data_const)      \
     X(gf_toy_setup, gf_k_toy_setup)        \
     X(gf_toy_restart, gf_k_toy_restart)    \
-    X(gf_toy_finalize, gf_k_toy_finalize)
+    X(gf_toy_finalize, gf_k_toy_finalize)  \
+    X(gf_toy_setup_fixed, gf_k_toy_setup_fixed)

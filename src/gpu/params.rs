@@ -214,11 +214,13 @@ pub enum Kernel {
     ToyRestart,
     /// Per-toy test statistics and records.
     ToyFinalize,
+    /// Start the POI-fixed toy fits (local parameters from the free fits).
+    ToySetupFixed,
 }
 
 impl Kernel {
     /// Every kernel, in launch-table order.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Eval,
         Kernel::FitInit,
         Kernel::FitIterate,
@@ -228,6 +230,7 @@ impl Kernel {
         Kernel::ToySetup,
         Kernel::ToyRestart,
         Kernel::ToyFinalize,
+        Kernel::ToySetupFixed,
     ];
 
     /// Position in the launch table (the emulator's kernel id).
@@ -247,6 +250,7 @@ impl Kernel {
             Kernel::ToySetup => "gf_toy_setup",
             Kernel::ToyRestart => "gf_toy_restart",
             Kernel::ToyFinalize => "gf_toy_finalize",
+            Kernel::ToySetupFixed => "gf_toy_setup_fixed",
         }
     }
 }

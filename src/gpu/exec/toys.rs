@@ -109,7 +109,10 @@ impl<B: Backend> Gpu<B> {
         w.p.poi = p.poi as u64;
         let cap = opts.max_iter.min(self.toy_iter_cap);
         w.fit_settings(opts, cap, false);
-        w.launch(Kernel::ToySetup, 2 * n)?;
+        // the free fits first; the POI-fixed ones start from them (locals)
+        w.launch(Kernel::ToySetup, n)?;
+        w.run_fits(n, cap)?;
+        w.launch(Kernel::ToySetupFixed, n)?;
         w.run_fits(2 * n, cap)?;
         w.launch(Kernel::ToyRestart, n)?;
         if w.active(2 * n)? > 0 {
