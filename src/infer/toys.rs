@@ -160,7 +160,8 @@ pub(crate) struct Chunk<'a> {
     pub mu: f64,
     /// Free fit (starting at the parameters the toys are drawn at).
     pub free: &'a FitSpec,
-    /// Fit with the POI fixed at `mu`.
+    /// Fit with the POI fixed at `mu` (its local parameters start at the
+    /// free fit's values: `records_for`).
     pub fixed: &'a FitSpec,
     /// Seed of the toys.
     pub seed: u64,
@@ -316,9 +317,10 @@ pub(crate) fn fit_toys<L: Likelihood>(
     records_for(p, &toys, &data, c)
 }
 
-/// The records of toys `toys` whose datasets are `data` (the free and the
-/// POI-fixed fit of each, with the restart of a free fit caught in a local
-/// minimum); the GPU path uses it for toys it hands back to the CPU.
+/// The records of toys `toys` whose datasets are `data` (the free fit of
+/// each, then the POI-fixed fit with the local parameters started at the free
+/// fit's values, and the restart of a free fit caught in a local minimum);
+/// the GPU path uses it for toys it hands back to the CPU.
 pub(crate) fn records_for<L: Likelihood>(
     p: &Problem<L>,
     toys: &[u32],
