@@ -25,6 +25,7 @@
 #define GF_F_INLOOP 256u
 #define GF_F_READY 512u
 #define GF_F_EXACTPD 1024u
+#define GF_F_OVERSHOOT 2048u
 
 // Trial steps of one iteration before a fit is reported as stalled.
 #define GF_MAX_ATTEMPTS 60u
@@ -63,11 +64,21 @@ GF_HD GfMember gf_member(const GfParams& p, u64 t) {
 // Scale of rounding noise in twice_nll near f.
 GF_HD double gf_noise(double f, double mag) { return 1e-13 * fmax(fmax(fabs(f), mag), 1.0); }
 
-GF_HD double gf_raise(double lambda) { return lambda == 0.0 ? 1e-4 : lambda * 10.0; }
+// newton.rs `raise`: the first damping after a failed undamped step starts
+// from `mem`, the damping the last accepted step left, when below 1e-4.
+GF_HD double gf_raise(double lambda, double mem) {
+    if (lambda == 0.0) return mem > 0.0 ? fmin(mem, 1e-4) : 1e-4;
+    return lambda * 10.0;
+}
 
 // Rejected trials: the step fraction shrinks by parabolic interpolation down to
 // GF_T_MIN before the damping grows (newton.rs `shorten`).
 #define GF_T_MIN 0.1
+// newton.rs OVERSHOOT, T_MIN_OVERSHOOT: an undamped step on a positive-definite
+// Hessian that raised twice_nll by more than GF_OVERSHOOT times its predicted
+// decrease is shortened down to GF_T_MIN_OVERSHOOT.
+#define GF_OVERSHOOT 100.0
+#define GF_T_MIN_OVERSHOOT 1e-4
 GF_HD double gf_shorten(double t, double gs, double actual) {
     double c = -actual - gs;
     double tau = (c > 0.0 && gf_finite(c)) ? -gs * t / (2.0 * c) : 0.0;
@@ -144,34 +155,38 @@ GF_HD void gf_finish(const GfParams& p, const GfMember& m, const GfScratch& s) {
 
 // The step search of one iteration (src/fit/newton.rs): up to GF_MAX_ATTEMPTS
 // trial steps, shortened along the direction and then damped, from the state
-// (lambda, tstep, attempt) at which it starts. At most p.attempts_per_launch
+// (lambda, tstep, attempt, tmin) at which it starts; `mem` is the damping
+// the last accepted step left (see gf_raise). At most p.attempts_per_launch
 // attempts run per launch; then the state is parked in the member arrays and
 // the next launch resumes it (gf_fit_iterate), so that one member's long
 // search never holds a whole launch. The sequence of attempts, and so every
 // result, is the same however it is split across launches.
 GF_HD void gf_step_search(const GfParams& p, const GfMember& m, const GfSolver& sl, u32 nf, double f, double edm,
-                          bool exact_pd, double lambda, bool undamped_ready, double tstep, u32 attempt0) {
+                          bool exact_pd, double lambda, double mem, bool undamped_ready, double tstep,
+                          double tmin, u32 attempt0) {
     const u64 t = m.t;
     const u32 np = (u32)p.n_pars;
     const double mag = fabs(m.data.constant);
     const GfScratch s = gf_scratch(p, t);
     u32 budget = p.attempts_per_launch ? (u32)p.attempts_per_launch : GF_MAX_ATTEMPTS;
     u32 here = 0;
-    p.mb_flags[t] &= ~(GF_F_INLOOP | GF_F_READY | GF_F_EXACTPD);
+    p.mb_flags[t] &= ~(GF_F_INLOOP | GF_F_READY | GF_F_EXACTPD | GF_F_OVERSHOOT);
     for (u32 attempt = attempt0; attempt < GF_MAX_ATTEMPTS; attempt++) {
         if (here == budget) {
             // this launch's share of the search is done: park the state, go on next launch
-            p.mb_lambda[t] = lambda;
+            // (while undamped, the slot holds -mem: gf_fit_iterate decodes it)
+            p.mb_lambda[t] = lambda == 0.0 ? -mem : lambda;
             p.mb_tstep[t] = tstep;
             p.mb_attempt[t] = attempt;
             p.mb_nf[t] = nf;
-            p.mb_flags[t] |= GF_F_INLOOP | (undamped_ready ? GF_F_READY : 0u) | (exact_pd ? GF_F_EXACTPD : 0u);
+            p.mb_flags[t] |= GF_F_INLOOP | (undamped_ready ? GF_F_READY : 0u) | (exact_pd ? GF_F_EXACTPD : 0u) |
+                             (tmin != GF_T_MIN ? GF_F_OVERSHOOT : 0u);
             return;
         }
         here++;
         if (!undamped_ready) {
             if (!gf_factor(p, sl, m.h, m.free_new, lambda)) {
-                lambda = gf_raise(lambda);
+                lambda = gf_raise(lambda, mem);
                 continue;
             }
             gf_newton_step(p, m, sl, nf);
@@ -227,7 +242,7 @@ GF_HD void gf_step_search(const GfParams& p, const GfMember& m, const GfSolver& 
                 gf_finish(p, m, s);
                 return;
             }
-            lambda = gf_raise(lambda);
+            lambda = gf_raise(lambda, mem);
             undamped_ready = false;
             tstep = 1.0;
             continue;
@@ -259,12 +274,15 @@ GF_HD void gf_step_search(const GfParams& p, const GfMember& m, const GfSolver& 
             p.mb_flags[t] |= GF_F_STOP;
             return;
         }
-        if (tstep > GF_T_MIN) {
+        if (p.robust && exact_pd && lambda == 0.0 && tstep == 1.0 && actual < -GF_OVERSHOOT * pred)
+            tmin = GF_T_MIN_OVERSHOOT;
+        if (tstep > tmin) {
             tstep = p.robust ? gf_shorten(tstep, gs, actual) : 0.5 * tstep;
         } else {
-            lambda = gf_raise(lambda);
+            lambda = gf_raise(lambda, mem);
             undamped_ready = false;
             tstep = 1.0;
+            tmin = GF_T_MIN;
         }
     }
     p.mb_lambda[t] = lambda;
@@ -284,8 +302,10 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
 
     if (flags & GF_F_INLOOP) {
         // the step search of this iteration continues (see gf_step_search)
-        gf_step_search(p, m, sl, p.mb_nf[t], p.mb_f[t], p.mb_edm[t], (flags & GF_F_EXACTPD) != 0, p.mb_lambda[t],
-                       (flags & GF_F_READY) != 0, p.mb_tstep[t], p.mb_attempt[t]);
+        double pl = p.mb_lambda[t];
+        gf_step_search(p, m, sl, p.mb_nf[t], p.mb_f[t], p.mb_edm[t], (flags & GF_F_EXACTPD) != 0, pl > 0.0 ? pl : 0.0,
+                       pl > 0.0 ? 0.0 : -pl, (flags & GF_F_READY) != 0, p.mb_tstep[t],
+                       (flags & GF_F_OVERSHOOT) ? GF_T_MIN_OVERSHOOT : GF_T_MIN, p.mb_attempt[t]);
         return;
     }
 
@@ -449,5 +469,6 @@ GF_HD void gf_fit_iterate(const GfParams& p, u64 t) {
         }
     }
     // rejected steps are first shortened along the same direction, then damped further
-    gf_step_search(p, m, sl, nf, f, edm, exact_pd, lambda, undamped_ready, 1.0, 0);
+    gf_step_search(p, m, sl, nf, f, edm, exact_pd, lambda, p.robust ? p.mb_lambda[t] : 0.0, undamped_ready, 1.0,
+                   GF_T_MIN, 0);
 }

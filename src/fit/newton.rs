@@ -50,6 +50,12 @@ pub(super) fn trace() -> bool {
 
 /// Shortest step fraction tried along one direction before damping further.
 const T_MIN: f64 = 0.1;
+/// An undamped Newton step that raises twice_nll by more than `OVERSHOOT`
+/// times its predicted decrease ran into a wall its Hessian does not see (a
+/// bin's rate crossing 0, where the curvature jumps): its direction is then
+/// searched down to `T_MIN_OVERSHOOT`, which lands at the wall.
+const OVERSHOOT: f64 = 100.0;
+const T_MIN_OVERSHOOT: f64 = 1e-4;
 
 /// The step fraction after a rejected trial at `t` with slope term `gs`
 /// (`g . step`, negative) and actual decrease `actual` (twice_nll before minus
@@ -210,9 +216,19 @@ fn light_check<L: Likelihood>(
     false
 }
 
-/// Next damping value after a failure.
-fn raise(lambda: f64) -> f64 {
-    if lambda == 0.0 { 1e-4 } else { lambda * 10.0 }
+/// Next damping value after a failure. The first damping after a failed
+/// undamped step starts from `mem`, the damping the last accepted step left
+/// (when below the default 1e-4): where the exact Hessian is positive
+/// definite but its Newton step overshoots (a rate's curvature jumps where a
+/// bin's expected rate reaches 0), each iteration then damps less than the
+/// previous one, so the steps grow geometrically instead of crawling at the
+/// default damping.
+fn raise(lambda: f64, mem: f64) -> f64 {
+    if lambda == 0.0 {
+        if mem > 0.0 { mem.min(1e-4) } else { 1e-4 }
+    } else {
+        lambda * 10.0
+    }
 }
 
 /// One iteration of one member: evaluate, test convergence, find an accepted step.
@@ -353,10 +369,12 @@ pub(super) fn iterate<L: Likelihood>(
     // Rejected steps are first shortened along the same direction (backtracking on
     // the projected path), then damped further (a new factorisation).
     let mut t = 1.0;
+    let mut t_min = T_MIN;
+    let mem = if opts.robust { m.lambda } else { 0.0 };
     for _attempt in 0..60 {
         if !undamped_ready {
             if !w.solver.factor(lay, &w.h, &w.free_new, lambda) {
-                lambda = raise(lambda);
+                lambda = raise(lambda, mem);
                 continue;
             }
             newton_step(lay, w);
@@ -419,7 +437,7 @@ pub(super) fn iterate<L: Likelihood>(
                 finish(model, data, m, spec, opts, w);
                 return;
             }
-            lambda = raise(lambda);
+            lambda = raise(lambda, mem);
             undamped_ready = false;
             t = 1.0;
             continue;
@@ -447,16 +465,20 @@ pub(super) fn iterate<L: Likelihood>(
             m.stop = true;
             return;
         }
-        if t > T_MIN {
+        if opts.robust && exact_pd && lambda == 0.0 && t == 1.0 && actual < -OVERSHOOT * pred {
+            t_min = T_MIN_OVERSHOOT;
+        }
+        if t > t_min {
             t = if opts.robust {
                 shorten(t, gs, actual)
             } else {
                 0.5 * t
             };
         } else {
-            lambda = raise(lambda);
+            lambda = raise(lambda, mem);
             undamped_ready = false;
             t = 1.0;
+            t_min = T_MIN;
         }
     }
     m.lambda = lambda;
