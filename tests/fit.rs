@@ -179,3 +179,54 @@ fn covariance_is_twice_the_inverse_hessian() {
         assert!((r.errors[i] - c[i * p + i].sqrt()).abs() < 1e-15);
     }
 }
+
+#[test]
+fn a_fit_that_does_not_converge_from_its_start_restarts_from_the_suggested_one() {
+    let m = example();
+    let base = fit::fit(
+        &m,
+        m.observed(),
+        &FitSpec::from_model(&m),
+        &FitOptions::default(),
+    );
+    assert!(base.converged && !base.restarted);
+    // an iteration budget that the suggested start meets and a far start does not
+    let opts = FitOptions {
+        max_iter: base.iterations,
+        ..Default::default()
+    };
+    let mut far = FitSpec::from_model(&m);
+    for i in 0..m.n_pars() {
+        let (lo, hi) = far.bounds[i];
+        far.init[i] = (far.init[i] + 2.5).clamp(lo, hi.min(lo + 4.0));
+    }
+    let plain = fit::fit(
+        &m,
+        m.observed(),
+        &far,
+        &FitOptions {
+            robust: false,
+            ..opts.clone()
+        },
+    );
+    assert_eq!(plain.status, FitStatus::MaxIterations);
+    let r = fit::fit(&m, m.observed(), &far, &opts);
+    assert!(r.converged && r.restarted, "{:?}", r.status);
+    // the restart is the fit from the suggested start, and both fits count
+    assert_eq!(r.x, base.x);
+    assert_eq!(r.twice_nll, base.twice_nll);
+    assert!(r.iterations > base.iterations);
+    // fixed parameters keep their values in the restart
+    let poi = m.poi.unwrap();
+    let fixed = far.clone().fix(poi, 1.5);
+    let base = fit::fit(
+        &m,
+        m.observed(),
+        &FitSpec::from_model(&m).fix(poi, 1.5),
+        &opts,
+    );
+    let r = fit::fit(&m, m.observed(), &fixed, &opts);
+    assert!(r.converged && r.restarted, "{:?}", r.status);
+    assert_eq!(r.x[poi], 1.5);
+    assert_eq!(r.x, base.x);
+}

@@ -197,6 +197,49 @@ fn large_corpus_converges() {
     }
 }
 
+#[test]
+#[ignore = "needs GRADFIT_SHARED"]
+fn offshell_fits_that_crawled_along_an_empty_bins_wall_converge() {
+    // One toy of the large corpus whose fits crawl along the wall of an
+    // empty bin's extension (docs/robustness.md): `mu=2` made 500 iterations
+    // of about 1e-6 each (the damping restarted at 1e-4 every iteration, the
+    // Newton step overshot into the wall); `free@away` crawled through a
+    // region where the exact Hessian is indefinite, and now restarts from
+    // the suggested start.
+    let dir = common::shared_dir();
+    let name = "atlas-susy-2019-09-3l-offshell";
+    let ws = corpus::shared_workspace(&dir, name);
+    let mut c = corpus::build(name, ws, corpus::LARGE, &ModelOptions::default());
+    c.cases.retain(|k| k.id.contains("/v3/toy1-36/"));
+    assert_eq!(c.cases.len(), 7);
+    let opts = FitOptions {
+        covariance: false,
+        ..Default::default()
+    };
+    let r = corpus::run(&c, &opts);
+    let best = corpus::best_by_key(&c, &r);
+    let by_id = |s: &str| {
+        let i = c.cases.iter().position(|k| k.id.ends_with(s)).unwrap();
+        (&c.cases[i], &r[i])
+    };
+    for (case, res) in c.cases.iter().zip(&r) {
+        assert!(res.converged, "{}: {:?}", case.id, res.status);
+        assert!(
+            res.twice_nll <= best[case.key()] + TOL,
+            "{}: {} vs {}",
+            case.id,
+            res.twice_nll,
+            best[case.key()]
+        );
+    }
+    let (_, mu2) = by_id("/mu=2");
+    assert!(!mu2.restarted && mu2.iterations < 500, "{mu2:?}");
+    let (_, free) = by_id("/free");
+    let (_, away) = by_id("/free@away");
+    assert!(away.restarted, "{} iterations", away.iterations);
+    assert!((away.twice_nll - free.twice_nll).abs() < TOL);
+}
+
 // ---- negative nominal yields (section 2 of issue 10)
 
 fn neg_path() -> String {

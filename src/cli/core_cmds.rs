@@ -218,6 +218,9 @@ pub fn fit_json<M: Likelihood>(model: &M, r: &fit::FitResult, correlation: bool)
         "flat_parameters": r.flat.iter().map(|&i| &model.par_names()[i]).collect::<Vec<_>>(),
         "mle_parameters": super::mle_parameters(model.par_names(), &r.x),
     });
+    if r.restarted {
+        v["restarted"] = json!(true);
+    }
     if with_corr {
         v["correlation"] = r
             .correlation()

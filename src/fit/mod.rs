@@ -176,6 +176,11 @@ pub struct FitResult {
     /// yield): held at their start values, left out of the covariance (error
     /// 0, like fixed parameters). Original indices; usually empty.
     pub flat: Vec<usize>,
+    /// The fit from the given start did not converge (`max_iterations` or
+    /// `stalled`) and this result comes from a second fit started at the
+    /// model's suggested initial values (fixed parameters kept), the better
+    /// of the two. Iterations and evaluations count both.
+    pub restarted: bool,
 }
 
 impl FitResult {
@@ -214,6 +219,7 @@ impl FitResult {
             hessian_not_pd,
             trust_iterations: 0,
             flat: Vec::new(),
+            restarted: false,
         }
     }
 
@@ -464,30 +470,84 @@ fn fit_chunk<L: Likelihood>(
     // one worker (no lockstep rounds, so a few slow members never leave the
     // other cores idle). The result of a member does not depend on the
     // schedule.
-    let run = |(i, m): (usize, &mut Member)| {
+    let run = |i: usize, sp: &FitSpec| {
+        let mut m = Member::new(sp);
         let t = rayon::current_thread_index().unwrap_or(0) % nthreads;
         let mut w = pool[t].lock().unwrap_or_else(|e| e.into_inner());
         while !m.done {
             if m.trust {
-                trust::iterate(model, dat(i), &specs[i], opts, m, &mut w);
+                trust::iterate(model, dat(i), sp, opts, &mut m, &mut w);
             } else {
-                newton::iterate(model, dat(i), &specs[i], opts, m, &mut w);
+                newton::iterate(model, dat(i), sp, opts, &mut m, &mut w);
             }
         }
+        m
     };
     // each member is set up and its result assembled by the worker that fits
     // it (the calling thread would otherwise allocate them all while the
     // workers wait)
     let fit_one = |i: usize| {
-        let mut m = Member::new(&specs[i]);
-        run((i, &mut m));
-        result(m, &specs[i])
+        let m = run(i, &specs[i]);
+        let again = match m.status {
+            FitStatus::MaxIterations | FitStatus::Stalled if opts.robust => {
+                restart_spec(model, &specs[i], &m)
+            }
+            _ => None,
+        };
+        match again {
+            Some(sp) => {
+                let m2 = run(i, &sp);
+                better_of(m, m2, &specs[i])
+            }
+            None => result(m, &specs[i]),
+        }
     };
     if parallel {
         (0..specs.len()).into_par_iter().map(fit_one).collect()
     } else {
         (0..specs.len()).map(fit_one).collect()
     }
+}
+
+/// The spec of a restart from the model's suggested start, for a member
+/// that did not converge from its own start (`None` where the two starts
+/// agree on every free parameter, or the member had no finite start): fixed
+/// parameters keep their values, bounds stay.
+fn restart_spec<L: Likelihood>(model: &L, sp: &FitSpec, m: &Member) -> Option<FitSpec> {
+    if m.iter == 0 {
+        return None;
+    }
+    let init = model.init();
+    let mut again = sp.clone();
+    let mut differs = false;
+    for i in 0..init.len() {
+        if sp.fixed[i] {
+            continue;
+        }
+        let (lo, hi) = sp.bounds[i];
+        let v = init[i].clamp(lo, hi);
+        differs |= v != sp.init[i].clamp(lo, hi);
+        again.init[i] = v;
+    }
+    differs.then_some(again)
+}
+
+/// The result of a member that did not converge (`first`) and of its restart
+/// (`second`): the restart's when it converged or ended lower, marked
+/// `restarted`; iterations and evaluations count both.
+fn better_of(first: Member, second: Member, sp: &FitSpec) -> FitResult {
+    let (iter, evals) = (first.iter + second.iter, first.evals + second.evals);
+    let take_second = second.status.ok() || second.f < first.f;
+    let mut r = if take_second {
+        let mut r = result(second, sp);
+        r.restarted = true;
+        r
+    } else {
+        result(first, sp)
+    };
+    r.iterations = iter;
+    r.n_evals = evals;
+    r
 }
 
 /// The result of a finished member.

@@ -102,8 +102,10 @@ impl<B: Backend> Gpu<B> {
 
     /// The device runs the minimiser's Newton iteration and scoring runs; where
     /// that stalls the CPU minimiser escalates to its trust region
-    /// (src/fit/trust.rs), which has no device version. Such members (rare)
-    /// are refitted on the host, which gives exactly the CPU minimiser's result.
+    /// (src/fit/trust.rs), and where it stalls or reaches the iteration limit
+    /// it restarts from the suggested start (`FitResult::restarted`); neither
+    /// has a device version. Such members (rare) are refitted on the host,
+    /// which gives exactly the CPU minimiser's result.
     fn finish_stalled_on_host(
         &self,
         data: &[&Dataset],
@@ -115,7 +117,12 @@ impl<B: Backend> Gpu<B> {
             return;
         }
         let idx: Vec<usize> = (0..results.len())
-            .filter(|&k| results[k].status == FitStatus::Stalled)
+            .filter(|&k| {
+                matches!(
+                    results[k].status,
+                    FitStatus::Stalled | FitStatus::MaxIterations
+                )
+            })
             .collect();
         if idx.is_empty() {
             return;

@@ -215,13 +215,16 @@ impl<B: Backend> ToyFitter for GpuToys<'_, '_, B> {
 
     fn fit(&mut self, c: &Chunk<'_>) -> Result<Vec<ToyRecord>> {
         let mut recs = self.gpu.toy_records(&mut self.w, self.p, &self.pars, c)?;
-        // Toys with a fit that stalled on the device (the CPU minimiser
-        // escalates to its trust region, which has no device version; see
-        // `finish_stalled_on_host`) or that ran into the device's iteration
-        // cap: the whole record again on the host, on the device's dataset.
+        // Toys with a fit that stalled or reached the iteration limit on the
+        // device (the CPU minimiser escalates to its trust region and
+        // restarts from the suggested start, which have no device version;
+        // see `finish_stalled_on_host`) or that ran into the device's
+        // iteration cap: the whole record again on the host, on the device's
+        // dataset.
         let capped = c.opts.max_iter > self.gpu.toy_iter_cap;
         let redo = |s: FitStatus| {
-            (c.opts.robust && s == FitStatus::Stalled) || (capped && s == FitStatus::MaxIterations)
+            (c.opts.robust && matches!(s, FitStatus::Stalled | FitStatus::MaxIterations))
+                || (capped && s == FitStatus::MaxIterations)
         };
         // q~ / t~ toys whose free fit is below mu = 0 need the fit at 0,
         // which the device does not run
