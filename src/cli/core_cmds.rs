@@ -306,6 +306,12 @@ fn fit_model<M: ModelInfo>(a: &FitArgs, model: &M) -> Result<i32> {
             r.status.reason(),
             r.iterations
         );
+        if r.restarted {
+            s.push_str(
+                "note: the fit from the given start did not converge; this is the fit \
+                 restarted from the suggested initial values\n\n",
+            );
+        }
         if cov_kind == "asymptotic" {
             s.push_str("errors: asymptotic covariance of a weighted fit (H^-1 D H^-1)\n\n");
         }
