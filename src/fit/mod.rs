@@ -537,7 +537,8 @@ fn restart_spec<L: Likelihood>(model: &L, sp: &FitSpec, m: &Member) -> Option<Fi
 /// `restarted`; iterations and evaluations count both.
 fn better_of(first: Member, second: Member, sp: &FitSpec) -> FitResult {
     let (iter, evals) = (first.iter + second.iter, first.evals + second.evals);
-    let take_second = second.status.ok() || second.f < first.f;
+    // (a finite value beats a first fit that ended not a number)
+    let take_second = second.status.ok() || (second.f.is_finite() && !(second.f >= first.f));
     let mut r = if take_second {
         let mut r = result(second, sp);
         r.restarted = true;
