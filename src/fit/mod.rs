@@ -28,6 +28,7 @@
 //! stops the others, and a member's result does not depend on the schedule.
 
 pub mod block;
+mod coords;
 pub mod covariance;
 pub mod linalg;
 mod newton;
@@ -426,6 +427,19 @@ pub fn fit<L: Likelihood>(
 
 /// Fit a batch of problems: `data` holds one dataset for all members or one per member.
 pub fn fit_batch<L: Likelihood>(
+    model: &L,
+    data: &[&L::Data],
+    specs: &[FitSpec],
+    opts: &FitOptions,
+) -> Vec<FitResult> {
+    match coords::reciprocal_mask(model, specs) {
+        Some(rec) => coords::fit_reciprocal(model, data, specs, opts, rec),
+        None => fit_batch_plain(model, data, specs, opts),
+    }
+}
+
+/// [`fit_batch`] in the model's own coordinates.
+fn fit_batch_plain<L: Likelihood>(
     model: &L,
     data: &[&L::Data],
     specs: &[FitSpec],

@@ -89,6 +89,11 @@ pub trait Part: Send + Sync {
     fn domain_issue(&self, _theta: &[f64], _data: &PartData) -> Option<String> {
         None
     }
+    /// Local parameters the minimiser may step in as `1/x`
+    /// ([`Likelihood::reciprocal_pars`]). Default: none.
+    fn reciprocal_pars(&self) -> Vec<usize> {
+        Vec::new()
+    }
     /// JSON description for `gradfit inspect`.
     fn describe(&self) -> Value;
     /// For parts with weighted events: `sum_i w_i^2 s_i s_i^T` (local, row-major)
@@ -138,6 +143,8 @@ pub struct CombinedModel {
     poi: Option<usize>,
     observed: CombinedData,
     layout: HessianLayout,
+    /// Global indices of the parts' reciprocal parameters.
+    reciprocal: Vec<usize>,
     /// Label (analysis or measurement name).
     pub label: String,
     /// Non-fatal findings while combining (printed by the CLI).
@@ -262,6 +269,18 @@ impl CombinedModel {
             parts: parts.iter().map(|p| p.observed()).collect(),
         };
         let n = names.len();
+        let mut reciprocal: Vec<usize> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(k, p)| {
+                p.reciprocal_pars()
+                    .into_iter()
+                    .map(|j| map[k][j])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        reciprocal.sort_unstable();
+        reciprocal.dedup();
         Ok(CombinedModel {
             parts,
             map,
@@ -272,6 +291,7 @@ impl CombinedModel {
             poi,
             observed,
             layout: HessianLayout::dense(n),
+            reciprocal,
             label: label.to_string(),
             warnings,
         })
@@ -403,6 +423,10 @@ impl Likelihood for CombinedModel {
     type Data = CombinedData;
     type Scratch = CombinedScratch;
     type Generator = Vec<PartGen>;
+
+    fn reciprocal_pars(&self) -> &[usize] {
+        &self.reciprocal
+    }
 
     fn par_names(&self) -> &[String] {
         &self.par_names

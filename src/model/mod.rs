@@ -65,6 +65,12 @@ pub trait Likelihood: Send + Sync {
     fn magnitude(&self, _data: &Self::Data) -> f64 {
         0.0
     }
+    /// Parameters the minimiser steps in as `1/x` (see `fit::coords`): those
+    /// whose likelihood is closer to quadratic in the reciprocal, and which
+    /// the model defines only at `x > 0`. Default: none.
+    fn reciprocal_pars(&self) -> &[usize] {
+        &[]
+    }
     /// Whether the rates of the last evaluation with `scratch` leave the
     /// likelihood's domain in a bin with data, where the model evaluates an
     /// extension (a minimum found there is reported as

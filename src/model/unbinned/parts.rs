@@ -5,7 +5,7 @@ use super::atoms::Norm;
 use super::constraint::ConstraintPart;
 use super::hs3::{Hs3Part, read_hs3};
 use super::part::{Events, UnbinnedPart, UnbinnedScratch};
-use super::slots::SlotValues;
+use super::slots::{SlotFn, SlotValues};
 use crate::error::Result;
 use crate::model::combined::{
     CombinedModel, ConstraintInfo, HistFactoryPart, Part, PartData, PartGen, PartScratch,
@@ -90,6 +90,18 @@ impl Part for UnbinnedPart {
     field_accessors!();
     fn scratch(&self) -> PartScratch {
         Box::new(UnbinnedScratch::default())
+    }
+    fn reciprocal_pars(&self) -> Vec<usize> {
+        let ch = &self.channel;
+        let mut out = Vec::new();
+        for a in &ch.atoms {
+            for &k in a.shape.reciprocal_slots() {
+                if let SlotFn::Par(i) = ch.slots[a.u0 + k].f {
+                    out.push(i);
+                }
+            }
+        }
+        out
     }
     fn eval(
         &self,

@@ -163,6 +163,17 @@ impl Shape {
         }
     }
 
+    /// Positions of the parameters the minimiser steps in as `1/x`: the
+    /// Crystal Ball's tail exponents (the likelihood is closer to quadratic
+    /// in `1/n`, the tail tends to a Gaussian's as `1/n -> 0`; `fit::coords`).
+    pub fn reciprocal_slots(&self) -> &'static [usize] {
+        match self {
+            Shape::CrystalBall => &[3],
+            Shape::DoubleCB => &[4, 6],
+            _ => &[],
+        }
+    }
+
     /// Names of the parameters (HS3 keys).
     pub fn par_keys(&self) -> Vec<String> {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
