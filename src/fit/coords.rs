@@ -65,7 +65,7 @@ fn rec_bounds((lo, hi): (f64, f64)) -> (f64, f64) {
 impl<'a, L: Likelihood> Reciprocal<'a, L> {
     /// The adapter for the parameters marked in `rec`.
     pub(super) fn new(inner: &'a L, rec: Vec<bool>) -> Self {
-        let init = to_u(&rec, inner.init());
+        let init = invert(&rec, inner.init());
         let bounds = inner
             .bounds()
             .iter()
@@ -135,7 +135,8 @@ fn scale(rec: &[bool], x: &[f64], g: &mut [f64]) {
     }
 }
 
-fn to_u(rec: &[bool], x: &[f64]) -> Vec<f64> {
+/// `x <-> u` where `rec` (`1/v` is its own inverse).
+fn invert(rec: &[bool], x: &[f64]) -> Vec<f64> {
     x.iter()
         .zip(rec)
         .map(|(&v, &r)| if r { 1.0 / v } else { v })
@@ -253,10 +254,10 @@ impl<L: Likelihood> Likelihood for Reciprocal<'_, L> {
         f
     }
     fn asimov(&self, theta: &[f64]) -> L::Data {
-        self.inner.asimov(&to_u(&self.rec, theta))
+        self.inner.asimov(&invert(&self.rec, theta))
     }
     fn generator(&self, theta: &[f64]) -> L::Generator {
-        self.inner.generator(&to_u(&self.rec, theta))
+        self.inner.generator(&invert(&self.rec, theta))
     }
     fn sample(&self, g: &L::Generator, seed: u64, toy: u32, purpose: u32) -> L::Data {
         self.inner.sample(g, seed, toy, purpose)
