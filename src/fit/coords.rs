@@ -153,9 +153,20 @@ pub(super) fn fit_reciprocal<L: Likelihood>(
 ) -> Vec<FitResult> {
     let adapter = Reciprocal::new(model, rec);
     let specs_u: Vec<FitSpec> = specs.iter().map(|s| adapter.spec(s)).collect();
-    super::fit_batch_plain(&adapter, data, &specs_u, opts)
-        .into_iter()
-        .map(|r| adapter.result(r))
+    let out = super::fit_batch_plain(&adapter, data, &specs_u, opts);
+    out.into_iter()
+        .zip(specs)
+        .map(|(r, s)| {
+            let mut r = adapter.result(r);
+            // 1/(1/b) can miss a bound b by an ulp: a fit at its bound reports the bound.
+            for (i, &m) in adapter.rec.iter().enumerate() {
+                if m {
+                    let (lo, hi) = s.bounds[i];
+                    r.x[i] = r.x[i].clamp(lo.min(hi), hi.max(lo));
+                }
+            }
+            r
+        })
         .collect()
 }
 
@@ -353,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn fixed_or_non_positive_exponents_stay_in_the_model_coordinates() {
+    fn fixed_exponents_keep_their_bits_and_bounded_ones_end_on_their_bounds() {
         let (m, data) = dscb();
         let (nl, nr) = (idx(&m, "nl"), idx(&m, "nr"));
         // nl fixed at a value 1/(1/x) does not return bit for bit: not mapped.
@@ -363,6 +374,16 @@ mod tests {
         let r = fit_batch(&m, &[&data], &[spec], &FitOptions::default()).remove(0);
         assert_eq!(r.x[nl], 2.9);
         assert_eq!(r.status, FitStatus::Converged);
+        // At a bound, the bound itself (1/(1/1.97) > 1.97, 1/(1/5.808) < 5.808).
+        const LO: f64 = 5.808;
+        let mut spec = FitSpec::from_model(&m);
+        spec.bounds[nr] = (0.5, 1.97);
+        spec.bounds[nl] = (LO, 20.0);
+        assert!(1.0 / (1.0 / 1.97) > 1.97 && 1.0 / (1.0 / LO) < LO);
+        spec.init[nr] = 1.5;
+        spec.init[nl] = 7.0;
+        let r = fit_batch(&m, &[&data], &[spec], &FitOptions::default()).remove(0);
+        assert_eq!((r.x[nl], r.x[nr]), (LO, 1.97));
         // A start at or below 0, or bounds without room above 0: not mapped.
         let mut spec = FitSpec::from_model(&m);
         spec.init[nr] = -1.0;
