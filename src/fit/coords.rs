@@ -379,7 +379,8 @@ mod tests {
         let mut spec = FitSpec::from_model(&m);
         spec.bounds[nr] = (0.5, 1.97);
         spec.bounds[nl] = (LO, 20.0);
-        assert!(1.0 / (1.0 / 1.97) > 1.97 && 1.0 / (1.0 / LO) < LO);
+        let recip = |b: f64| 1.0 / std::hint::black_box(1.0 / b);
+        assert!(recip(1.97) > 1.97 && recip(LO) < LO);
         spec.init[nr] = 1.5;
         spec.init[nl] = 7.0;
         let r = fit_batch(&m, &[&data], &[spec], &FitOptions::default()).remove(0);
